@@ -1,0 +1,113 @@
+"""User-registered datasets: a labels CSV plus an image folder, remembered in the config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import load_config, save_config
+from ..errors import DatasetError
+from .registry import DatasetEntry, DatasetInfo, make_dataset
+
+
+def _loader_for(name: str, spec: dict[str, Any]):
+    def load(root: Path | None = None) -> Any:
+        csv_path = Path(spec["csv"])
+        root_path = Path(root) if root is not None else Path(spec["root"])
+        try:
+            table = pd.read_csv(csv_path)
+        except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{csv_path}: cannot read labels CSV ({exc}); fix the file or re-add the dataset") from None
+        columns = {"path": spec["path_column"], "score": spec["score_column"]}
+        for optional in ("std", "content"):
+            if spec.get(f"{optional}_column"):
+                columns[optional] = spec[f"{optional}_column"]
+        for role, column in columns.items():
+            if column not in table.columns:
+                raise DatasetError(
+                    f"{csv_path}: no column '{column}' (the {role} column); columns are {list(table.columns)}. "
+                    f"Re-add with --{role}-column NAME"
+                )
+        items = pd.DataFrame(
+            {
+                "item_id": table[columns["path"]].astype(str),
+                "path": table[columns["path"]].astype(str),
+                "score": table[columns["score"]],
+            }
+        )
+        if "std" in columns:
+            items["std"] = table[columns["std"]]
+        items["content_id"] = table[columns["content"]].astype(str) if "content" in columns else items["item_id"]
+        return make_dataset(_info(name, spec), items, root_path)
+
+    return load
+
+
+def _info(name: str, spec: dict[str, Any]) -> DatasetInfo:
+    return DatasetInfo(
+        name=name,
+        kind=spec.get("kind", "authentic"),
+        score_type="DMOS" if spec.get("lower_better") else "MOS",
+        higher_is_better=not spec.get("lower_better", False),
+        score_range=(float(spec["score_range"][0]), float(spec["score_range"][1])),
+        description=f"user dataset from {spec['csv']}",
+        download="registered with `biqa datasets add`",
+        needs_root=False,
+    )
+
+
+def custom_entries() -> dict[str, DatasetEntry]:
+    entries = {}
+    for name, spec in load_config().get("datasets", {}).items():
+        entries[name] = DatasetEntry(_info(name, spec), _loader_for(name, spec))
+    return entries
+
+
+def add_custom_dataset(
+    name: str,
+    csv: Path,
+    root: Path,
+    score_range: tuple[float, float],
+    lower_better: bool = False,
+    path_column: str = "path",
+    score_column: str = "score",
+    std_column: str | None = None,
+    content_column: str | None = None,
+    kind: str = "authentic",
+) -> DatasetInfo:
+    """Register a user dataset; validates the CSV now so mistakes show at once."""
+    from .registry import _REGISTRY, _ensure_builtin
+
+    _ensure_builtin()
+    if name in _REGISTRY:
+        raise DatasetError(f"'{name}' is a built-in dataset; choose another name")
+    if ":" in name or "/" in name:
+        raise DatasetError(f"dataset name '{name}' may not contain ':' or '/'")
+    csv = Path(csv).resolve()
+    root = Path(root).resolve()
+    if not csv.is_file():
+        raise DatasetError(f"{csv}: labels CSV not found; check the path")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: image folder not found; check the path")
+    spec = {
+        "csv": str(csv),
+        "root": str(root),
+        "score_range": [float(score_range[0]), float(score_range[1])],
+        "lower_better": bool(lower_better),
+        "path_column": path_column,
+        "score_column": score_column,
+        "std_column": std_column,
+        "content_column": content_column,
+        "kind": kind,
+    }
+    try:
+        info = _info(name, spec)
+    except ValueError as exc:
+        raise DatasetError(f"dataset '{name}': {exc}") from None
+    _loader_for(name, spec)(root)  # raises a clear error on a bad CSV
+    config = load_config()
+    config.setdefault("datasets", {})[name] = spec
+    save_config(config)
+    return info

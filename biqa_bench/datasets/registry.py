@@ -1,0 +1,212 @@
+"""The dataset registry: metadata, the items table, fingerprints and name look-up.
+
+Contract (see DESIGN.md). A dataset is :class:`DatasetInfo` metadata plus an items table with
+the columns ``item_id``, ``path`` (relative to the dataset root), ``score`` (as distributed),
+``quality`` (0-100, higher is better, the linear map of the nominal score range, DMOS
+inverted), ``content_id`` (the reference image for synthetic sets, the image itself otherwise)
+and optional ``std``, ``n_ratings``, ``distortion``, ``level`` and dataset-specific columns.
+
+A loader is registered with :func:`register_dataset` and called as ``loader(root, **options)``;
+it returns a :class:`Dataset` built with :func:`make_dataset`. Options come from the name
+spec ``name:key=value,key=value`` (for example ``koniq:scale=mos``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DatasetError
+
+REQUIRED_COLUMNS = ["item_id", "path", "score", "quality", "content_id"]
+KINDS = ("authentic", "synthetic")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    kind: str  # "authentic" | "synthetic"
+    score_type: str  # "MOS" | "DMOS"
+    higher_is_better: bool
+    score_range: tuple[float, float]  # nominal range of ``score``
+    n_contents: int | None = None
+    n_items: int | None = None
+    description: str = ""
+    download: str = ""  # where to get it and what to unpack
+    needs_root: bool = True  # False for the embedded sets, which build themselves
+    options: dict[str, str] = field(default_factory=dict)  # option -> help text
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
+        lo, hi = self.score_range
+        if not hi > lo:
+            raise ValueError(f"score_range must be increasing, got {self.score_range}")
+
+
+@dataclass
+class Dataset:
+    info: DatasetInfo
+    items: pd.DataFrame
+    root: Path
+    spec: str  # the name with options, e.g. "koniq:scale=mos"; used in results
+
+    @property
+    def name(self) -> str:
+        return self.spec
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_items(self.items)
+
+    def abspath(self, relative: str) -> Path:
+        return self.root / relative
+
+    def with_abspaths(self, items: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The items table (or a subset of it) with ``path`` made absolute."""
+        frame = (self.items if items is None else items).copy()
+        frame["path"] = [str(self.root / p) for p in frame["path"]]
+        return frame
+
+    def subset(self, item_ids) -> pd.DataFrame:
+        index = self.items.set_index("item_id", drop=False)
+        return index.loc[list(item_ids)].reset_index(drop=True)
+
+
+def fingerprint_items(items: pd.DataFrame) -> str:
+    """SHA-256 (first 16 hex digits) of item ids, paths, scores and contents, in id order."""
+    frame = items[["item_id", "path", "score", "content_id"]].sort_values("item_id")
+    text = "\n".join(
+        f"{i}\t{p}\t{float(s):.6g}\t{c}"
+        for i, p, s, c in zip(frame["item_id"], frame["path"], frame["score"], frame["content_id"])
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def quality_from_score(score, info: DatasetInfo) -> np.ndarray:
+    """Map scores linearly from the nominal range to 0-100, higher is better."""
+    lo, hi = info.score_range
+    score = np.asarray(score, dtype=float)
+    quality = (score - lo) / (hi - lo) * 100.0
+    return quality if info.higher_is_better else 100.0 - quality
+
+
+def make_dataset(info: DatasetInfo, items: pd.DataFrame, root: Path, spec: str | None = None) -> Dataset:
+    """Validate an items table, add ``quality`` (and ``content_id`` if absent), build a Dataset."""
+    frame = items.copy()
+    for column in ("item_id", "path", "score"):
+        if column not in frame.columns:
+            raise DatasetError(f"{info.name}: loader produced no '{column}' column")
+    frame["item_id"] = frame["item_id"].astype(str)
+    frame["path"] = frame["path"].astype(str)
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype(float)
+    if frame["score"].isna().any():
+        bad = frame.loc[frame["score"].isna(), "item_id"].head(3).tolist()
+        raise DatasetError(f"{info.name}: non-numeric or missing scores for items {bad}; check the label file")
+    if frame["item_id"].duplicated().any():
+        dup = frame.loc[frame["item_id"].duplicated(), "item_id"].head(3).tolist()
+        raise DatasetError(f"{info.name}: duplicate item ids {dup}; check the label file")
+    if "content_id" not in frame.columns:
+        frame["content_id"] = frame["item_id"]
+    frame["content_id"] = frame["content_id"].astype(str)
+    frame["quality"] = quality_from_score(frame["score"], info)
+    ordered = REQUIRED_COLUMNS + [c for c in frame.columns if c not in REQUIRED_COLUMNS]
+    frame = frame[ordered].reset_index(drop=True)
+    return Dataset(info=info, items=frame, root=Path(root), spec=spec or info.name)
+
+
+Loader = Callable[..., Dataset]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    info: DatasetInfo
+    loader: Loader
+
+
+_REGISTRY: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(info: DatasetInfo) -> Callable[[Loader], Loader]:
+    """Decorator: register ``loader(root: Path, **options) -> Dataset`` under ``info.name``."""
+
+    def decorate(loader: Loader) -> Loader:
+        _REGISTRY[info.name] = DatasetEntry(info, loader)
+        return loader
+
+    return decorate
+
+
+def _ensure_builtin() -> None:
+    # Importing the package registers the built-in loaders; user datasets come from config.
+    from . import _builtin  # noqa: F401
+
+
+def registered() -> dict[str, DatasetEntry]:
+    _ensure_builtin()
+    from .custom import custom_entries
+
+    entries = dict(_REGISTRY)
+    entries.update(custom_entries())
+    return entries
+
+
+def did_you_mean(name: str, candidates) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``'koniq:scale=mos,foo=1'`` -> ``('koniq', {'scale': 'mos', 'foo': '1'})``."""
+    name, _, rest = spec.partition(":")
+    options: dict[str, str] = {}
+    if rest:
+        for part in rest.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or not key:
+                raise DatasetError(f"dataset '{spec}': options must read name:key=value[,key=value]")
+            options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
+def get_entry(name: str) -> DatasetEntry:
+    entries = registered()
+    if name not in entries:
+        raise DatasetError(
+            f"unknown dataset '{name}'.{did_you_mean(name, entries)} "
+            "See `biqa datasets list`, or register yours with `biqa datasets add`."
+        )
+    return entries[name]
+
+
+def load_dataset(spec: str, root: Path | str | None = None) -> Dataset:
+    """Load a registered dataset by name spec; the root comes from the argument or the config."""
+    from ..config import dataset_root
+
+    name, options = parse_spec(spec)
+    entry = get_entry(name)
+    unknown = sorted(set(options) - set(entry.info.options))
+    if unknown:
+        known = ", ".join(sorted(entry.info.options)) or "none"
+        raise DatasetError(f"dataset '{name}': unknown option(s) {unknown}; its options are: {known}")
+    if root is None:
+        root = dataset_root(name)
+    if root is None and entry.info.needs_root:
+        raise DatasetError(
+            f"dataset '{name}': no root folder known; pass --root DIR or run "
+            f"`biqa datasets root {name} DIR` (download: {entry.info.download or 'see biqa datasets info'})"
+        )
+    root_path = Path(root) if root is not None else None
+    if root_path is not None and entry.info.needs_root and not root_path.is_dir():
+        raise DatasetError(f"dataset '{name}': root folder {root_path} does not exist; check the path")
+    dataset = entry.loader(root_path, **options)
+    canonical = name if not options else name + ":" + ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+    if dataset.spec != canonical:
+        dataset = replace(dataset, spec=canonical)
+    return dataset

@@ -1,0 +1,1 @@
+"""Analyses: pure functions from predictions to named results and tidy tables."""

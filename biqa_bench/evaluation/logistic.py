@@ -1,0 +1,75 @@
+"""The 4-parameter monotonic logistic mapping of VQEG / Sheikh et al. (2006).
+
+    f(x) = b2 + (b1 - b2) / (1 + exp(-(x - b3) / |b4|))
+
+Starting values (documented, deterministic): b1 = max(y), b2 = min(y), b3 = mean(x),
+b4 = std(x) / 4 (or 1 when x is constant). The fit is least squares (scipy ``curve_fit``).
+A fit that fails is reported in :class:`LogisticFit` (``success=False``, ``message``) and the
+mapping falls back to the best linear fit, so callers never crash on it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
+
+
+def logistic4(x, b1, b2, b3, b4):
+    x = np.asarray(x, dtype=float)
+    z = np.clip(-(x - b3) / np.abs(b4), -500, 500)
+    return b2 + (b1 - b2) / (1.0 + np.exp(z))
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    params: tuple[float, float, float, float] | None  # (b1, b2, b3, b4); None if the fit failed
+    success: bool
+    message: str
+    linear: tuple[float, float] = (1.0, 0.0)  # slope, intercept: the fallback mapping
+
+    def predict(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if self.success and self.params is not None:
+            return logistic4(x, *self.params)
+        slope, intercept = self.linear
+        return slope * x + intercept
+
+
+def starting_values(x, y) -> tuple[float, float, float, float]:
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    spread = float(np.std(x))
+    return float(np.max(y)), float(np.min(y)), float(np.mean(x)), spread / 4.0 if spread > 0 else 1.0
+
+
+def fit_logistic(x, y, maxfev: int = 20000) -> LogisticFit:
+    """Fit f(x) to y. Never raises on a bad fit: see ``success`` and ``message``."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError("x and y must be 1-d arrays of the same length")
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y = x[finite], y[finite]
+    if len(x) >= 2 and np.ptp(x) > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        linear = (float(slope), float(intercept))
+    else:
+        linear = (0.0, float(np.mean(y)) if len(y) else 0.0)
+    if len(x) < 5:
+        return LogisticFit(None, False, f"too few points ({len(x)}) for a 4-parameter fit", linear)
+    if np.ptp(x) == 0:
+        return LogisticFit(None, False, "predictions are constant", linear)
+    p0 = starting_values(x, y)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=maxfev)
+    except (RuntimeError, ValueError) as exc:
+        return LogisticFit(None, False, f"logistic fit failed: {exc}", linear)
+    if not np.all(np.isfinite(params)):
+        return LogisticFit(None, False, "logistic fit gave non-finite parameters", linear)
+    return LogisticFit(tuple(float(p) for p in params), True, "ok", linear)

@@ -1,0 +1,93 @@
+"""Correlation and error metrics, and the flat evaluation record every analysis reuses.
+
+SROCC, KROCC (tau-b, ties handled) and PLCC keep their sign: a method that ranks backwards
+shows a negative figure. PLCC after mapping and RMSE use the 4-parameter logistic fitted to
+the same items (:mod:`biqa_bench.evaluation.logistic`); ``plcc_raw`` is on the raw predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+from .logistic import LogisticFit, fit_logistic
+
+RECORD_FIELDS = ["method", "dataset", "split", "subset", "n", "srocc", "krocc", "plcc", "plcc_raw", "rmse"]
+METRICS = ["srocc", "krocc", "plcc", "plcc_raw", "rmse"]
+
+
+def _pair(truth, prediction) -> tuple[np.ndarray, np.ndarray]:
+    truth = np.asarray(truth, dtype=float)
+    prediction = np.asarray(prediction, dtype=float)
+    if truth.shape != prediction.shape or truth.ndim != 1:
+        raise ValueError("truth and prediction must be 1-d arrays of the same length")
+    return truth, prediction
+
+
+def _defined(truth: np.ndarray, prediction: np.ndarray) -> bool:
+    return len(truth) >= 2 and np.ptp(truth) > 0 and np.ptp(prediction) > 0
+
+
+def srocc(truth, prediction) -> float:
+    truth, prediction = _pair(truth, prediction)
+    if not _defined(truth, prediction):
+        return float("nan")
+    return float(stats.spearmanr(truth, prediction).statistic)
+
+
+def krocc(truth, prediction) -> float:
+    truth, prediction = _pair(truth, prediction)
+    if not _defined(truth, prediction):
+        return float("nan")
+    return float(stats.kendalltau(truth, prediction).statistic)
+
+
+def plcc(truth, prediction) -> float:
+    truth, prediction = _pair(truth, prediction)
+    if not _defined(truth, prediction):
+        return float("nan")
+    return float(stats.pearsonr(truth, prediction).statistic)
+
+
+def rmse(truth, prediction) -> float:
+    truth, prediction = _pair(truth, prediction)
+    if len(truth) == 0:
+        return float("nan")
+    return float(np.sqrt(np.mean((truth - prediction) ** 2)))
+
+
+@dataclass(frozen=True)
+class Scores:
+    n: int
+    srocc: float
+    krocc: float
+    plcc: float  # after the logistic mapping
+    plcc_raw: float
+    rmse: float  # after the logistic mapping, in units of the truth
+    mapping_ok: bool
+    mapping_message: str
+
+    def as_record(self, **keys) -> dict:
+        record = dict(keys)
+        record.update({k: v for k, v in asdict(self).items() if k in RECORD_FIELDS})
+        return record
+
+
+def score_predictions(truth, prediction, mapping: LogisticFit | None = None) -> Scores:
+    """All metrics for one set of items. ``mapping`` defaults to a logistic fitted here."""
+    truth, prediction = _pair(truth, prediction)
+    if mapping is None:
+        mapping = fit_logistic(prediction, truth)
+    mapped = mapping.predict(prediction)
+    return Scores(
+        n=int(len(truth)),
+        srocc=srocc(truth, prediction),
+        krocc=krocc(truth, prediction),
+        plcc=plcc(truth, mapped),
+        plcc_raw=plcc(truth, prediction),
+        rmse=rmse(truth, mapped),
+        mapping_ok=mapping.success,
+        mapping_message=mapping.message,
+    )

@@ -1,0 +1,170 @@
+"""The Method protocol, the method registry and adapter discovery.
+
+A method follows scikit-learn's estimator contract:
+
+* ``__init__(**hyper_parameters)`` stores hyper-parameters only (all keyword, all JSON-able);
+* ``fit(train_items, val_items, ctx)`` learns; items are DataFrames of the dataset's items
+  table with absolute ``path`` values (see :mod:`biqa_bench.datasets.registry`);
+* ``predict(items, ctx) -> np.ndarray`` of one float per row, higher = better quality;
+* ``save(folder)`` / ``load(folder)`` persist the learned state.
+
+Adapters register with ``@register_method("name")``. They are discovered from the top-level
+``methods/`` package, from folders named in ``$BIQA_METHODS_PATH`` (``os.pathsep``-separated),
+and from the entry-point group ``biqa_bench.methods``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import logging
+import os
+import pickle
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .errors import MethodError
+
+ENTRY_POINT_GROUP = "biqa_bench.methods"
+
+
+def _no_progress(description: str, completed: float, total: float | None) -> None:
+    return None
+
+
+@dataclass
+class Context:
+    """What a method may use besides its items: device, seed, folders, progress, log, images."""
+
+    device: str = "cpu"
+    seed: int = 0
+    cache_dir: Path = field(default_factory=lambda: Path(".biqa-cache"))
+    work_dir: Path | None = None  # the run folder (checkpoints may go here)
+    progress: Callable[[str, float, float | None], None] = _no_progress
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("biqa"))
+    images: Any = None  # an image source with .read(path) -> HxWx3 uint8; see biqa_bench.images
+    dataset: Any = None  # the Dataset the items come from, when known
+    options: dict[str, Any] = field(default_factory=dict)  # free-form runner options (recipe, resume, ...)
+
+    def read_image(self, path: str | Path) -> np.ndarray:
+        if self.images is None:
+            from .images import read_image
+
+            return read_image(path)
+        return self.images.read(path)
+
+
+class Method:
+    """Base class for adapters; subclasses override fit/predict and, if needed, save/load."""
+
+    name: str = "method"
+    #: True if the method has nothing to learn (fit is a no-op); such methods may be run
+    #: directly on any image set (gMAD pools, cross-dataset tests).
+    training_free: bool = False
+
+    def get_params(self) -> dict[str, Any]:
+        signature = inspect.signature(type(self).__init__)
+        return {
+            name: getattr(self, name)
+            for name in signature.parameters
+            if name != "self" and hasattr(self, name)
+        }
+
+    def fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "Method":
+        raise NotImplementedError
+
+    def predict(self, items: pd.DataFrame, ctx: Context) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, folder: Path) -> None:
+        """Default: pickle the instance's __dict__ (fine for small classical models)."""
+        from .store import atomic_write_bytes
+
+        atomic_write_bytes(Path(folder) / "model.pkl", pickle.dumps(self.__dict__))
+
+    def load(self, folder: Path) -> "Method":
+        path = Path(folder) / "model.pkl"
+        if not path.is_file():
+            raise MethodError(f"{path}: no saved model; train it first with `biqa train`")
+        self.__dict__.update(pickle.loads(path.read_bytes()))
+        return self
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+_DISCOVERED = False
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: make an adapter available as ``name``."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _import_folder(folder: Path, log: logging.Logger) -> None:
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        module_name = f"biqa_user_methods.{path.stem}"
+        if module_name in sys.modules:
+            continue
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # a broken user file must not hide the others; say which
+            del sys.modules[module_name]
+            raise MethodError(f"{path}: cannot import method adapter ({type(exc).__name__}: {exc}); fix the file") from None
+
+
+def discover(log: logging.Logger | None = None) -> dict[str, type[Method]]:
+    """Import the built-in adapters, user folders and entry points once; return the registry."""
+    global _DISCOVERED
+    log = log or logging.getLogger("biqa")
+    if not _DISCOVERED:
+        _DISCOVERED = True
+        import methods as builtin_methods
+
+        for info in sorted(Path(builtin_methods.__file__).parent.glob("*.py")):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"methods.{info.stem}")
+        for folder in filter(None, os.environ.get("BIQA_METHODS_PATH", "").split(os.pathsep)):
+            _import_folder(Path(folder), log)
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                entry.load()
+            except Exception as exc:
+                raise MethodError(f"entry point '{entry.name}' ({entry.value}) failed to load: {exc}") from None
+    return dict(_REGISTRY)
+
+
+def method_names() -> list[str]:
+    return sorted(discover())
+
+
+def create_method(name: str, **params: Any) -> Method:
+    registry = discover()
+    if name not in registry:
+        from .datasets.registry import did_you_mean
+
+        raise MethodError(f"unknown method '{name}'.{did_you_mean(name, registry)} See `biqa methods list`.")
+    cls = registry[name]
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        raise MethodError(f"method '{name}': bad parameters {sorted(params)} ({exc}); it accepts {accepted}") from None

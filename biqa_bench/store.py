@@ -1,0 +1,154 @@
+"""Reading and writing runs: atomic file writes, run folders, the predictions table.
+
+A run is one (method, train dataset, split) and lives in its own folder::
+
+    <out>/<train dataset>/<method>/split_<k>/predictions.csv
+                                            /manifest.json
+
+``predictions.csv`` has the columns of :data:`PREDICTION_COLUMNS`; ``manifest.json`` holds
+the config, seeds, versions, dataset fingerprint, split hash, weights hash and timings.
+The manifest is written last, so a folder with a manifest is a complete run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import RunError
+
+PREDICTION_COLUMNS = ["item_id", "dataset", "split", "subset", "quality", "score", "prediction"]
+MANIFEST = "manifest.json"
+PREDICTIONS = "predictions.csv"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def safe_name(name: str) -> str:
+    """A dataset or method name as a folder name (``koniq:scale=mos`` -> ``koniq@scale=mos``)."""
+    return name.replace(":", "@").replace("/", "_").replace(",", "+")
+
+
+def run_dir(out: Path, dataset: str, method: str, split_index: int) -> Path:
+    return Path(out) / safe_name(dataset) / safe_name(method) / f"split_{split_index:02d}"
+
+
+def is_complete(folder: Path) -> bool:
+    return (Path(folder) / MANIFEST).is_file() and (Path(folder) / PREDICTIONS).is_file()
+
+
+def write_run(folder: Path, predictions: pd.DataFrame, manifest: dict[str, Any]) -> None:
+    """Write a run: predictions first, manifest last (the manifest marks completion)."""
+    missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
+    if missing:
+        raise RunError(f"{folder}: predictions lack columns {missing}")
+    atomic_write_csv(Path(folder) / PREDICTIONS, predictions)
+    atomic_write_json(Path(folder) / MANIFEST, manifest)
+
+
+@dataclass(frozen=True)
+class Run:
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return self.manifest["method"]
+
+    @property
+    def train_dataset(self) -> str:
+        return self.manifest["train_dataset"]
+
+    @property
+    def split(self) -> int:
+        return int(self.manifest["split"])
+
+    def predictions(self) -> pd.DataFrame:
+        path = self.folder / PREDICTIONS
+        try:
+            frame = pd.read_csv(path, dtype={"item_id": str})
+        except (OSError, pd.errors.ParserError) as exc:
+            raise RunError(f"{path}: cannot read predictions ({exc}); delete the run folder and re-run") from None
+        missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+        if missing:
+            raise RunError(f"{path}: missing columns {missing}; delete the run folder and re-run")
+        frame.insert(0, "method", self.method)
+        frame.insert(1, "train_dataset", self.train_dataset)
+        return frame
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every complete run below ``root`` (a results folder or a single run folder)."""
+    root = Path(root)
+    if not root.exists():
+        raise RunError(f"{root}: no such results folder; run `biqa train` or `biqa demo` first")
+    runs = []
+    for manifest_path in sorted(root.rglob(MANIFEST)):
+        folder = manifest_path.parent
+        if not (folder / PREDICTIONS).is_file():
+            continue
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunError(f"{manifest_path}: unreadable manifest ({exc}); delete the run folder and re-run") from None
+        if manifest.get("kind", "run") != "run":
+            continue
+        runs.append(Run(folder, manifest))
+    return runs
+
+
+def load_predictions(root: Path) -> pd.DataFrame:
+    """All predictions below ``root`` as one tidy table (with ``method`` and ``train_dataset``)."""
+    runs = find_runs(root)
+    if not runs:
+        raise RunError(f"{root}: no complete runs found; run `biqa train` or `biqa demo` first")
+    return pd.concat([run.predictions() for run in runs], ignore_index=True)
