@@ -1,0 +1,617 @@
+"""The group MAximum Differentiation (gMAD) competition: pair selection, simulated observers,
+aggressiveness / resistance, pair figures and the export of pairs for a subjective test.
+
+Ma, Duanmu, Wu, Wang, Yong, Li, Zhang, "Group maximum differentiation competition: model
+comparison with few samples", TPAMI 2020 (CVPR 2016 for IQA on the Waterloo Exploration
+Database). One model, the *defender*, is held fixed: on an unlabelled pool, pairs of images it
+rates equal are found; another model, the *attacker*, picks among them the two it rates most
+differently. If people see the attacker's "best" image as clearly better, the attacker wins and
+the defender has been falsified; if people see no difference, the defender resisted.
+
+Selection (:func:`select_pairs`)
+    The defender's score range on the pool, ``[min, max]``, is split into ``levels`` (default 6)
+    equal-width levels of width ``w``; level ``k`` (1-based) has centre
+    ``min + (k - 1/2) * w``. Its candidates are the pool images whose defender score lies within
+    ``tolerance * w`` of the centre (default ``tolerance = 0.25``: the middle half of the level,
+    so the defender's scores inside a pair differ by at most half a level width; the toolbox
+    also uses a small band around each level's centre, we could not check its exact value).
+    Among the candidates the attacker's highest- and lowest-rated images form the pair
+    (``image_best``, ``image_worst``); ties go to the smaller item id. A level with fewer than two
+    candidates gives a row with ``status='empty'`` and a ``reason``. Scores of every method are
+    taken as "higher is better" (biqa predictions are on the quality scale).
+
+Judgments (:func:`read_judgments`, :func:`simulate_judgments`)
+    A CSV with one row per (pair, subject): ``pair_id``, ``subject``, ``preference``.
+    ``preference > 0`` means the *first* image of the pair (``image_best``, the attacker's
+    favourite; exported as ``<pair_id>_1.<ext>``) looks better. Two scales:
+
+    * ``-100..100``: a graded preference, -100 = the second is much better, 0 = same, 100 = the
+      first is much better (the scale of the gMAD IQA experiment);
+    * ``2afc``: a two-alternative forced choice, ``1`` = first better, ``-1`` = second better.
+      It is analysed on the same scale as ``100 * (2 p - 1)``, p the share choosing the first.
+
+Analysis (:func:`analyze`)
+    Per pair: mean preference ``s`` and its t-based 95 % confidence interval. With ``s^k`` the
+    mean preference of the pair at level ``k`` of (defender j, attacker i) and ``w_k`` the share
+    of pool images within the tolerance of level k's centre (by the defender's scores):
+
+    * aggressiveness of attacker i against defender j: ``a_ij = sum_k w_k s^k / sum_k w_k``
+      (in [-100, 100]; high when the attacker's favourite is indeed better);
+    * resistance of defender j against attacker i: ``r_ji = sum_k w_k (100 - |s^k|) / sum_k w_k``
+      (in [0, 100]; high when people see the pair as equal, as the defender claimed).
+
+    Levels without a pair or without judgments drop out of both sums. The ranking: each method's
+    mean aggressiveness and mean resistance over its opponents, ranked separately, and an overall
+    rank by the mean of the two ranks (ties broken by resistance). The combined rank is this
+    module's choice, not a formula from the papers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import AnalysisError
+
+DEFAULT_LEVELS = 6
+DEFAULT_TOLERANCE = 0.25  # fraction of a level's width on either side of its centre
+SCALES = ("-100..100", "2afc")
+JUDGMENT_COLUMNS = ["pair_id", "subject", "preference"]
+
+PAIR_COLUMNS = [
+    "pair_id", "defender", "attacker", "level", "level_centre", "level_low", "level_high", "tolerance",
+    "status", "reason", "n_candidates", "pool_size", "weight",
+    "image_best", "image_worst", "defender_best", "defender_worst", "attacker_best", "attacker_worst",
+]
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _check_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("item_id", "method", "score") if c not in scores.columns]
+    if missing:
+        raise AnalysisError(f"gMAD scores lack columns {missing}; expected item_id, method, score")
+    frame = scores[["item_id", "method", "score"]].copy()
+    frame["item_id"] = frame["item_id"].astype(str)
+    frame["method"] = frame["method"].astype(str)
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    if frame.duplicated(["item_id", "method"]).any():
+        dup = frame.loc[frame.duplicated(["item_id", "method"]), ["method", "item_id"]].head(3)
+        raise AnalysisError(
+            f"gMAD scores hold several scores for the same (method, item): {dup.values.tolist()}; "
+            "give one score per method and pool image"
+        )
+    return frame
+
+
+def _wide(scores: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """Pool images scored (finite) by every method, one column per method, sorted by item id."""
+    frame = _check_scores(scores)
+    known = sorted(frame["method"].unique())
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise AnalysisError(f"no pool scores for method(s) {unknown}; scored methods: {known}")
+    wide = frame[frame["method"].isin(methods)].pivot(index="item_id", columns="method", values="score")
+    wide = wide[list(methods)].replace([np.inf, -np.inf], np.nan).dropna()
+    return wide.sort_index()
+
+
+def _pair_id(defender: str, attacker: str, level: int) -> str:
+    clean = lambda name: re.sub(r"[^A-Za-z0-9_.+=@]", "_", name)  # noqa: E731  (a file-name-safe id)
+    return f"{clean(defender)}-vs-{clean(attacker)}-L{level}"
+
+
+def _levels(defender_scores: np.ndarray, levels: int, tolerance: float, defender: str):
+    low, high = float(np.min(defender_scores)), float(np.max(defender_scores))
+    if not high > low:
+        raise AnalysisError(
+            f"defender '{defender}' gives all {len(defender_scores)} pool images the same score ({low:g}); "
+            "gMAD needs a spread of scores: check the method or use a larger pool"
+        )
+    width = (high - low) / levels
+    centres = low + (np.arange(levels) + 0.5) * width
+    return centres, width, tolerance * width, low
+
+
+def select_pairs(
+    scores: pd.DataFrame,
+    defender: str,
+    attacker: str,
+    levels: int = DEFAULT_LEVELS,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> pd.DataFrame:
+    """The gMAD pairs of one (defender, attacker): one row per level (see the module docstring).
+
+    ``scores`` is tidy: ``item_id``, ``method``, ``score`` (higher is better). Only images scored
+    by both methods take part. ``tolerance`` is a fraction of the level width (0 < t <= 0.5 keeps
+    the levels' candidate sets apart). Returns the columns of :data:`PAIR_COLUMNS`.
+    """
+    if defender == attacker:
+        raise AnalysisError(f"gMAD needs two different methods, got '{defender}' twice")
+    if int(levels) < 1:
+        raise AnalysisError(f"--levels must be at least 1, not {levels}")
+    if not (0 < float(tolerance) <= 0.5):
+        raise AnalysisError(f"--tolerance is a fraction of a level's width in (0, 0.5], not {tolerance}")
+    levels = int(levels)
+    wide = _wide(scores, [defender, attacker])
+    if len(wide) < 2:
+        raise AnalysisError(
+            f"only {len(wide)} pool image(s) scored by both '{defender}' and '{attacker}'; gMAD needs a pool"
+        )
+    d = wide[defender].to_numpy(float)
+    a = wide[attacker].to_numpy(float)
+    ids = wide.index.to_numpy()
+    centres, width, half_band, _ = _levels(d, levels, float(tolerance), defender)
+    rows = []
+    for k, centre in enumerate(centres, start=1):
+        inside = np.flatnonzero(np.abs(d - centre) <= half_band)
+        row: dict[str, Any] = {
+            "pair_id": _pair_id(defender, attacker, k),
+            "defender": defender,
+            "attacker": attacker,
+            "level": k,
+            "level_centre": float(centre),
+            "level_low": float(centre - width / 2),
+            "level_high": float(centre + width / 2),
+            "tolerance": float(half_band),
+            "n_candidates": int(len(inside)),
+            "pool_size": int(len(d)),
+            "weight": len(inside) / len(d),
+        }
+        if len(inside) < 2:
+            row.update(
+                status="empty",
+                reason=(
+                    f"{len(inside)} pool image(s) with {defender} score within {half_band:.4g} of "
+                    f"{centre:.4g}; a pair needs 2 (use a larger pool or a larger --tolerance)"
+                ),
+            )
+        else:
+            # ids are sorted, and argmax/argmin return the first hit: ties go to the smaller id
+            best = inside[int(np.argmax(a[inside]))]
+            worst = inside[int(np.argmin(a[inside]))]
+            row.update(
+                status="ok",
+                reason="" if a[best] > a[worst] else f"{attacker} rates all {len(inside)} candidates equal",
+                image_best=ids[best],
+                image_worst=ids[worst],
+                defender_best=d[best],
+                defender_worst=d[worst],
+                attacker_best=a[best],
+                attacker_worst=a[worst],
+            )
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=PAIR_COLUMNS)
+
+
+def select_all(
+    scores: pd.DataFrame,
+    methods: Sequence[str] | None = None,
+    levels: int = DEFAULT_LEVELS,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> pd.DataFrame:
+    """:func:`select_pairs` over every ordered (defender, attacker) of ``methods``.
+
+    The pool is the images every method scored, so all pairs come from the same set.
+    """
+    frame = _check_scores(scores)
+    methods = list(methods) if methods is not None else sorted(frame["method"].unique())
+    if len(methods) < 2 or len(set(methods)) != len(methods):
+        raise AnalysisError(f"gMAD needs at least two different methods, got {methods}")
+    common = _wide(frame, methods).index
+    pool = frame[frame["item_id"].isin(common) & frame["method"].isin(methods)]
+    tables = [
+        select_pairs(pool, defender, attacker, levels, tolerance)
+        for defender in methods
+        for attacker in methods
+        if defender != attacker
+    ]
+    pairs = pd.concat(tables, ignore_index=True)
+    if pairs["pair_id"].duplicated().any():  # two names that clean to the same id
+        pairs["pair_id"] = [f"{pid}-{i}" for i, pid in enumerate(pairs["pair_id"])]
+    return pairs
+
+
+def ok_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    return pairs[pairs["status"] == "ok"].reset_index(drop=True)
+
+
+def read_pairs(path: str | Path) -> pd.DataFrame:
+    """A ``pairs.csv`` written by ``biqa gmad select``."""
+    path = Path(path)
+    try:
+        pairs = pd.read_csv(path, dtype={"pair_id": str, "image_best": str, "image_worst": str,
+                                         "defender": str, "attacker": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise AnalysisError(f"{path}: cannot read gMAD pairs ({exc}); run `biqa gmad select` first") from None
+    missing = [c for c in ("pair_id", "defender", "attacker", "level", "status", "image_best", "image_worst")
+               if c not in pairs.columns]
+    if missing:
+        raise AnalysisError(f"{path}: not a gMAD pairs file (missing columns {missing}); use the pairs.csv of `biqa gmad select`")
+    pairs["reason"] = pairs["reason"].fillna("") if "reason" in pairs.columns else ""
+    return pairs
+
+
+# --------------------------------------------------------------------------- observers
+
+
+def simulate_judgments(
+    pairs: pd.DataFrame,
+    truth: pd.Series,
+    n_subjects: int = 20,
+    noise: float = 5.0,
+    seed: int = 0,
+    scale: str = "-100..100",
+    sensitivity: float = 10.0,
+) -> pd.DataFrame:
+    """Judgments of simulated observers who see the true quality through Gaussian noise.
+
+    ``truth`` maps item id -> quality (higher is better, e.g. 0-100). For each (pair, subject)
+    the perceived difference is ``truth[first] - truth[second] + N(0, noise^2)``; on the
+    ``-100..100`` scale the preference is ``100 * tanh(difference / sensitivity)`` rounded to an
+    integer (a difference of ``sensitivity`` quality points reads as about 76), on ``2afc`` it is
+    the sign (Thurstone case V). Only pairs with ``status == 'ok'`` are judged.
+    """
+    if scale not in SCALES:
+        raise AnalysisError(f"unknown judgment scale '{scale}'; use one of {list(SCALES)}")
+    if n_subjects < 1:
+        raise AnalysisError(f"the number of simulated subjects must be at least 1, not {n_subjects}")
+    judged = ok_pairs(pairs)
+    truth = pd.Series(truth)
+    truth.index = truth.index.astype(str)
+    needed = pd.unique(judged[["image_best", "image_worst"]].to_numpy().ravel().astype(str))
+    missing = [i for i in needed if i not in truth.index or not np.isfinite(truth.get(i, np.nan))]
+    if missing:
+        raise AnalysisError(
+            f"no ground-truth quality for {len(missing)} pair image(s), e.g. {missing[:3]}; "
+            "simulate with a labelled pool (a dataset with quality scores)"
+        )
+    rng = np.random.default_rng(seed)
+    difference = (truth.loc[judged["image_best"].astype(str)].to_numpy(float)
+                  - truth.loc[judged["image_worst"].astype(str)].to_numpy(float))
+    perceived = difference[:, None] + rng.normal(0.0, float(noise), size=(len(judged), n_subjects))
+    if scale == "2afc":
+        preference = np.where(perceived > 0, 1, np.where(perceived < 0, -1, rng.choice([-1, 1], size=perceived.shape)))
+    else:
+        preference = np.rint(100.0 * np.tanh(perceived / float(sensitivity))).astype(int)
+    width = len(str(n_subjects))
+    subjects = [f"sim{j + 1:0{width}d}" for j in range(n_subjects)]
+    return pd.DataFrame(
+        {
+            "pair_id": np.repeat(judged["pair_id"].to_numpy(), n_subjects),
+            "subject": np.tile(subjects, len(judged)),
+            "preference": preference.ravel(),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def read_judgments(path: str | Path) -> pd.DataFrame:
+    """A judgments CSV (``pair_id, subject, preference``; see the module docstring)."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"pair_id": str, "subject": str})
+    except FileNotFoundError:
+        raise AnalysisError(f"{path}: judgments file not found; check the path") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise AnalysisError(f"{path}: cannot read judgments ({exc}); expected a CSV with columns {JUDGMENT_COLUMNS}") from None
+    frame.attrs["source"] = str(path)
+    return frame
+
+
+def _validate_judgments(judgments: pd.DataFrame, pairs: pd.DataFrame, scale: str | None, source: str):
+    missing = [c for c in JUDGMENT_COLUMNS if c not in judgments.columns]
+    if missing:
+        raise AnalysisError(f"{source}: missing columns {missing}; a judgments file has columns {JUDGMENT_COLUMNS}")
+    frame = judgments[JUDGMENT_COLUMNS].copy()
+    frame["pair_id"] = frame["pair_id"].astype(str)
+    frame["subject"] = frame["subject"].astype(str)
+    frame["preference"] = pd.to_numeric(frame["preference"], errors="coerce")
+    if frame["preference"].isna().any() or not np.isfinite(frame["preference"]).all():
+        bad = frame.index[~np.isfinite(frame["preference"].fillna(np.inf))][:3] + 2
+        raise AnalysisError(f"{source}: non-numeric or missing preference on line(s) {list(bad)}; give a number per row")
+    known = set(pairs["pair_id"].astype(str))
+    unknown = sorted(set(frame["pair_id"]) - known)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise AnalysisError(
+            f"{source}: {len(unknown)} unknown pair id(s): {shown}; use the pair ids of the pairs.csv the test was built from"
+        )
+    empty = sorted(set(frame["pair_id"]) & set(pairs.loc[pairs["status"] != "ok", "pair_id"].astype(str)))
+    if empty:
+        raise AnalysisError(f"{source}: judgments for pair(s) that have no images (empty levels): {', '.join(empty[:5])}")
+    values = frame["preference"].to_numpy(float)
+    is_binary = bool(np.isin(values, [-1.0, 1.0]).all())
+    if scale is None or scale == "auto":
+        scale = "2afc" if is_binary else "-100..100"
+    if scale not in SCALES:
+        raise AnalysisError(f"unknown judgment scale '{scale}'; use one of {list(SCALES)} or auto")
+    if scale == "2afc" and not is_binary:
+        raise AnalysisError(f"{source}: 2afc preferences must be 1 (first better) or -1 (second better)")
+    if scale == "-100..100" and (np.abs(values) > 100).any():
+        raise AnalysisError(f"{source}: preferences outside -100..100 (max |value| {np.abs(values).max():g}); check the scale")
+    frame["preference_100"] = values * (100.0 if scale == "2afc" else 1.0)
+    return frame, scale
+
+
+def _mean_ci(values: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
+    n = len(values)
+    if n == 0:
+        return (math.nan,) * 4
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, math.nan, math.nan, math.nan
+    sd = float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, sd, mean - half, mean + half
+
+
+def level_weights(pairs: pd.DataFrame, pool_scores: pd.DataFrame | None) -> pd.Series:
+    """Per pair id: the share of pool images within the tolerance of its level's centre.
+
+    Recomputed from the defender's pool scores (``item_id, method, score``) when given, else
+    taken from the ``weight`` column written at selection.
+    """
+    if pool_scores is None:
+        return pd.Series(pairs["weight"].to_numpy(float), index=pairs["pair_id"].astype(str))
+    frame = _check_scores(pool_scores)
+    weights = {}
+    for defender, group in pairs.groupby("defender"):
+        scores = frame.loc[frame["method"] == defender, "score"].to_numpy(float)
+        scores = scores[np.isfinite(scores)]
+        if len(scores) == 0:
+            raise AnalysisError(f"pool scores hold no scores of defender '{defender}'; pass the pool_scores.csv of the selection")
+        for pid, centre, tol in zip(group["pair_id"], group["level_centre"], group["tolerance"]):
+            weights[str(pid)] = float(np.mean(np.abs(scores - centre) <= tol + 1e-12 * max(1.0, abs(centre))))
+    return pd.Series(weights)
+
+
+@dataclass
+class GmadResult:
+    """Everything ``biqa gmad analyze`` reports. Matrices hold NaN on the diagonal."""
+
+    per_pair: pd.DataFrame  # pair_id, defender, attacker, level, weight, n, mean, sd, ci_low, ci_high
+    aggressiveness: pd.DataFrame  # index attacker, columns defender
+    resistance: pd.DataFrame  # index defender, columns attacker
+    ranking: pd.DataFrame  # method, aggressiveness, resistance, their ranks, rank
+    scale: str
+    confidence: float = 0.95
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        def matrix(frame: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+            return {
+                str(r): {str(c): (None if pd.isna(v) else float(v)) for c, v in row.items()}
+                for r, row in frame.iterrows()
+            }
+
+        def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+            return [
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                for row in frame.to_dict(orient="records")
+            ]
+
+        return {
+            "scale": self.scale,
+            "confidence": self.confidence,
+            "aggressiveness": matrix(self.aggressiveness),
+            "resistance": matrix(self.resistance),
+            "ranking": records(self.ranking),
+            "per_pair": records(self.per_pair),
+            "notes": list(self.notes),
+        }
+
+
+def analyze(
+    pairs: pd.DataFrame,
+    judgments: pd.DataFrame,
+    pool_defender_scores: pd.DataFrame | None = None,
+    scale: str | None = None,
+    confidence: float = 0.95,
+    source: str | None = None,
+) -> GmadResult:
+    """Per-pair means with t confidence intervals, aggressiveness and resistance matrices, ranking.
+
+    ``pool_defender_scores`` (``item_id, method, score``) gives the level weights; without it the
+    weights stored in ``pairs`` are used. ``scale`` is ``-100..100``, ``2afc`` or None (inferred:
+    only +-1 values mean 2afc). ``source`` names the judgments in errors (default: the file
+    :func:`read_judgments` read, else "judgments").
+    """
+    source = source or judgments.attrs.get("source", "judgments")
+    judged, scale = _validate_judgments(judgments, pairs, scale, source)
+    pairs = pairs.copy()
+    pairs["pair_id"] = pairs["pair_id"].astype(str)
+    weights = level_weights(pairs, pool_defender_scores)
+    notes = []
+
+    grouped = {pid: g["preference_100"].to_numpy(float) for pid, g in judged.groupby("pair_id")}
+    rows = []
+    for pair in pairs.itertuples(index=False):
+        values = grouped.get(pair.pair_id, np.zeros(0))
+        mean, sd, low, high = _mean_ci(values, confidence)
+        rows.append(
+            {
+                "pair_id": pair.pair_id,
+                "defender": pair.defender,
+                "attacker": pair.attacker,
+                "level": int(pair.level),
+                "status": pair.status,
+                "weight": float(weights.get(pair.pair_id, math.nan)),
+                "n": int(len(values)),
+                "mean": mean,
+                "sd": sd,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    per_pair = pd.DataFrame(rows)
+    unjudged = per_pair[(per_pair["status"] == "ok") & (per_pair["n"] == 0)]
+    if len(unjudged):
+        notes.append(f"{len(unjudged)} pair(s) without judgments left out: {', '.join(unjudged['pair_id'][:5])}")
+
+    methods = sorted(set(pairs["defender"]) | set(pairs["attacker"]))
+    aggressiveness = pd.DataFrame(np.nan, index=pd.Index(methods, name="attacker"), columns=pd.Index(methods, name="defender"))
+    resistance = pd.DataFrame(np.nan, index=pd.Index(methods, name="defender"), columns=pd.Index(methods, name="attacker"))
+    usable = per_pair[(per_pair["n"] > 0) & np.isfinite(per_pair["weight"]) & (per_pair["weight"] > 0)]
+    for (defender, attacker), group in usable.groupby(["defender", "attacker"]):
+        w = group["weight"].to_numpy(float)
+        s = group["mean"].to_numpy(float)
+        aggressiveness.loc[attacker, defender] = float(np.sum(w * s) / np.sum(w))
+        resistance.loc[defender, attacker] = float(np.sum(w * (100.0 - np.abs(s))) / np.sum(w))
+
+    ranking = pd.DataFrame(
+        {
+            "method": methods,
+            "aggressiveness": [float(np.nanmean(aggressiveness.loc[m].to_numpy())) if aggressiveness.loc[m].notna().any() else math.nan for m in methods],
+            "resistance": [float(np.nanmean(resistance.loc[m].to_numpy())) if resistance.loc[m].notna().any() else math.nan for m in methods],
+        }
+    )
+    ranking["rank_aggressiveness"] = ranking["aggressiveness"].rank(ascending=False, method="min")
+    ranking["rank_resistance"] = ranking["resistance"].rank(ascending=False, method="min")
+    ranking["mean_rank"] = (ranking["rank_aggressiveness"] + ranking["rank_resistance"]) / 2
+    ranking = ranking.sort_values(["mean_rank", "resistance", "aggressiveness"], ascending=[True, False, False],
+                                  na_position="last").reset_index(drop=True)
+    ranking["rank"] = np.arange(1, len(ranking) + 1)
+    return GmadResult(per_pair, aggressiveness, resistance, ranking, scale, confidence, notes)
+
+
+# --------------------------------------------------------------------------- figures and export
+
+
+def _thumbnail(path: str | Path, max_side: int) -> np.ndarray:
+    from ..images import read_image
+
+    image = read_image(path)
+    step = max(1, int(math.ceil(max(image.shape[:2]) / max_side)))
+    return image[::step, ::step]
+
+
+def pair_figure(
+    pairs: pd.DataFrame,
+    image_paths: Mapping[str, str | Path],
+    out_path: str | Path,
+    preferences: Mapping[str, float] | None = None,
+    max_side: int = 384,
+    dpi: int = 110,
+) -> Path:
+    """One PNG of the pairs of one (defender, attacker): a column per level, the attacker's best
+    image on top, its worst below, each titled with both methods' scores.
+
+    ``image_paths`` maps item id -> absolute path. ``preferences`` (pair id -> mean preference)
+    adds the observers' verdict under each column.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if pairs[["defender", "attacker"]].drop_duplicates().shape[0] != 1:
+        raise AnalysisError("pair_figure draws one (defender, attacker) at a time")
+    pairs = pairs.sort_values("level").reset_index(drop=True)
+    defender, attacker = pairs.loc[0, "defender"], pairs.loc[0, "attacker"]
+    n = len(pairs)
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n + 0.8, 6.0), squeeze=False)
+    for col, pair in pairs.iterrows():
+        top, bottom = axes[0, col], axes[1, col]
+        header = f"level {int(pair['level'])}  ({defender} ≈ {pair['level_centre']:.3g})"
+        top.set_title(header, fontsize=9, fontweight="bold", pad=16)
+        if pair["status"] != "ok":
+            for ax in (top, bottom):
+                ax.set_axis_off()
+            top.text(0.5, 0.5, "no pair", ha="center", va="center", fontsize=11, color="0.4", transform=top.transAxes)
+            bottom.text(0.5, 0.9, _wrap(str(pair["reason"]), 34), ha="center", va="top", fontsize=7, color="0.4",
+                        transform=bottom.transAxes)
+            continue
+        for ax, which in ((top, "best"), (bottom, "worst")):
+            item = str(pair[f"image_{which}"])
+            ax.imshow(_thumbnail(image_paths[item], max_side))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(
+                f"{item}\n{attacker}: {pair[f'attacker_{which}']:.3g}   {defender}: {pair[f'defender_{which}']:.3g}",
+                fontsize=7.5,
+            )
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:green" if which == "best" else "tab:red")
+                spine.set_linewidth(2)
+        if preferences is not None and pair["pair_id"] in preferences and np.isfinite(preferences[pair["pair_id"]]):
+            bottom.text(0.5, -0.42, f"observers: {preferences[pair['pair_id']]:+.0f}", ha="center", va="top",
+                        fontsize=8, transform=bottom.transAxes)
+    axes[0, 0].set_ylabel(f"{attacker}: best", fontsize=9, color="tab:green")
+    axes[1, 0].set_ylabel(f"{attacker}: worst", fontsize=9, color="tab:red")
+    for ax in axes[:, 0]:
+        ax.yaxis.set_visible(True)
+    fig.suptitle(f"gMAD: defender {defender} (holds each pair equal) vs attacker {attacker}", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=dpi)
+    plt.close(fig)
+    return out_path
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def pair_figures(
+    pairs: pd.DataFrame,
+    image_paths: Mapping[str, str | Path],
+    out_dir: str | Path,
+    preferences: Mapping[str, float] | None = None,
+) -> list[Path]:
+    """:func:`pair_figure` for every (defender, attacker); files ``<defender>-vs-<attacker>.png``."""
+    out_dir = Path(out_dir)
+    written = []
+    for (defender, attacker), group in pairs.groupby(["defender", "attacker"], sort=True):
+        name = _pair_id(defender, attacker, 0).rsplit("-L", 1)[0] + ".png"
+        written.append(pair_figure(group, image_paths, out_dir / name, preferences))
+    return written
+
+
+def export_pairs(pairs: pd.DataFrame, image_paths: Mapping[str, str | Path], out_dir: str | Path) -> pd.DataFrame:
+    """Copy the images of every pair into ``out_dir`` for a subjective test.
+
+    Files are ``<pair_id>_1<ext>`` (the attacker's best, the *first* image of the judgment scale)
+    and ``<pair_id>_2<ext>`` (its worst): real copies, not links. The test software should show
+    the two in random left/right order and record the preference for image 1. Also writes
+    ``key.csv`` (pair id, position, file, item id, source path) and returns it.
+    """
+    from ..store import atomic_write_csv
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for pair in ok_pairs(pairs).itertuples(index=False):
+        for position, item in ((1, pair.image_best), (2, pair.image_worst)):
+            item = str(item)
+            if item not in image_paths:
+                raise AnalysisError(f"no image path for pool item '{item}' (pair {pair.pair_id}); pass the pool's items")
+            source = Path(image_paths[item])
+            if not source.is_file():
+                raise AnalysisError(f"{source}: image of pool item '{item}' not found; check the pool's root folder")
+            target = out_dir / f"{pair.pair_id}_{position}{source.suffix.lower()}"
+            shutil.copyfile(source, target)  # follows links: the folder holds plain files
+            rows.append({"pair_id": pair.pair_id, "position": position, "file": target.name,
+                         "item_id": item, "source": str(source)})
+    key = pd.DataFrame(rows, columns=["pair_id", "position", "file", "item_id", "source"])
+    atomic_write_csv(out_dir / "key.csv", key)
+    return key
+
+
+def pairs_for_methods(pairs: pd.DataFrame, methods: Iterable[str]) -> pd.DataFrame:
+    methods = set(methods)
+    return pairs[pairs["defender"].isin(methods) & pairs["attacker"].isin(methods)].reset_index(drop=True)
