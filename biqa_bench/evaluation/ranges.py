@@ -1,0 +1,265 @@
+"""Fine-grained evaluation: the five ACR ranges (REQA Table I) and the low-quality subset (IEIT Table II).
+
+Ranges live on the 0-100 ``quality`` scale (higher is better, see the dataset registry):
+Bad [0,20), Poor [20,40), Fair [40,60), Good [60,80), Excellent [80,100]. A boundary value
+belongs to the range above it (quality exactly 40 is Fair), and 100 is Excellent. Quality
+outside 0-100 (a score outside the nominal interval, which some databases have) is clipped
+into the end ranges: below 0 counts as Bad, above 100 as Excellent.
+
+PLCC and RMSE of a range use the predictions mapped by the logistic fitted on the WHOLE test
+split of that (method, dataset, split) -- a method is not re-fitted per range, which would
+flatter it on narrow ranges. RMSE is therefore in quality units (0-100). SROCC and KROCC use the
+raw predictions. A range with fewer than ``min_items`` items, or whose truth or predictions are
+constant, gets ``status='undefined'``, a ``reason`` and NaN metrics: never a crash.
+
+Records follow :data:`biqa_bench.evaluation.metrics.RECORD_FIELDS` plus ``train_dataset``,
+``status`` and ``reason``; ``subset`` holds the range name (or ``'low_quality'``).
+
+If the predictions table has a ``subset`` column holding ``'test'`` rows (the runner's split
+subset), only those rows are evaluated; otherwise every row is taken as a test item.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..datasets.registry import DatasetInfo
+from ..errors import AnalysisError
+from .logistic import LogisticFit, fit_logistic
+from .metrics import METRICS, RECORD_FIELDS, score_predictions
+
+RANGE_NAMES = ["Bad", "Poor", "Fair", "Good", "Excellent"]
+RANGE_EDGES = [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+LOW_QUALITY = "low_quality"
+GROUP_KEYS = ["method", "train_dataset", "dataset", "split"]
+OUTPUT_COLUMNS = ["method", "train_dataset"] + RECORD_FIELDS[1:] + ["status", "reason"]
+OK = "ok"
+UNDEFINED = "undefined"
+
+
+# --------------------------------------------------------------------------- ACR classes
+
+
+def acr_class(quality) -> np.ndarray:
+    """ACR class index 0 (Bad) .. 4 (Excellent) of quality values; out-of-range values clipped."""
+    quality = np.asarray(quality, dtype=float)
+    if np.isnan(quality).any():
+        raise AnalysisError("acr_class: quality contains NaN; drop those items first")
+    # searchsorted(side='right') puts a boundary value (e.g. 40) into the range above it.
+    index = np.searchsorted(np.asarray(RANGE_EDGES[1:-1]), quality, side="right")
+    return index.astype(int)
+
+
+def acr_range(quality) -> np.ndarray:
+    """ACR range name of each quality value (see :func:`acr_class`)."""
+    return np.asarray(RANGE_NAMES, dtype=object)[acr_class(quality)]
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def select_test_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The test rows of a predictions table (all rows when there is no ``'test'`` subset)."""
+    if "subset" in predictions.columns and (predictions["subset"] == "test").any():
+        return predictions[predictions["subset"] == "test"]
+    return predictions
+
+
+def check_predictions(predictions: pd.DataFrame, required=("method", "dataset", "split", "quality", "prediction")) -> pd.DataFrame:
+    """Validate a predictions table: needed columns present, no NaN prediction or quality.
+
+    Returns the test rows with ``train_dataset`` filled in (the dataset itself when absent).
+    """
+    missing = [c for c in required if c not in predictions.columns]
+    if missing:
+        raise AnalysisError(
+            f"predictions table lacks columns {missing}; load it with biqa_bench.store.load_predictions"
+        )
+    frame = select_test_rows(predictions).copy()
+    if "train_dataset" not in frame.columns:
+        frame["train_dataset"] = frame["dataset"]
+    for column in ("prediction", "quality"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=float))
+        if bad.any():
+            first = frame.loc[bad].iloc[0]
+            where = f"method '{first['method']}' on '{first['dataset']}' split {first['split']}"
+            items = frame.loc[bad, "item_id"].head(3).tolist() if "item_id" in frame.columns else []
+            raise AnalysisError(
+                f"{int(bad.sum())} missing/NaN {column} values (first: {where}, items {items}); "
+                "re-run that method (delete its run folder and run again) or drop those items"
+            )
+        frame[column] = values.astype(float)
+    return frame
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _status(truth: np.ndarray, prediction: np.ndarray, min_items: int) -> tuple[str, str]:
+    n = len(truth)
+    if n == 0:
+        return UNDEFINED, "no items"
+    if n < min_items:
+        return UNDEFINED, f"only {n} items (fewer than min_items={min_items})"
+    if np.ptp(truth) == 0:
+        return UNDEFINED, "ground truth is constant"
+    if np.ptp(prediction) == 0:
+        return UNDEFINED, "predictions are constant"
+    return OK, ""
+
+
+def subset_record(keys: Mapping, truth, prediction, mapping: LogisticFit, min_items: int = 10) -> dict:
+    """One record for a subset of a test split, with PLCC/RMSE under a mapping fitted elsewhere."""
+    truth = np.asarray(truth, dtype=float)
+    prediction = np.asarray(prediction, dtype=float)
+    status, reason = _status(truth, prediction, min_items)
+    record = {k: keys.get(k) for k in OUTPUT_COLUMNS if k in keys}
+    record["n"] = int(len(truth))
+    if status == OK:
+        scores = score_predictions(truth, prediction, mapping=mapping)
+        record.update({m: getattr(scores, m) for m in METRICS})
+        if not mapping.success:
+            reason = f"whole-split logistic fit failed ({mapping.message}); PLCC/RMSE use the linear fallback"
+    else:
+        record.update({m: float("nan") for m in METRICS})
+    record["status"] = status
+    record["reason"] = reason
+    return record
+
+
+def _records_frame(records: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS)
+    for metric in METRICS:
+        frame[metric] = frame[metric].astype(float)
+    return frame
+
+
+def _split_groups(frame: pd.DataFrame):
+    for keys, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
+        truth = group["quality"].to_numpy(dtype=float)
+        prediction = group["prediction"].to_numpy(dtype=float)
+        mapping = fit_logistic(prediction, truth)
+        yield dict(zip(GROUP_KEYS, keys)), group, truth, prediction, mapping
+
+
+def range_records(predictions: pd.DataFrame, min_items: int = 10) -> pd.DataFrame:
+    """Metrics per ACR range and (method, train dataset, dataset, split); see the module docstring."""
+    frame = check_predictions(predictions)
+    records = []
+    for keys, _group, truth, prediction, mapping in _split_groups(frame):
+        classes = acr_class(truth)
+        for index, name in enumerate(RANGE_NAMES):
+            in_range = classes == index
+            record = subset_record({**keys, "subset": name}, truth[in_range], prediction[in_range], mapping, min_items)
+            records.append(record)
+    return _records_frame(records)
+
+
+def low_quality_mask(score, info_or_range, rule: str = "nominal", fraction: float = 0.25, higher_is_better: bool | None = None) -> np.ndarray:
+    """Which items are low quality.
+
+    ``rule='nominal'`` (IEIT's definition, the default): the score lies in the worst ``fraction``
+    of the dataset's nominal score interval, honouring direction -- for a MOS in [lo, hi] that is
+    ``score < lo + fraction*(hi-lo)`` (KonIQ 1-5: MOS < 2.0), for a DMOS the top of the scale,
+    ``score > hi - fraction*(hi-lo)``; equivalently ``quality < 100*fraction``.
+    ``rule='quantile'``: the lowest ``fraction`` of the given items by quality (ties at the
+    cut-off included).
+
+    ``info_or_range`` is a :class:`DatasetInfo` or a ``(lo, hi)`` tuple; with a tuple,
+    ``higher_is_better`` (default True) gives the direction.
+    """
+    if isinstance(info_or_range, DatasetInfo):
+        lo, hi = info_or_range.score_range
+        direction = info_or_range.higher_is_better if higher_is_better is None else higher_is_better
+    else:
+        lo, hi = (float(v) for v in info_or_range)
+        direction = True if higher_is_better is None else higher_is_better
+        if not hi > lo:
+            raise AnalysisError(f"low_quality_mask: score range {info_or_range} must be increasing")
+    if not 0 < fraction < 1:
+        raise AnalysisError(f"low-quality fraction must lie in (0, 1), not {fraction}")
+    score = np.asarray(score, dtype=float)
+    if np.isnan(score).any():
+        raise AnalysisError("low_quality_mask: scores contain NaN; drop those items first")
+    if rule == "nominal":
+        if direction:
+            return score < lo + fraction * (hi - lo)
+        return score > hi - fraction * (hi - lo)
+    if rule == "quantile":
+        if len(score) == 0:
+            return np.zeros(0, dtype=bool)
+        quality = score if direction else -score
+        return quality <= np.quantile(quality, fraction)
+    raise AnalysisError(f"unknown low-quality rule '{rule}'; use 'nominal' or 'quantile'")
+
+
+def low_quality_records(
+    predictions: pd.DataFrame,
+    infos: Mapping[str, DatasetInfo] | DatasetInfo | None = None,
+    rule: str = "nominal",
+    fraction: float = 0.25,
+    min_items: int = 10,
+) -> pd.DataFrame:
+    """Metrics on the low-quality subset per (method, train dataset, dataset, split).
+
+    ``infos`` maps dataset names to :class:`DatasetInfo` (or is one info for all); with the
+    nominal rule and an info at hand the mask is taken on ``score``, otherwise on ``quality``
+    (``quality < 100*fraction``, the same set up to rounding). The quantile rule needs no info.
+    """
+    frame = check_predictions(predictions)
+    records = []
+    for keys, group, truth, prediction, mapping in _split_groups(frame):
+        info = infos.get(keys["dataset"]) if isinstance(infos, Mapping) else infos
+        if rule == "nominal" and info is not None and "score" in group.columns:
+            mask = low_quality_mask(group["score"].to_numpy(dtype=float), info, rule, fraction)
+        else:
+            mask = low_quality_mask(truth, (0.0, 100.0), rule, fraction, higher_is_better=True)
+        records.append(subset_record({**keys, "subset": LOW_QUALITY}, truth[mask], prediction[mask], mapping, min_items))
+    return _records_frame(records)
+
+
+def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Mean, median and std (ddof=1) over splits per (method, train dataset, dataset, subset).
+
+    Only splits with ``status='ok'`` enter a figure; ``n_splits`` says how many did and
+    ``n_splits_total`` how many there were. A group with no defined split is ``undefined``
+    (its reasons listed); a std over one split is NaN.
+    """
+    frame = records.copy()
+    if "train_dataset" not in frame.columns:
+        frame["train_dataset"] = frame["dataset"]
+    if "status" not in frame.columns:
+        frame["status"] = np.where(frame[METRICS].notna().any(axis=1), OK, UNDEFINED)
+        frame["reason"] = ""
+    keys = ["method", "train_dataset", "dataset", "subset"]
+    rows = []
+    for key, group in frame.groupby(keys, sort=False, dropna=False):
+        ok = group[group["status"] == OK]
+        row = dict(zip(keys, key))
+        row["n_splits"] = int(len(ok))
+        row["n_splits_total"] = int(len(group))
+        row["n_mean"] = float(group["n"].mean())
+        for metric in METRICS:
+            values = ok[metric].astype(float)
+            row[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
+            row[f"{metric}_median"] = float(values.median()) if len(values) else float("nan")
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        if len(ok):
+            row["status"], row["reason"] = OK, ""
+        else:
+            reasons = sorted(set(group["reason"].astype(str)))
+            row["status"], row["reason"] = UNDEFINED, "; ".join(reasons)
+        rows.append(row)
+    result = pd.DataFrame(rows)
+    if len(result) and set(result["subset"]) <= set(RANGE_NAMES) | {LOW_QUALITY}:
+        order = {name: i for i, name in enumerate(RANGE_NAMES + [LOW_QUALITY])}
+        result = result.sort_values(
+            ["method", "train_dataset", "dataset", "subset"],
+            key=lambda s: s.map(order) if s.name == "subset" else s,
+            kind="stable",
+        ).reset_index(drop=True)
+    return result
