@@ -3,7 +3,7 @@
     f(x) = b2 + (b1 - b2) / (1 + exp(-(x - b3) / |b4|))
 
 Starting values (documented, deterministic): b1 = max(y), b2 = min(y), b3 = mean(x),
-b4 = std(x) / 4 (or 1 when x is constant). The fit is least squares (scipy ``curve_fit``).
+b4 = std(x) / 4 (or 1 when x is constant). The fit is least squares (scipy ``curve_fit``, Levenberg-Marquardt, analytic Jacobian).
 A fit that fails is reported in :class:`LogisticFit` (``success=False``, ``message``) and the
 mapping falls back to the best linear fit, so callers never crash on it.
 """
@@ -21,6 +21,17 @@ def logistic4(x, b1, b2, b3, b4):
     x = np.asarray(x, dtype=float)
     z = np.clip(-(x - b3) / np.abs(b4), -500, 500)
     return b2 + (b1 - b2) / (1.0 + np.exp(z))
+
+
+def _jacobian(x, b1, b2, b3, b4):
+    # analytic derivatives: finite differences stall when a parameter starts at 0
+    x = np.asarray(x, dtype=float)
+    scale = np.abs(b4) if b4 != 0 else 1e-12
+    s = 1.0 / (1.0 + np.exp(np.clip(-(x - b3) / scale, -500, 500)))
+    ds = -s * (1.0 - s)  # d s / d z with z = -(x - b3) / |b4|
+    d_b3 = (b1 - b2) * ds / scale
+    d_b4 = (b1 - b2) * ds * (x - b3) / scale**2 * np.sign(b4 if b4 != 0 else 1.0)
+    return np.stack([s, 1.0 - s, d_b3, d_b4], axis=1)
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ def fit_logistic(x, y, maxfev: int = 20000) -> LogisticFit:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=maxfev)
+            params, _ = curve_fit(logistic4, x, y, p0=p0, jac=_jacobian, maxfev=maxfev)
     except (RuntimeError, ValueError) as exc:
         return LogisticFit(None, False, f"logistic fit failed: {exc}", linear)
     if not np.all(np.isfinite(params)):

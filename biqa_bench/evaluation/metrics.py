@@ -91,3 +91,41 @@ def score_predictions(truth, prediction, mapping: LogisticFit | None = None) -> 
         mapping_ok=mapping.success,
         mapping_message=mapping.message,
     )
+
+
+def evaluate_predictions(predictions, subset: str = "test"):
+    """Per (method, train dataset, dataset, split): the flat record of every metric.
+
+    ``predictions`` is the table of :func:`biqa_bench.store.load_predictions`. Returns a
+    DataFrame with the columns of :data:`RECORD_FIELDS` plus ``train_dataset`` and
+    ``mapping_ok`` / ``mapping_message`` (a failed logistic fit is reported, not raised).
+    """
+    import pandas as pd
+
+    rows = []
+    keys = ["method", "train_dataset", "dataset", "split"]
+    for (method, train_dataset, dataset, split), group in predictions.groupby(keys, sort=True):
+        result = score_predictions(group["quality"].to_numpy(), group["prediction"].to_numpy())
+        record = result.as_record(method=method, dataset=dataset, split=int(split), subset=subset)
+        record["train_dataset"] = train_dataset
+        record["mapping_ok"] = result.mapping_ok
+        record["mapping_message"] = result.mapping_message
+        rows.append(record)
+    columns = RECORD_FIELDS + ["train_dataset", "mapping_ok", "mapping_message"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summarize_records(records, metrics=("srocc", "krocc", "plcc", "rmse")):
+    """Mean, median and standard deviation over splits per (method, dataset, subset), with ``n_splits``."""
+    import pandas as pd
+
+    rows = []
+    for (method, dataset, subset), group in records.groupby(["method", "dataset", "subset"], sort=True):
+        row = {"method": method, "dataset": dataset, "subset": subset, "n_splits": int(len(group)), "n": float(group["n"].mean())}
+        for metric in metrics:
+            values = group[metric].astype(float).dropna()
+            row[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
+            row[f"{metric}_median"] = float(values.median()) if len(values) else float("nan")
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,76 @@
+"""The `biqa` command line: thin Typer commands that parse, call the library and render with Rich.
+
+Errors users can cause (:class:`biqa_bench.errors.BiqaError`) are shown as one line on stderr
+with exit code 2; Ctrl-C keeps every completed split (exit code 130).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from . import __version__
+from .cli_common import err_console
+from .errors import BiqaError
+
+app = typer.Typer(
+    name="biqa",
+    help=(
+        "Benchmark blind / no-reference image quality assessment methods fairly, reproducibly and fast.\n\n"
+        "Flow: datasets -> splits -> train (or import) -> eval / significance / cross / gmad -> report.\n\n"
+        "Example: biqa demo   (a complete small benchmark on the embedded data, offline)"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+COMMAND_MODULES = ["datasets", "core", "significance", "gmad", "report", "demo"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"biqa-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """biqa: benchmark BIQA methods."""
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"{__package__}.commands.{_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.commands.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 1
+    except BiqaError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted: completed splits are kept; run the same command again to resume")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def console_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""`biqa splits`, `biqa methods`, `biqa train`, `biqa import`, `biqa eval`, `biqa cross`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..cli_common import console, json_records, parse_params, print_json, progress_bar, run_command
+from ..config import DEFAULT_RESULTS
+from ..errors import BiqaError
+
+splits_app = typer.Typer(help="Make and inspect seeded train/val/test split files.", no_args_is_help=True)
+methods_app = typer.Typer(help="List the method adapters.", no_args_is_help=True)
+
+DEEP_FLAGS = ("recipe", "pretrained", "weights", "test_crops", "resume")
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(splits_app, name="splits")
+    main.add_typer(methods_app, name="methods")
+    main.command("train")(train)
+    main.command("import")(import_cmd)
+    main.command("eval")(eval_cmd)
+    main.command("cross")(cross)
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def resolve_splits(dataset, splits_file: Optional[Path], out: Path, repeats: int, seed: int, official: bool = False):
+    """The split set for a run: the given file, else the default file under ``out/splits`` (made once)."""
+    from ..splits import default_split_path, load_splits, make_splits
+
+    if splits_file is not None:
+        return load_splits(splits_file, dataset), splits_file
+    path = default_split_path(out, dataset.name, seed, repeats, official)
+    if path.exists():
+        return load_splits(path, dataset), path
+    split_set = make_splits(dataset, repeats=repeats, seed=seed, official=official)
+    split_set.save(path)
+    return split_set, path
+
+
+def method_params(method: str, params: list[str] | None, **flags) -> dict:
+    """-p key=value pairs plus the deep-method flags the method accepts (others are an error)."""
+    import inspect
+
+    from ..methods import discover
+
+    values = parse_params(params)
+    cls = discover().get(method)
+    accepted = set(inspect.signature(cls.__init__).parameters) if cls else set()
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            raise BiqaError(f"method '{method}' has no '{key}' setting; drop --{key.replace('_', '-')}")
+        values[key] = str(value) if isinstance(value, Path) else value
+    return values
+
+
+def load_with_skips(dataset_spec: str, root: Optional[Path], skip_broken: bool, workers: int = 2):
+    from ..datasets.registry import load_dataset
+
+    dataset = load_dataset(dataset_spec, root)
+    skipped: list[str] = []
+    if skip_broken:
+        from ..datasets.check import check_dataset
+
+        report = check_dataset(dataset, workers=workers)
+        broken = set(report.missing) | set(report.unreadable)
+        skipped = sorted(dataset.items.loc[dataset.items["path"].isin(broken) | dataset.items["item_id"].isin(broken), "item_id"])
+    return dataset, skipped
+
+
+def image_source(dataset, spec: str, workers: int, report):
+    if spec == "none":
+        return None
+    from ..imagecache import ImageCache
+
+    size = spec
+    if "x" in spec:
+        height, width = spec.split("x")
+        size = (int(height), int(width))
+    return ImageCache.open_or_build(
+        dataset, size=size, workers=workers, progress=lambda done, total: report("caching images", done, total)
+    )
+
+
+# ---------------------------------------------------------------- splits / methods
+
+@splits_app.command("make")
+@run_command
+def splits_make(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (with options)."),
+    repeats: int = typer.Option(10, "--repeats", "-n", help="Number of repeated splits."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the shuffles (saved in the file)."),
+    test: float = typer.Option(0.2, "--test", help="Test fraction of the contents."),
+    val: float = typer.Option(0.1, "--val", help="Validation fraction carved from train."),
+    official: bool = typer.Option(False, "--official", help="Use the dataset's official split (KonIQ-10k)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder (default: remembered root)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Split file (default: results/splits/<dataset>-seed<S>-r<N>.json)."),
+) -> None:
+    """Make repeated seeded 80/20 splits (by content for synthetic sets) and save them.
+
+    Example: biqa splits make --dataset synthetic --repeats 10 --seed 0
+    """
+    from ..datasets.registry import load_dataset
+    from ..splits import default_split_path, make_splits
+
+    data = load_dataset(dataset, root)
+    split_set = make_splits(data, repeats=repeats, seed=seed, test_fraction=test, val_fraction=val, official=official)
+    path = out or default_split_path(DEFAULT_RESULTS, data.name, seed, repeats, official)
+    split_set.save(path)
+    first = split_set.splits[0]
+    console.print(f"{path}: {len(split_set.splits)} splits of {data.name} "
+                  f"(train/val/test {len(first.train)}/{len(first.val)}/{len(first.test)}), hash {split_set.hash}")
+
+
+@splits_app.command("show")
+@run_command
+def splits_show(path: Path = typer.Argument(..., help="Split file.")) -> None:
+    """Show a split file's dataset, seed and sizes.
+
+    Example: biqa splits show results/splits/synthetic-seed0-r10.json
+    """
+    from ..splits import load_splits
+
+    split_set = load_splits(path)
+    console.print(f"dataset {split_set.dataset} (fingerprint {split_set.fingerprint}), rule {split_set.rule}, "
+                  f"seed {split_set.seed}, hash {split_set.hash}")
+    for split in split_set.splits:
+        console.print(f"  split {split.index}: train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
+
+
+@methods_app.command("list")
+@run_command
+def methods_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the method adapters (from methods/, $BIQA_METHODS_PATH and entry points).
+
+    Example: biqa methods list
+    """
+    import inspect
+    import json
+
+    from ..methods import discover
+
+    rows = []
+    for name, cls in sorted(discover().items()):
+        doc = (inspect.getdoc(cls) or "").splitlines()
+        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        rows.append({"name": name, "summary": doc[0] if doc else "", "params": params, "module": cls.__module__})
+    if as_json:
+        print_json(json.dumps(rows, indent=1))
+        return
+    table = Table(title="Methods")
+    for column in ("name", "summary", "params"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["summary"], ", ".join(row["params"]))
+    console.print(table)
+
+
+# ---------------------------------------------------------------- train / import
+
+@run_command
+def train(
+    method: str = typer.Option(..., "--method", "-m", help="Method name (see `biqa methods list`)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name, with options as name:key=value."),
+    splits: Optional[Path] = typer.Option(None, "--splits", help="Split file (default: made once under OUT/splits)."),
+    repeats: int = typer.Option(10, "--repeats", "-n", help="Repeats when the split file is made here."),
+    seed: int = typer.Option(0, "--seed", help="Run seed: splits made here and every method seed derive from it."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    out: Path = typer.Option(DEFAULT_RESULTS, "--out", "-o", help="Results folder."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder (default: remembered root)."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method hyper-parameter key=value (repeatable)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Deep methods: 'paper' or 'quick'."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Deep methods: 'imagenet' or 'none'."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Deep methods: ImageNet weights file."),
+    test_crops: Optional[int] = typer.Option(None, "--test-crops", help="Deep methods: K seeded test crops (0 = whole image)."),
+    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="Deep methods: resume from the last epoch checkpoint."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated split indices to run."),
+    skip_broken: bool = typer.Option(False, "--skip-broken", help="Leave out missing or undecodable images (listed in the manifest)."),
+    image_cache: str = typer.Option("none", "--image-cache", help="Decode-once cache: none, short512, original or HxW."),
+    workers: int = typer.Option(2, "--workers", help="Worker processes for checks and caches."),
+    force: bool = typer.Option(False, "--force", help="Overwrite runs that exist with other settings."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train and test a method on every split; one run folder per split; re-running resumes.
+
+    Example: biqa train --method brisque --dataset synthetic --repeats 5
+    """
+    from ..runner import train_runs
+
+    data, skipped = load_with_skips(dataset, root, skip_broken, workers)
+    split_set, split_path = resolve_splits(data, splits, out, repeats, seed)
+    params = method_params(
+        method, param, recipe=recipe, pretrained=pretrained, weights=weights, test_crops=test_crops, resume=resume
+    )
+    only_splits = [int(i) for i in only.split(",")] if only else None
+    with progress_bar(not quiet) as report:
+        images = image_source(data, image_cache, workers, report)
+        outcomes = train_runs(
+            method, params, data, split_set, out, split_file=split_path, device=device, seed=seed,
+            progress=report, log=logging.getLogger("biqa"), images=images, skip_items=skipped,
+            only_splits=only_splits, force=force,
+            on_split=lambda o: console.print(f"{method} on {data.name} split {o.split}: {o.status} ({o.seconds:.1f} s)"),
+        )
+    done = sum(o.status == "done" for o in outcomes)
+    console.print(f"{method} on {data.name}: {done} splits trained, {len(outcomes) - done} reused, results in {out}")
+
+
+@run_command
+def import_cmd(
+    method: str = typer.Option(..., "--method", "-m", help="Name to file the predictions under."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the predictions are for."),
+    predictions: list[Path] = typer.Option(..., "--predictions", help="CSV item_id,prediction[,split]; one per split or one with a split column."),
+    splits: Optional[Path] = typer.Option(None, "--splits", help="Split file the predictions follow."),
+    repeats: int = typer.Option(10, "--repeats", "-n", help="Repeats of the default split file."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the default split file."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder."),
+    out: Path = typer.Option(DEFAULT_RESULTS, "--out", "-o", help="Results folder."),
+) -> None:
+    """Import predictions made elsewhere as runs, so any external method can be benchmarked.
+
+    Example: biqa import --method mymodel --dataset koniq --predictions preds.csv --splits results/splits/koniq-seed0-r10.json
+    """
+    from ..datasets.registry import load_dataset
+    from ..importer import import_predictions
+
+    data = load_dataset(dataset, root)
+    split_set, split_path = resolve_splits(data, splits, out, repeats, seed)
+    folders = import_predictions(method, data, list(predictions), split_set, out, split_path)
+    console.print(f"imported {len(folders)} splits of {method} on {data.name} into {out}")
+
+
+# ---------------------------------------------------------------- eval
+
+def evaluation_tables(results: Path, ranges: bool, low_quality: bool, min_items: int, rule: str, fraction: float):
+    """Records and summary for a results folder (overall, plus ranges / low-quality on request)."""
+    import pandas as pd
+
+    from ..evaluation.metrics import evaluate_predictions, summarize_records
+    from ..store import load_predictions
+
+    predictions = load_predictions(results)
+    predictions = predictions[predictions["subset"] == "test"]
+    parts = [evaluate_predictions(predictions)]
+    if ranges:
+        from ..evaluation.ranges import range_records
+
+        parts.append(range_records(predictions, min_items=min_items))
+    if low_quality:
+        from ..evaluation.ranges import low_quality_records
+
+        parts.append(low_quality_records(predictions, rule=rule, fraction=fraction, min_items=min_items))
+    records = pd.concat(parts, ignore_index=True)
+    return records, summarize_records(records)
+
+
+@run_command
+def eval_cmd(
+    results: Path = typer.Argument(DEFAULT_RESULTS, help="Results folder (or one run folder)."),
+    ranges: bool = typer.Option(False, "--ranges", help="Also the five ACR ranges (Bad..Excellent)."),
+    low_quality: bool = typer.Option(False, "--low-quality", help="Also the low-quality subset (IEIT)."),
+    low_quality_rule: str = typer.Option("nominal", "--low-quality-rule", help="nominal (lowest quarter of the score range) or quantile."),
+    fraction: float = typer.Option(0.25, "--fraction", help="Low-quality fraction."),
+    min_items: int = typer.Option(10, "--min-items", help="Fewest items for a range or subset to be defined."),
+    as_json: bool = typer.Option(False, "--json", help="Print flat per-split records as JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write CSVs (default: RESULTS/eval)."),
+) -> None:
+    """Per-run SROCC, KROCC, PLCC (after logistic mapping) and RMSE, summarised over splits.
+
+    Example: biqa eval results --ranges --low-quality
+    """
+    from ..store import atomic_write_csv
+
+    records, summary = evaluation_tables(results, ranges, low_quality, min_items, low_quality_rule, fraction)
+    target = out or Path(results) / "eval"
+    atomic_write_csv(target / "records.csv", records)
+    atomic_write_csv(target / "summary.csv", summary)
+    if as_json:
+        print_json(json_records(records))
+        return
+    render_summary(summary, f"Evaluation of {results} (mean ± std over splits)")
+    console.print(f"records: {target / 'records.csv'}, summary: {target / 'summary.csv'}")
+
+
+def render_summary(summary, title: str) -> None:
+    table = Table(title=title)
+    for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE"):
+        table.add_column(column, justify="right" if column not in ("method", "dataset", "subset") else "left")
+
+    def cell(row, metric):
+        mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+        if mean != mean:
+            return "–"
+        return f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
+
+    for _, row in summary.iterrows():
+        table.add_row(row["method"], row["dataset"], row["subset"], str(row["n_splits"]), f"{row['n']:.0f}",
+                      cell(row, "srocc"), cell(row, "krocc"), cell(row, "plcc"), cell(row, "rmse"))
+    console.print(table)
+
+
+# ---------------------------------------------------------------- cross
+
+@run_command
+def cross(
+    method: str = typer.Option(..., "--method", "-m", help="Method name."),
+    train_set: str = typer.Option(..., "--train", help="Dataset to train on (all of it; val carved from it)."),
+    test_sets: str = typer.Option(..., "--test", help="Comma-separated datasets to test on."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the val carve-out and the method."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    out: Path = typer.Option(DEFAULT_RESULTS, "--out", "-o", help="Results folder."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method hyper-parameter key=value."),
+    as_json: bool = typer.Option(False, "--json", help="Print records as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Cross-dataset test: train on all of one dataset, test on others (logistic mapping on a 1-5 scale).
+
+    Example: biqa cross --method brisque --train synthetic --test mixed
+    """
+    import pandas as pd
+
+    from ..datasets.registry import load_dataset
+    from ..evaluation.cross import cross_records
+    from ..runner import cross_train, predict_with_run
+    from ..store import atomic_write_csv
+
+    train_data = load_dataset(train_set)
+    params = parse_params(param)
+    rows = []
+    with progress_bar(not quiet) as report:
+        folder = cross_train(method, params, train_data, out, device=device, seed=seed, progress=report)
+        for spec in [s.strip() for s in test_sets.split(",") if s.strip()]:
+            test_data = load_dataset(spec)
+            predictions = predict_with_run(folder, test_data, device=device, progress=report)
+            predictions = predictions.assign(method=method, train_dataset=train_data.name)
+            rows.append(cross_records(predictions, test_data.info, train_data.name))
+    records = pd.concat(rows, ignore_index=True)
+    atomic_write_csv(Path(out) / "cross" / safe_csv_name(method, train_data.name), records)
+    if as_json:
+        print_json(json_records(records))
+        return
+    table = Table(title=f"Cross-dataset: {method} trained on {train_data.name}")
+    for column in ("test set", "n", "SROCC", "KROCC", "PLCC", "RMSE (1-5)"):
+        table.add_column(column)
+    for _, row in records.iterrows():
+        table.add_row(str(row["dataset"]), str(row["n"]), *[f"{row[m]:.3f}" for m in ("srocc", "krocc", "plcc", "rmse")])
+    console.print(table)
+
+
+def safe_csv_name(method: str, train: str) -> str:
+    from ..store import safe_name
+
+    return f"{safe_name(method)}_{safe_name(train)}_records.csv"

@@ -1,0 +1,104 @@
+"""Importing predictions made elsewhere, so any external method joins the benchmark.
+
+Input: CSV files with columns ``item_id`` and ``prediction`` (optionally ``split``), either one
+file holding a ``split`` column or one file per split in split order. Only the test items of
+each split are kept; every test item must have exactly one finite prediction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .datasets.registry import Dataset
+from .errors import RunError
+from .runner import versions
+from .splits import SplitSet
+from .store import run_dir, write_run
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype={"item_id": str})
+    except FileNotFoundError:
+        raise RunError(f"{path}: predictions file not found") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: cannot read predictions CSV ({exc})") from None
+    for column in ("item_id", "prediction"):
+        if column not in frame.columns:
+            raise RunError(f"{path}: no '{column}' column; expected columns item_id,prediction[,split] (found {list(frame.columns)})")
+    frame["prediction"] = pd.to_numeric(frame["prediction"], errors="coerce")
+    return frame
+
+
+def import_predictions(
+    method: str, dataset: Dataset, files: list[Path], split_set: SplitSet, out: Path, split_file: Path | None = None
+) -> list[Path]:
+    if not files:
+        raise RunError("no predictions file given; pass --predictions FILE.csv")
+    tables = [(Path(f), _read(Path(f))) for f in files]
+    per_split: dict[int, tuple[Path, pd.DataFrame]] = {}
+    if len(tables) == 1 and "split" in tables[0][1].columns:
+        path, frame = tables[0]
+        for split, group in frame.groupby("split"):
+            per_split[int(split)] = (path, group)
+    else:
+        if len(tables) > len(split_set.splits):
+            raise RunError(f"{len(tables)} prediction files for {len(split_set.splits)} splits; give one per split or a split column")
+        for index, (path, frame) in enumerate(tables):
+            per_split[index] = (path, frame)
+    known = set(dataset.items["item_id"])
+    folders = []
+    for split in split_set.splits:
+        if split.index not in per_split:
+            continue
+        path, frame = per_split[split.index]
+        unknown = sorted(set(frame["item_id"]) - known)
+        if unknown:
+            raise RunError(f"{path}: {len(unknown)} item ids are not in dataset '{dataset.name}' (e.g. {unknown[:3]}); wrong dataset?")
+        duplicated = frame.loc[frame["item_id"].duplicated(), "item_id"].tolist()
+        if duplicated:
+            raise RunError(f"{path}: duplicate item ids {duplicated[:3]}; keep one prediction per item")
+        bad = frame.loc[~np.isfinite(frame["prediction"].to_numpy(dtype=float)), "item_id"].tolist()
+        if bad:
+            raise RunError(f"{path}: NaN or non-numeric predictions for items {bad[:3]}; fix or drop them")
+        lookup = frame.set_index("item_id")["prediction"]
+        missing = [i for i in split.test if i not in lookup.index]
+        if missing:
+            raise RunError(f"{path}: no prediction for {len(missing)} test items of split {split.index} (e.g. {missing[:3]})")
+        test = dataset.subset(split.test)
+        predictions = pd.DataFrame(
+            {
+                "item_id": test["item_id"].to_numpy(),
+                "dataset": dataset.name,
+                "split": split.index,
+                "subset": "test",
+                "quality": test["quality"].to_numpy(),
+                "score": test["score"].to_numpy(),
+                "prediction": lookup.loc[test["item_id"]].to_numpy(dtype=float),
+            }
+        )
+        folder = run_dir(out, dataset.name, method, split.index)
+        manifest = {
+            "kind": "run",
+            "method": method,
+            "params": {"imported_from": str(Path(path).resolve())},
+            "train_dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint,
+            "split": split.index,
+            "split_hash": split_set.hash,
+            "split_file": str(split_file) if split_file else None,
+            "seed": split_set.seed,
+            "n_test": len(test),
+            "imported": True,
+            "versions": versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_run(folder, predictions, manifest)
+        folders.append(folder)
+    if not folders:
+        raise RunError("no split matched the predictions; check the split column or the number of files")
+    return folders

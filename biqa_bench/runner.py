@@ -1,0 +1,278 @@
+"""Running methods over splits: one run folder per (method, train dataset, split), resumable.
+
+A run is complete when its ``manifest.json`` exists (it is written last, atomically), so a
+crash or Ctrl-C loses at most the split in flight, and re-running skips complete runs whose
+manifest matches the requested method parameters and split file. The trained model is saved
+in the run's ``model/`` folder, so later analyses (cross-dataset, gMAD) reuse it.
+
+Predictions of a trained run on another image set are cached inside the run folder under
+``inference/<dataset>-<fingerprint>.csv``: one inference pass per (model, dataset).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .datasets.registry import Dataset
+from .errors import MethodError, RunError
+from .methods import Context, Method, create_method
+from .splits import SplitSet
+from .store import MANIFEST, atomic_write_csv, is_complete, run_dir, safe_name, write_run
+
+Progress = Callable[[str, float, "float | None"], None]
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    found = {"python": platform.python_version(), "biqa-bench": __version__}
+    for package in ("numpy", "scipy", "pandas", "scikit-learn", "torch", "torchvision", "timm", "piq"):
+        try:
+            found[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def method_seed(seed: int, split_index: int) -> int:
+    """The seed a method gets for one split: distinct per split, reproducible from the run seed."""
+    return int(np.random.SeedSequence([seed, split_index]).generate_state(1)[0] % (2**31 - 1))
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    split: int
+    folder: Path
+    status: str  # "done" | "skipped"
+    seconds: float
+
+
+def _matches(manifest: dict[str, Any], method: str, params: dict[str, Any], split_hash: str, seed: int) -> bool:
+    return (
+        manifest.get("method") == method
+        and manifest.get("params") == json.loads(json.dumps(params, default=str))
+        and manifest.get("split_hash") == split_hash
+        and manifest.get("seed") == seed
+    )
+
+
+def train_runs(
+    method_name: str,
+    params: dict[str, Any],
+    dataset: Dataset,
+    split_set: SplitSet,
+    out: Path,
+    split_file: Path | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+    log: logging.Logger | None = None,
+    images: Any = None,
+    skip_items: list[str] | None = None,
+    only_splits: list[int] | None = None,
+    force: bool = False,
+    on_split: Callable[[RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """Fit and test ``method_name`` on every split of ``split_set``; write one run per split."""
+    log = log or logging.getLogger("biqa")
+    if split_set.fingerprint != dataset.fingerprint:
+        raise RunError(
+            f"split file for '{split_set.dataset}' does not match dataset '{dataset.name}'; re-make it with `biqa splits make`"
+        )
+    create_method(method_name, **params)  # fail fast on a bad name or parameters
+    skip = set(skip_items or [])
+    outcomes = []
+    for split in split_set.splits:
+        if only_splits is not None and split.index not in only_splits:
+            continue
+        folder = run_dir(out, dataset.name, method_name, split.index)
+        if not force and is_complete(folder):
+            manifest = json.loads((folder / MANIFEST).read_text())
+            if _matches(manifest, method_name, params, split_set.hash, seed):
+                outcome = RunOutcome(split.index, folder, "skipped", 0.0)
+                outcomes.append(outcome)
+                if on_split:
+                    on_split(outcome)
+                continue
+            raise RunError(
+                f"{folder}: holds a run with other parameters, seed or splits; use another --out, or --force to overwrite"
+            )
+        outcome = _run_one(
+            method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip
+        )
+        outcomes.append(outcome)
+        if on_split:
+            on_split(outcome)
+    return outcomes
+
+
+def _run_one(
+    method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip, kind="run"
+):
+    started = time.perf_counter()
+    if folder.exists():  # an incomplete run from a crash: start it afresh
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    ctx = Context(
+        device=device,
+        seed=method_seed(seed, split.index),
+        cache_dir=_cache_dir(),
+        work_dir=folder,
+        progress=progress or (lambda *a: None),
+        log=log,
+        images=images,
+        dataset=dataset,
+    )
+    pick = lambda ids: dataset.with_abspaths(dataset.subset([i for i in ids if i not in skip]))  # noqa: E731
+    train, val, test = pick(split.train), pick(split.val), pick(split.test)
+    method = create_method(method_name, **params)
+    t0 = time.perf_counter()
+    method.fit(train, val, ctx)
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prediction = _checked_prediction(method, test, ctx) if len(test) else np.zeros(0)
+    predict_seconds = time.perf_counter() - t0
+    method.save(folder / "model")
+    predictions = pd.DataFrame(
+        {
+            "item_id": test["item_id"].to_numpy(),
+            "dataset": dataset.name,
+            "split": split.index,
+            "subset": "test",
+            "quality": test["quality"].to_numpy(),
+            "score": test["score"].to_numpy(),
+            "prediction": prediction,
+        }
+    )
+    manifest = {
+        "kind": kind,
+        "method": method_name,
+        "params": json.loads(json.dumps(params, default=str)),
+        "train_dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint,
+        "split": split.index,
+        "split_hash": split_set.hash,
+        "split_file": str(split_file) if split_file else None,
+        "seed": seed,
+        "method_seed": ctx.seed,
+        "device": device,
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_test": len(test),
+        "skipped_items": sorted(skip),
+        "weights_sha256": getattr(method, "weights_sha256", None),
+        "pretraining": getattr(method, "pretraining_manifest", None),
+        "versions": versions(),
+        "timings": {"fit_s": round(fit_seconds, 3), "predict_s": round(predict_seconds, 3)},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_run(folder, predictions, manifest)
+    return RunOutcome(split.index, folder, "done", time.perf_counter() - started)
+
+
+def _checked_prediction(method: Method, items: pd.DataFrame, ctx: Context) -> np.ndarray:
+    prediction = np.asarray(method.predict(items, ctx), dtype=float).reshape(-1)
+    if len(prediction) != len(items):
+        raise MethodError(f"method '{method.name}' returned {len(prediction)} predictions for {len(items)} items")
+    if not np.all(np.isfinite(prediction)):
+        raise MethodError(f"method '{method.name}' returned NaN or infinite predictions; check its training")
+    return prediction
+
+
+def _cache_dir() -> Path:
+    from .config import cache_dir
+
+    return cache_dir()
+
+
+def load_trained(folder: Path) -> Method:
+    """The trained method of a run (or cross-dataset model) folder."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise RunError(f"{folder}: not a complete run (no manifest); run `biqa train` first")
+    manifest = json.loads(manifest_path.read_text())
+    method = create_method(manifest["method"], **manifest.get("params", {}))
+    return method.load(folder / "model")
+
+
+def predict_with_run(
+    folder: Path,
+    dataset: Dataset,
+    device: str = "cpu",
+    images: Any = None,
+    progress: Progress | None = None,
+    log: logging.Logger | None = None,
+) -> pd.DataFrame:
+    """Predict every item of ``dataset`` with a trained run; cached per (run, dataset fingerprint)."""
+    folder = Path(folder)
+    cache = folder / "inference" / f"{safe_name(dataset.name)}-{dataset.fingerprint}.csv"
+    if cache.is_file():
+        return pd.read_csv(cache, dtype={"item_id": str})
+    method = load_trained(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    ctx = Context(
+        device=device,
+        seed=int(manifest.get("method_seed", 0)),
+        cache_dir=_cache_dir(),
+        work_dir=folder,
+        progress=progress or (lambda *a: None),
+        log=log or logging.getLogger("biqa"),
+        images=images,
+        dataset=dataset,
+    )
+    items = dataset.with_abspaths()
+    prediction = _checked_prediction(method, items, ctx)
+    table = pd.DataFrame(
+        {
+            "item_id": items["item_id"].to_numpy(),
+            "dataset": dataset.name,
+            "quality": items["quality"].to_numpy(),
+            "score": items["score"].to_numpy(),
+            "prediction": prediction,
+        }
+    )
+    atomic_write_csv(cache, table)
+    return table
+
+
+def cross_train(
+    method_name: str,
+    params: dict[str, Any],
+    dataset: Dataset,
+    out: Path,
+    device: str = "cpu",
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    progress: Progress | None = None,
+    log: logging.Logger | None = None,
+    images: Any = None,
+) -> Path:
+    """Train on all of ``dataset`` (val carved from it) for cross-dataset tests; reused if complete."""
+    from .splits import full_train_split
+
+    split_set = full_train_split(dataset, seed=seed, val_fraction=val_fraction)
+    folder = Path(out) / "cross" / safe_name(dataset.name) / safe_name(method_name)
+    if is_complete(folder):
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if _matches(manifest, method_name, params, split_set.hash, seed):
+            return folder
+        raise RunError(f"{folder}: holds a cross-dataset model with other parameters or seed; use another --out")
+    create_method(method_name, **params)
+    _run_one(
+        method_name, params, dataset, split_set, split_set.splits[0], folder, None, device, seed,
+        progress, log or logging.getLogger("biqa"), images, set(), kind="cross-model",
+    )
+    return folder

@@ -1,0 +1,171 @@
+"""Repeated, seeded train/val/test splits: the one split rule of the tool.
+
+Rule: items are grouped by ``content_id`` and whole groups go to train, val or test. For
+authentic datasets ``content_id`` is the image itself, so this is a split by image; for
+synthetic datasets it is the reference image, so no content is in both train and test.
+For repeat ``r`` the contents are shuffled with ``numpy.random.default_rng([seed, r])``;
+the first ``round(test_fraction * n_contents)`` go to test, then ``round(val_fraction *
+n_remaining)`` of the rest to val (carved from train), the remainder to train.
+``official=True`` uses a dataset's own split (column ``official_set`` = train/val/test, e.g.
+KonIQ-10k's 7058/1000/2015) as a single repeat.
+
+A split set is saved as one JSON file holding the dataset name and fingerprint, the
+parameters and every repeat's item ids; its hash identifies it in run manifests, so that
+analyses can verify that methods were run on the same splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .datasets.registry import Dataset
+from .errors import SplitError
+from .store import atomic_write_json, safe_name
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Split:
+    index: int
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+
+@dataclass(frozen=True)
+class SplitSet:
+    dataset: str
+    fingerprint: str
+    seed: int
+    repeats: int
+    test_fraction: float
+    val_fraction: float
+    rule: str  # "content" | "official"
+    splits: list[Split] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["format_version"] = FORMAT_VERSION
+        return data
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def save(self, path: Path) -> Path:
+        atomic_write_json(Path(path), self.to_dict())
+        return Path(path)
+
+
+def default_split_path(out: Path, dataset: str, seed: int, repeats: int, official: bool = False) -> Path:
+    suffix = "official" if official else f"seed{seed}-r{repeats}"
+    return Path(out) / "splits" / f"{safe_name(dataset)}-{suffix}.json"
+
+
+def make_splits(
+    dataset: Dataset,
+    repeats: int = 10,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    official: bool = False,
+) -> SplitSet:
+    if official:
+        return _official_split(dataset)
+    if repeats < 1:
+        raise SplitError("--repeats must be at least 1")
+    if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
+        raise SplitError("fractions must lie in (0, 1): check --test and --val")
+    items = dataset.items
+    contents = np.array(sorted(items["content_id"].unique()))
+    if len(contents) < 3:
+        raise SplitError(f"dataset '{dataset.name}' has {len(contents)} contents; at least 3 are needed to split")
+    by_content = items.groupby("content_id")["item_id"].apply(list).to_dict()
+    splits = []
+    for repeat in range(repeats):
+        rng = np.random.default_rng([seed, repeat])
+        order = contents[rng.permutation(len(contents))]
+        n_test = max(1, int(round(test_fraction * len(order))))
+        test_contents, rest = order[:n_test], order[n_test:]
+        n_val = int(round(val_fraction * len(rest)))
+        if val_fraction > 0:
+            n_val = max(1, n_val)
+        val_contents, train_contents = rest[:n_val], rest[n_val:]
+        if len(train_contents) == 0:
+            raise SplitError(f"dataset '{dataset.name}': no contents left for training; lower --test or --val")
+
+        def ids(group) -> list[str]:
+            return sorted(i for c in group for i in by_content[c])
+
+        splits.append(Split(repeat, ids(train_contents), ids(val_contents), ids(test_contents)))
+    return SplitSet(dataset.name, dataset.fingerprint, seed, repeats, test_fraction, val_fraction, "content", splits)
+
+
+def full_train_split(dataset: Dataset, seed: int = 0, val_fraction: float = 0.1) -> SplitSet:
+    """All of a dataset for training (val carved from it by content): for cross-dataset tests."""
+    rng = np.random.default_rng([seed, 0])
+    contents = np.array(sorted(dataset.items["content_id"].unique()))
+    order = contents[rng.permutation(len(contents))]
+    n_val = max(1, int(round(val_fraction * len(order)))) if val_fraction > 0 else 0
+    val_contents = set(order[:n_val])
+    in_val = dataset.items["content_id"].isin(val_contents)
+    split = Split(0, sorted(dataset.items.loc[~in_val, "item_id"]), sorted(dataset.items.loc[in_val, "item_id"]), [])
+    return SplitSet(dataset.name, dataset.fingerprint, seed, 1, 0.0, val_fraction, "all", [split])
+
+
+def _official_split(dataset: Dataset) -> SplitSet:
+    items = dataset.items
+    if "official_set" not in items.columns:
+        raise SplitError(
+            f"dataset '{dataset.name}' has no official split; drop --official "
+            "(KonIQ-10k has one when koniq10k_distributions_sets.csv is present)"
+        )
+    groups = {name: sorted(items.loc[items["official_set"] == name, "item_id"]) for name in ("train", "val", "test")}
+    if not groups["train"] or not groups["test"]:
+        raise SplitError(f"dataset '{dataset.name}': its official split lacks train or test items")
+    split = Split(0, groups["train"], groups["val"], groups["test"])
+    return SplitSet(dataset.name, dataset.fingerprint, 0, 1, float("nan"), float("nan"), "official", [split])
+
+
+def load_splits(path: Path, dataset: Dataset | None = None) -> SplitSet:
+    """Read a split file; with ``dataset``, verify that it still matches it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        splits = [Split(int(s["index"]), list(s["train"]), list(s["val"]), list(s["test"])) for s in data["splits"]]
+        split_set = SplitSet(
+            dataset=data["dataset"],
+            fingerprint=data["fingerprint"],
+            seed=int(data["seed"]),
+            repeats=int(data["repeats"]),
+            test_fraction=float(data["test_fraction"]),
+            val_fraction=float(data["val_fraction"]),
+            rule=data["rule"],
+            splits=splits,
+        )
+    except FileNotFoundError:
+        raise SplitError(f"{path}: split file not found; make one with `biqa splits make`") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SplitError(f"{path}: not a valid split file ({type(exc).__name__}: {exc}); re-make it with `biqa splits make`") from None
+    if dataset is not None:
+        if split_set.dataset.split(":")[0] != dataset.name.split(":")[0]:
+            raise SplitError(f"{path}: split file is for dataset '{split_set.dataset}', not '{dataset.name}'")
+        if split_set.fingerprint != dataset.fingerprint:
+            raise SplitError(
+                f"{path}: split file no longer matches dataset '{dataset.name}' (fingerprint "
+                f"{split_set.fingerprint} != {dataset.fingerprint}); its labels or files changed. "
+                "Re-make the splits with `biqa splits make` and re-run the methods"
+            )
+        known = set(dataset.items["item_id"])
+        for split in split_set.splits:
+            unknown = [i for i in split.train + split.val + split.test if i not in known]
+            if unknown:
+                raise SplitError(f"{path}: split {split.index} names items not in '{dataset.name}' ({unknown[:3]}); re-make the splits")
+    return split_set

@@ -1,0 +1,131 @@
+"""Registry errors, split rules, resumable runs and predictions import."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from biqa_bench.datasets.registry import load_dataset, parse_spec
+from biqa_bench.errors import DatasetError, MethodError, RunError, SplitError
+from biqa_bench.importer import import_predictions
+from biqa_bench.methods import create_method
+from biqa_bench.runner import train_runs
+from biqa_bench.splits import load_splits, make_splits
+from biqa_bench.store import find_runs, load_predictions
+
+
+def test_unknown_dataset_suggests_a_name():
+    with pytest.raises(DatasetError, match="Did you mean 'koniq'"):
+        load_dataset("konik")
+
+
+def test_unknown_method_suggests_a_name():
+    with pytest.raises(MethodError, match="Did you mean 'test-brightness'"):
+        create_method("test-brightnes")
+
+
+def test_dataset_without_root_says_how_to_set_it():
+    with pytest.raises(DatasetError, match="biqa datasets root koniq DIR"):
+        load_dataset("koniq")
+
+
+def test_unknown_option_is_named(tiny_dataset):
+    with pytest.raises(DatasetError, match="unknown option"):
+        load_dataset("tiny:colour=red")
+
+
+def test_spec_parsing():
+    assert parse_spec("koniq:scale=mos, x=1") == ("koniq", {"scale": "mos", "x": "1"})
+    with pytest.raises(DatasetError):
+        parse_spec("koniq:scale")
+
+
+def test_quality_is_linear_map_of_nominal_range(tiny_dataset):
+    items = tiny_dataset.items
+    np.testing.assert_allclose(items["quality"], (items["score"] - 1) / 4 * 100)
+
+
+def test_splits_keep_contents_apart_and_reproduce(tiny_dataset):
+    a = make_splits(tiny_dataset, repeats=4, seed=3)
+    b = make_splits(tiny_dataset, repeats=4, seed=3)
+    c = make_splits(tiny_dataset, repeats=4, seed=4)
+    assert a.hash == b.hash and a.hash != c.hash
+    content = tiny_dataset.items.set_index("item_id")["content_id"]
+    for split in a.splits:
+        parts = [set(content[split.train]), set(content[split.val]), set(content[split.test])]
+        assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+        assert len(split.train) + len(split.val) + len(split.test) == len(tiny_dataset.items)
+        assert len(split.test) == 8  # 20 % of 20 contents, 2 images each
+    assert [s.test for s in a.splits] != [s.test for s in a.splits[::-1]]
+
+
+def test_split_file_round_trip_and_stale_detection(tiny_dataset, tmp_path):
+    split_set = make_splits(tiny_dataset, repeats=2, seed=0)
+    path = split_set.save(tmp_path / "s.json")
+    assert load_splits(path, tiny_dataset).hash == split_set.hash
+    data = json.loads(path.read_text())
+    data["fingerprint"] = "0" * 16
+    path.write_text(json.dumps(data))
+    with pytest.raises(SplitError, match="no longer matches"):
+        load_splits(path, tiny_dataset)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SplitError, match="not a valid split file"):
+        load_splits(tmp_path / "bad.json")
+
+
+def test_runs_write_predictions_and_resume_after_interrupt(tiny_dataset, tmp_path):
+    split_set = make_splits(tiny_dataset, repeats=3, seed=0)
+    out = tmp_path / "results"
+    with pytest.raises(KeyboardInterrupt):
+        train_runs("test-brightness", {"fail_on_split": 1}, tiny_dataset, split_set, out)
+    assert len(find_runs(out)) == 1  # split 0 finished, split 1 was in flight
+    outcomes = train_runs("test-brightness", {"fail_on_split": 1}, tiny_dataset, split_set, out, only_splits=[0])
+    assert [o.status for o in outcomes] == ["skipped"]
+    with pytest.raises(RunError, match="other parameters"):
+        train_runs("test-brightness", {}, tiny_dataset, split_set, out)
+    outcomes = train_runs("test-brightness", {}, tiny_dataset, split_set, out, force=True)
+    assert [o.status for o in outcomes] == ["done"] * 3
+    again = train_runs("test-brightness", {}, tiny_dataset, split_set, out)
+    assert [o.status for o in again] == ["skipped"] * 3
+    predictions = load_predictions(out)
+    assert len(predictions) == sum(len(s.test) for s in split_set.splits)
+    manifest = json.loads((out / "tiny" / "test-brightness" / "split_02" / "manifest.json").read_text())
+    assert manifest["split_hash"] == split_set.hash and manifest["dataset_fingerprint"] == tiny_dataset.fingerprint
+    assert "method_seed" in manifest and manifest["seed"] == 0
+    assert predictions.groupby("split")["prediction"].apply(lambda p: np.corrcoef(p, predictions.loc[p.index, "quality"])[0, 1]).min() > 0.8
+
+
+def _write(tmp_path, frame, name="p.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_import_predictions_and_its_errors(tiny_dataset, tmp_path):
+    split_set = make_splits(tiny_dataset, repeats=2, seed=0)
+    out = tmp_path / "results"
+    items = tiny_dataset.items
+    good = pd.concat(
+        [pd.DataFrame({"item_id": s.test, "prediction": np.arange(len(s.test), dtype=float), "split": s.index}) for s in split_set.splits]
+    )
+    folders = import_predictions("ext", tiny_dataset, [_write(tmp_path, good)], split_set, out)
+    assert len(folders) == 2 and len(load_predictions(out)) == len(good)
+
+    missing = good.iloc[1:]
+    with pytest.raises(RunError, match="no prediction for 1 test items"):
+        import_predictions("ext", tiny_dataset, [_write(tmp_path, missing)], split_set, out)
+    nan = good.copy()
+    nan.iloc[0, 1] = np.nan
+    with pytest.raises(RunError, match="NaN"):
+        import_predictions("ext", tiny_dataset, [_write(tmp_path, nan)], split_set, out)
+    duplicate = pd.concat([good, good.iloc[:1]])
+    with pytest.raises(RunError, match="duplicate item ids"):
+        import_predictions("ext", tiny_dataset, [_write(tmp_path, duplicate)], split_set, out)
+    wrong = good.assign(item_id="other_" + good["item_id"])
+    with pytest.raises(RunError, match="not in dataset 'tiny'"):
+        import_predictions("ext", tiny_dataset, [_write(tmp_path, wrong)], split_set, out)
+    no_column = good.rename(columns={"prediction": "pred"})
+    with pytest.raises(RunError, match="no 'prediction' column"):
+        import_predictions("ext", tiny_dataset, [_write(tmp_path, no_column)], split_set, out)
+    assert set(items["item_id"]) >= set(good["item_id"])
