@@ -520,40 +520,46 @@ def pair_figure(
         raise AnalysisError("pair_figure draws one (defender, attacker) at a time")
     pairs = pairs.sort_values("level").reset_index(drop=True)
     defender, attacker = pairs.loc[0, "defender"], pairs.loc[0, "attacker"]
+    thumbnails = {
+        str(item): _thumbnail(image_paths[str(item)], max_side)
+        for item in pd.unique(ok_pairs(pairs)[["image_best", "image_worst"]].to_numpy().ravel())
+    }
+    # empty levels get a grey placeholder of the usual image shape, so all columns line up
+    shape = next(iter(thumbnails.values())).shape[:2] if thumbnails else (3, 4)
+    placeholder = np.full(shape + (3,), 236, dtype=np.uint8)
     n = len(pairs)
-    fig, axes = plt.subplots(2, n, figsize=(2.6 * n + 0.8, 6.0), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n + 1.0, 6.0), squeeze=False)
     for col, pair in pairs.iterrows():
         top, bottom = axes[0, col], axes[1, col]
-        header = f"level {int(pair['level'])}  ({defender} ≈ {pair['level_centre']:.3g})"
-        top.set_title(header, fontsize=9, fontweight="bold", pad=16)
+        top.set_title(f"level {int(pair['level'])}\n{defender} \u2248 {pair['level_centre']:.3g}", fontsize=9)
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
         if pair["status"] != "ok":
             for ax in (top, bottom):
-                ax.set_axis_off()
+                ax.imshow(placeholder)
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("0.85")
             top.text(0.5, 0.5, "no pair", ha="center", va="center", fontsize=11, color="0.4", transform=top.transAxes)
-            bottom.text(0.5, 0.9, _wrap(str(pair["reason"]), 34), ha="center", va="top", fontsize=7, color="0.4",
-                        transform=bottom.transAxes)
+            bottom.text(0.5, 0.5, _wrap(str(pair["reason"]), 30), ha="center", va="center", fontsize=6.5,
+                        color="0.35", transform=bottom.transAxes)
             continue
         for ax, which in ((top, "best"), (bottom, "worst")):
             item = str(pair[f"image_{which}"])
-            ax.imshow(_thumbnail(image_paths[item], max_side))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlabel(
-                f"{item}\n{attacker}: {pair[f'attacker_{which}']:.3g}   {defender}: {pair[f'defender_{which}']:.3g}",
-                fontsize=7.5,
-            )
+            ax.imshow(thumbnails[item])
+            label = f"{item}\n{attacker}: {pair[f'attacker_{which}']:.3g}   {defender}: {pair[f'defender_{which}']:.3g}"
+            if which == "worst" and preferences is not None and np.isfinite(preferences.get(pair["pair_id"], np.nan)):
+                label += f"\nobservers: {preferences[pair['pair_id']]:+.0f} (>0: top better)"
+            ax.set_xlabel(label, fontsize=7.5)
             for spine in ax.spines.values():
                 spine.set_edgecolor("tab:green" if which == "best" else "tab:red")
                 spine.set_linewidth(2)
-        if preferences is not None and pair["pair_id"] in preferences and np.isfinite(preferences[pair["pair_id"]]):
-            bottom.text(0.5, -0.42, f"observers: {preferences[pair['pair_id']]:+.0f}", ha="center", va="top",
-                        fontsize=8, transform=bottom.transAxes)
-    axes[0, 0].set_ylabel(f"{attacker}: best", fontsize=9, color="tab:green")
-    axes[1, 0].set_ylabel(f"{attacker}: worst", fontsize=9, color="tab:red")
-    for ax in axes[:, 0]:
-        ax.yaxis.set_visible(True)
-    fig.suptitle(f"gMAD: defender {defender} (holds each pair equal) vs attacker {attacker}", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.suptitle(f"gMAD: defender {defender} (rates each pair equal) vs attacker {attacker}", fontsize=11)
+    fig.tight_layout(rect=(0.03, 0, 1, 0.95))
+    for row, (which, colour) in enumerate((("best", "tab:green"), ("worst", "tab:red"))):
+        box = axes[row, 0].get_position()
+        fig.text(0.012, (box.y0 + box.y1) / 2, f"{attacker}: {which}", rotation=90, ha="center", va="center",
+                 fontsize=9, color=colour, fontweight="bold")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=dpi)
