@@ -92,7 +92,6 @@ def test_reads_are_zero_copy_read_only_views(tmp_path):
     dataset = _make(tmp_path / "data")
     cache = ImageCache.open_or_build(dataset, size="original", workers=1)
     image = cache.read_item("i0")
-    assert isinstance(image.base, np.ndarray) or isinstance(image.base, np.memmap)
     assert np.shares_memory(image, cache.pixels)
     assert not image.flags.writeable
 
