@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .datasets.registry import Dataset
+from .datasets.registry import Dataset, info_to_dict
 from .errors import RunError
 from .runner import versions
 from .splits import SplitSet
@@ -88,6 +88,7 @@ def import_predictions(
             "params": {"imported_from": str(Path(path).resolve())},
             "train_dataset": dataset.name,
             "dataset_fingerprint": dataset.fingerprint,
+        "dataset_info": info_to_dict(dataset.info),
             "split": split.index,
             "split_hash": split_set.hash,
             "split_file": str(split_file) if split_file else None,

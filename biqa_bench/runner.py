@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .datasets.registry import Dataset
+from .datasets.registry import Dataset, info_to_dict
 from .errors import MethodError, RunError
 from .methods import Context, Method, create_method
 from .splits import SplitSet
@@ -162,6 +162,7 @@ def _run_one(
         "params": json.loads(json.dumps(params, default=str)),
         "train_dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint,
+        "dataset_info": info_to_dict(dataset.info),
         "split": split.index,
         "split_hash": split_set.hash,
         "split_file": str(split_file) if split_file else None,

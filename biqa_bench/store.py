@@ -146,6 +146,17 @@ def find_runs(root: Path) -> list[Run]:
     return runs
 
 
+def dataset_infos(root: Path) -> dict:
+    """Dataset metadata by dataset name, as the runs below ``root`` recorded it."""
+    from .datasets.registry import info_from_dict
+
+    infos = {}
+    for run in find_runs(root):
+        if "dataset_info" in run.manifest:
+            infos[run.manifest["train_dataset"]] = info_from_dict(run.manifest["dataset_info"])
+    return infos
+
+
 def load_predictions(root: Path) -> pd.DataFrame:
     """All predictions below ``root`` as one tidy table (with ``method`` and ``train_dataset``)."""
     runs = find_runs(root)

@@ -243,22 +243,20 @@ def evaluation_tables(results: Path, ranges: bool, low_quality: bool, min_items:
     """Records and summary for a results folder (overall, plus ranges / low-quality on request)."""
     import pandas as pd
 
-    from ..evaluation.metrics import evaluate_predictions, summarize_records
-    from ..store import load_predictions
+    from ..evaluation.metrics import evaluate_predictions
+    from ..evaluation.ranges import aggregate_records, low_quality_records, range_records
+    from ..store import dataset_infos, load_predictions
 
     predictions = load_predictions(results)
     predictions = predictions[predictions["subset"] == "test"]
     parts = [evaluate_predictions(predictions)]
     if ranges:
-        from ..evaluation.ranges import range_records
-
         parts.append(range_records(predictions, min_items=min_items))
     if low_quality:
-        from ..evaluation.ranges import low_quality_records
-
-        parts.append(low_quality_records(predictions, rule=rule, fraction=fraction, min_items=min_items))
+        infos = dataset_infos(results)
+        parts.append(low_quality_records(predictions, infos, rule=rule, fraction=fraction, min_items=min_items))
     records = pd.concat(parts, ignore_index=True)
-    return records, summarize_records(records)
+    return records, aggregate_records(records)
 
 
 @run_command
@@ -291,7 +289,7 @@ def eval_cmd(
 
 def render_summary(summary, title: str) -> None:
     table = Table(title=title)
-    for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE"):
+    for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE", "note"):
         table.add_column(column, justify="right" if column not in ("method", "dataset", "subset") else "left")
 
     def cell(row, metric):
@@ -301,8 +299,10 @@ def render_summary(summary, title: str) -> None:
         return f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
 
     for _, row in summary.iterrows():
-        table.add_row(row["method"], row["dataset"], row["subset"], str(row["n_splits"]), f"{row['n']:.0f}",
-                      cell(row, "srocc"), cell(row, "krocc"), cell(row, "plcc"), cell(row, "rmse"))
+        note = "" if row.get("status", "ok") == "ok" else f"not defined: {row.get('reason', '')}"
+        splits = f"{row['n_splits']}/{row['n_splits_total']}" if "n_splits_total" in row else str(row["n_splits"])
+        table.add_row(row["method"], row["dataset"], row["subset"], splits, f"{row['n_mean']:.0f}",
+                      cell(row, "srocc"), cell(row, "krocc"), cell(row, "plcc"), cell(row, "rmse"), note)
     console.print(table)
 
 

@@ -50,6 +50,21 @@ class DatasetInfo:
             raise ValueError(f"score_range must be increasing, got {self.score_range}")
 
 
+def info_to_dict(info: DatasetInfo) -> dict[str, Any]:
+    """Metadata as JSON-able dict (stored in run manifests so analyses need no dataset files)."""
+    from dataclasses import asdict
+
+    data = asdict(info)
+    data["score_range"] = list(info.score_range)
+    return data
+
+
+def info_from_dict(data: dict[str, Any]) -> DatasetInfo:
+    data = dict(data)
+    data["score_range"] = tuple(data["score_range"])
+    return DatasetInfo(**data)
+
+
 @dataclass
 class Dataset:
     info: DatasetInfo

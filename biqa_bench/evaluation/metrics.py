@@ -114,18 +114,3 @@ def evaluate_predictions(predictions, subset: str = "test"):
     columns = RECORD_FIELDS + ["train_dataset", "mapping_ok", "mapping_message"]
     return pd.DataFrame(rows, columns=columns)
 
-
-def summarize_records(records, metrics=("srocc", "krocc", "plcc", "rmse")):
-    """Mean, median and standard deviation over splits per (method, dataset, subset), with ``n_splits``."""
-    import pandas as pd
-
-    rows = []
-    for (method, dataset, subset), group in records.groupby(["method", "dataset", "subset"], sort=True):
-        row = {"method": method, "dataset": dataset, "subset": subset, "n_splits": int(len(group)), "n": float(group["n"].mean())}
-        for metric in metrics:
-            values = group[metric].astype(float).dropna()
-            row[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
-            row[f"{metric}_median"] = float(values.median()) if len(values) else float("nan")
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-        rows.append(row)
-    return pd.DataFrame(rows)
