@@ -68,7 +68,7 @@ def load_bid(root: Path, **options) -> Dataset:
             "path": paths,
             "score": pd.to_numeric(table[MOS], errors="coerce").to_numpy(dtype=float),
             "std": std,
-            "n_ratings": pd.to_numeric(table[COUNT], errors="coerce").round().astype("Int64").to_numpy(),
+            "n_ratings": pd.to_numeric(table[COUNT], errors="coerce").round().astype("Int64").array,
         }
     )
     return make_dataset(INFO, items, root)

@@ -105,7 +105,7 @@ def load_koniq(root: Path, scale: str = "zscore", images: str | None = None) -> 
             "item_id": names.to_numpy(),
             "path": [resolver.resolve_or_keep(f"{folder}/{name}") for name in names],
             "score": score,
-            "n_ratings": pd.to_numeric(table["c_total"], errors="coerce").round().astype("Int64").to_numpy(),
+            "n_ratings": pd.to_numeric(table["c_total"], errors="coerce").round().astype("Int64").array,
         }
     )
     if std is not None:
