@@ -1,0 +1,1 @@
+"""The report: publication tables (LaTeX/Markdown/CSV), figures and a standalone report.tex."""

@@ -1,0 +1,302 @@
+"""``build_report``: everything under a results folder -> tables, figures, report.tex (and PDF).
+
+Output layout (``out_dir``)::
+
+    report.tex  report.md  [report.pdf]
+    tables/<name>.tex|.md|.csv      figures/<name>.png|.pdf      records/<analysis>.csv
+
+Each analysis becomes a section only when its inputs exist (e.g. the significance section needs
+two methods on the same split files and at least two splits; the cross-dataset section needs
+``biqa cross`` models); what was left out, and why, is listed in :class:`ReportResult.skipped`
+and at the top of the report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import AnalysisError, BiqaError
+from ..store import MANIFEST, atomic_write_csv, atomic_write_text, find_runs, load_predictions
+from . import figures as F
+from . import tables as T
+from .latex import Section, compile_pdf, file_stem, report_document
+
+LOW_QUALITY_FRACTION = 0.25
+
+
+@dataclass
+class ReportResult:
+    out_dir: Path
+    tex: Path
+    markdown: Path
+    pdf: Path | None
+    tables: dict[str, list[Path]] = field(default_factory=dict)  # table name -> .tex/.md/.csv
+    figures: dict[str, list[Path]] = field(default_factory=dict)  # figure stem -> .png/.pdf
+    sections: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # analysis -> why it is not in the report
+
+
+class _Builder:
+    def __init__(self, out_dir: Path, decimals: int, aggregate: str):
+        self.out_dir = Path(out_dir)
+        self.decimals = decimals
+        self.aggregate = aggregate
+        self.sections: list[Section] = []
+        self.md_parts: list[str] = []
+        self.result_tables: dict[str, list[Path]] = {}
+        self.result_figures: dict[str, list[Path]] = {}
+        self.skipped: dict[str, str] = {}
+
+    def table(self, section: Section, table: T.Table) -> None:
+        self.result_tables[table.name] = T.write_table(table, self.out_dir / "tables")
+        section.tables.append(table.name)
+        self.md_parts.append(T.to_markdown(table))
+
+    def figure(self, section: Section, fig, stem: str, caption: str) -> None:
+        paths = F.save_figure(fig, self.out_dir / "figures", stem)
+        self.result_figures[file_stem(stem)] = paths
+        section.figures.append((f"figures/{paths[1].name}", caption))
+        self.md_parts.append(f"![{caption}](figures/{paths[0].name})\n\n*{caption}*\n")
+
+    def section(self, title: str, text: str = "") -> Section:
+        section = Section(title, text)
+        self.sections.append(section)
+        self.md_parts.append(f"## {title}\n\n{text}\n" if text else f"## {title}\n")
+        return section
+
+    def records(self, name: str, frame: pd.DataFrame) -> None:
+        atomic_write_csv(self.out_dir / "records" / f"{name}.csv", frame)
+
+
+def _intra(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["train_dataset"].fillna(frame["dataset"]) == frame["dataset"]]
+
+
+def overall_records(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, train dataset, dataset, split) records on the test rows."""
+    from ..evaluation.metrics import evaluate_predictions
+
+    test = predictions[predictions["subset"] == "test"] if "subset" in predictions.columns else predictions
+    return evaluate_predictions(test)
+
+
+def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
+    """Cross-dataset records from the models of ``biqa cross`` below ``results_dir``: recomputed
+    from their cached predictions on each test set, or, failing those, read from the records
+    CSVs that ``biqa cross`` wrote. None when there are none."""
+    from ..evaluation.cross import cross_records
+
+    parts = []
+    for manifest_path in sorted(Path(results_dir).rglob(MANIFEST)):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if manifest.get("kind") != "cross-model":
+            continue
+        for path in sorted((manifest_path.parent / "inference").glob("*.csv")):
+            frame = pd.read_csv(path, dtype={"item_id": str})
+            frame = frame.assign(method=manifest["method"], train_dataset=manifest["train_dataset"],
+                                 split=int(manifest.get("split", 0)))
+            for _dataset, group in frame.groupby("dataset"):
+                if str(_dataset) != str(manifest["train_dataset"]):
+                    parts.append(cross_records(group, None))
+    if not parts:
+        for path in sorted(Path(results_dir).rglob("*_records.csv")):
+            frame = pd.read_csv(path)
+            if {"train_dataset", "dataset", "srocc", "method"} <= set(frame.columns) and (
+                frame["train_dataset"] != frame["dataset"]
+            ).any():
+                parts.append(frame)
+    if not parts:
+        return None
+    return pd.concat(parts, ignore_index=True)
+
+
+def _split_hash_table(results_dir: Path) -> pd.DataFrame:
+    rows = [
+        {"method": run.method, "train_dataset": run.train_dataset, "split": run.split,
+         "split_hash": run.manifest.get("split_hash"), "folder": str(run.folder)}
+        for run in find_runs(results_dir)
+    ]
+    return pd.DataFrame(rows)
+
+
+def build_report(
+    results_dir: Path,
+    out_dir: Path,
+    decimals: int = 3,
+    aggregate: str = "mean",
+    pdf: bool = False,
+    min_items: int = 10,
+    significance_test: str = "paired",
+    alpha: float = 0.05,
+) -> ReportResult:
+    """Write the tables, figures and standalone ``report.tex`` (and ``report.pdf`` with ``pdf``)
+    for every run below ``results_dir`` into ``out_dir``; see the module docstring."""
+    if not isinstance(decimals, int) or not 0 <= decimals <= 6:
+        raise BiqaError(f"decimals must be an integer from 0 to 6, not {decimals!r}")
+    if aggregate not in T.AGGREGATES:
+        raise BiqaError(f"aggregate must be 'mean' or 'median', not '{aggregate}'")
+    results_dir = Path(results_dir)
+    predictions = load_predictions(results_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    b = _Builder(out_dir, decimals, aggregate)
+    test = _intra(predictions[predictions["subset"] == "test"]) if "subset" in predictions else _intra(predictions)
+    datasets = sorted(test["dataset"].unique(), key=str)
+    n_splits = test.groupby(["method", "dataset"])["split"].nunique()
+
+    # ---------------------------------------------------------------- overall
+    records = overall_records(test)
+    b.records("overall", records)
+    section = b.section(
+        "Overall performance",
+        "Each method is trained on the training part of every split and tested on its test part; "
+        "PLCC and RMSE are computed after the 4-parameter logistic mapping fitted on each test split.",
+    )
+    b.table(section, T.overall_table(records, ("srocc", "plcc"), aggregate, decimals))
+    if len(records) and records["rmse"].notna().any():
+        rmse = T.overall_table(records, ("rmse",), aggregate, decimals, name="overall_rmse")
+        rmse.title, rmse.caption = "Overall RMSE", rmse.caption.replace(
+            "RMSE on the test splits", "RMSE (quality points, 0-100 scale, after the logistic mapping) on the test splits")
+        b.table(section, rmse)
+    first_split = sorted(test["split"].unique())[0]
+    b.figure(section, F.scatter_figure(test, split=first_split), "scatter",
+             f"Prediction against ground-truth quality on the test part of split {first_split}, with the "
+             "4-parameter logistic fitted on it (one row per method, one column per dataset).")
+
+    # ---------------------------------------------------------------- ranges
+    from ..evaluation.ranges import low_quality_records, range_records
+
+    ranges = range_records(test, min_items=min_items)
+    b.records("ranges", ranges)
+    defined = ranges[ranges["status"] == "ok"]
+    if len(defined):
+        section = b.section(
+            "Five quality ranges",
+            "The test items are divided by ground-truth quality into the five ACR ranges Bad [0, 20), Poor [20, 40), "
+            "Fair [40, 60), Good [60, 80) and Excellent [80, 100] (REQA). A method is not re-fitted per range: "
+            f"PLCC uses the logistic of the whole test split. A range with fewer than {min_items} items or "
+            "constant scores is not defined.",
+        )
+        for dataset in datasets:
+            if (defined["dataset"] == dataset).any():
+                b.table(section, T.ranges_table(ranges, dataset, ("srocc", "plcc"), aggregate, decimals))
+                b.figure(section, F.range_bars_figure(ranges, dataset, "srocc", aggregate), f"ranges_srocc_{dataset}",
+                         f"SROCC per ACR range on {dataset} ({aggregate} over splits; error bars: standard deviation "
+                         "over splits; n/d: not defined).")
+    else:
+        b.skipped["ranges"] = f"no ACR range has {min_items} or more test items with varying scores"
+
+    # ---------------------------------------------------------------- deviation
+    from ..evaluation.deviation import absolute_deviation_table, class_difference_table
+
+    classes = class_difference_table(test)
+    absolute = absolute_deviation_table(test)
+    b.records("deviation_classes", classes)
+    b.records("deviation_absolute", absolute)
+    section = b.section(
+        "Prediction deviation",
+        "Predictions are mapped to the 0-100 quality scale by the logistic of their test split; the figures count "
+        "test items (pooled over splits) by the difference between the ACR class of the mapped prediction and of "
+        "the ground truth, and by the absolute deviation in bins of 2.5 points (REQA Figs 6 and 7).",
+    )
+    for dataset in datasets:
+        b.figure(section, F.class_difference_figure(classes, dataset), f"deviation_classes_{dataset}",
+                 f"ACR-class deviation of the mapped predictions on {dataset}.")
+        b.figure(section, F.absolute_deviation_figure(absolute, dataset), f"deviation_absolute_{dataset}",
+                 f"Absolute deviation of the mapped predictions from the ground truth on {dataset}.")
+
+    # ---------------------------------------------------------------- low quality
+    threshold = 100.0 * LOW_QUALITY_FRACTION
+    low = low_quality_records(test, rule="nominal", fraction=LOW_QUALITY_FRACTION, min_items=min_items)
+    b.records("low_quality", low)
+    section = b.section(
+        "Low-quality images",
+        f"Low-quality images are those whose score lies in the lowest quarter of the dataset's nominal score "
+        f"range, i.e. quality below {threshold:g} on the 0-100 scale (IEIT).",
+    )
+    if (low["status"] == "ok").any():
+        b.table(section, T.low_quality_table(low, ("srocc", "plcc"), aggregate, decimals,
+                                             definition=f"quality below {threshold:g} on the 0-100 scale "
+                                                        "(the lowest quarter of the nominal score range)"))
+    else:
+        b.skipped["low-quality table"] = f"no dataset has {min_items} or more low-quality test items with varying scores"
+        section.text += f" No dataset has {min_items} or more low-quality test items, so there is no table."
+    b.figure(section, F.quality_histogram_figure(predictions, threshold), "quality_histogram",
+             f"Ground-truth quality of each dataset's images; shaded: the low-quality region (quality below {threshold:g}).")
+
+    # ---------------------------------------------------------------- significance
+    from ..evaluation.significance import check_split_hashes, compare_methods
+
+    try:
+        check_split_hashes(_split_hash_table(results_dir))
+        hashes_ok = None
+    except AnalysisError as exc:
+        hashes_ok = str(exc)
+    sig_section = None
+    for dataset in datasets:
+        per_split = records[(records["dataset"] == dataset) & (records["train_dataset"] == dataset)]
+        methods = sorted(per_split["method"].unique(), key=str)
+        if hashes_ok is not None:
+            b.skipped[f"significance on {dataset}"] = hashes_ok
+            continue
+        if len(methods) < 2 or per_split["split"].nunique() < 2:
+            b.skipped[f"significance on {dataset}"] = "needs two or more methods and two or more splits"
+            continue
+        try:
+            result = compare_methods(per_split[["method", "split", "srocc"]], metric="srocc", test=significance_test,
+                                     alpha=alpha)
+        except AnalysisError as exc:
+            b.skipped[f"significance on {dataset}"] = str(exc)
+            continue
+        if sig_section is None:
+            sig_section = b.section(
+                "Statistical significance",
+                f"Per-split SROCC of each pair of methods on the same split files, {significance_test} t-test "
+                f"(alpha = {alpha:g}, two-sided)." if significance_test != "wilcoxon" else
+                f"Per-split SROCC, Wilcoxon signed-rank test (alpha = {alpha:g}, two-sided).",
+            )
+        test_name = {"paired": "paired t-test", "welch": "Welch's t-test", "wilcoxon": "Wilcoxon signed-rank test"}
+        b.table(sig_section, T.significance_table(result.decision, "srocc", dataset,
+                                                  test_name.get(significance_test, significance_test), alpha))
+        b.figure(sig_section, F.significance_figure(result.decision, f"SROCC significance on {dataset}"),
+                 f"significance_{dataset}", f"Significance of per-split SROCC differences on {dataset}: "
+                 "1 (blue) row method better, 0 (grey) indistinguishable, -1 (vermillion) row method worse.")
+        b.records(f"significance_pvalues_{file_stem(dataset)}", result.pvalue.reset_index(names="method"))
+
+    # ---------------------------------------------------------------- cross-dataset
+    cross = cross_dataset_records(results_dir)
+    if cross is not None and len(cross):
+        b.records("cross", cross)
+        section = b.section(
+            "Cross-dataset tests",
+            "Each model is trained on all of one dataset and tested on every item of another; PLCC after the "
+            "logistic fitted on the test set's labels rescaled to 1-5.",
+        )
+        b.table(section, T.cross_table(cross, ("srocc", "plcc"), aggregate, decimals))
+    else:
+        b.skipped["cross-dataset"] = "no cross-dataset models found (run `biqa cross`)"
+
+    # ---------------------------------------------------------------- documents
+    counts = ", ".join(sorted({str(int(c)) for c in n_splits})) if len(n_splits) else "0"
+    methods = sorted(test["method"].unique(), key=str)
+    intro = (
+        f"Results folder: {results_dir}. Methods: {', '.join(methods)}. Datasets: {', '.join(datasets)}. "
+        f"Splits per method and dataset: {counts}. Figures in the tables are the {aggregate} over splits "
+        f"with {decimals} decimals."
+    )
+    if b.skipped:
+        intro += " Not included: " + "; ".join(f"{k} ({v})" for k, v in b.skipped.items()) + "."
+    tex = out_dir / "report.tex"
+    atomic_write_text(tex, report_document("Benchmark report", b.sections, intro))
+    markdown = out_dir / "report.md"
+    atomic_write_text(markdown, "# Benchmark report\n\n" + intro + "\n\n" + "\n".join(b.md_parts))
+    pdf_path = compile_pdf(tex) if pdf else None
+    return ReportResult(out_dir, tex, markdown, pdf_path, b.result_tables, b.result_figures,
+                        [s.title for s in b.sections], b.skipped)

@@ -1,0 +1,327 @@
+"""Report figures with matplotlib (Agg backend), saved as PNG and PDF.
+
+Each function takes tidy tables and returns a :class:`matplotlib.figure.Figure`;
+:func:`save_figure` writes it. All use the Okabe-Ito palette (distinguishable with the common
+colour-vision deficiencies and in grey-scale print together with the hatches/markers), labelled
+axes with their units and a legend.
+
+* :func:`scatter_figure`        -- prediction against ground truth with the fitted logistic (IEIT Fig. 8)
+* :func:`range_bars_figure`     -- SROCC (or another metric) per ACR range and method
+* :func:`quality_histogram_figure` -- ground-truth quality with the low-quality region shaded (IEIT Fig. 4)
+* :func:`class_difference_figure`, :func:`absolute_deviation_figure` -- REQA Figs 6 and 7
+* :func:`significance_figure`   -- the 1 / 0 / -1 matrix as a heat map
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display needed, same output everywhere
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from ..evaluation.logistic import fit_logistic  # noqa: E402
+from ..evaluation.metrics import plcc, srocc  # noqa: E402
+from .latex import file_stem  # noqa: E402
+
+# Okabe & Ito (2008), ordered for contrast on white; yellow last (weak on white paper).
+OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
+HATCHES = ["", "//", "..", "xx", "\\\\", "--", "oo", "++"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), "-", "--"]
+RANGES_ASCENDING = ["Bad", "Poor", "Fair", "Good", "Excellent"]
+RANGE_LIMITS = {"Bad": "[0, 20)", "Poor": "[20, 40)", "Fair": "[40, 60)", "Good": "[60, 80)", "Excellent": "[80, 100]"}
+QUALITY_LABEL = "Ground-truth quality (0\u2013100, higher is better)"
+
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "pdf.fonttype": 42,  # embed TrueType: text stays text in the PDF
+    "savefig.bbox": "tight",
+}
+
+
+def colour(i: int) -> str:
+    return OKABE_ITO[i % len(OKABE_ITO)]
+
+
+def save_figure(fig, out_dir: Path, stem: str, dpi: int = 200) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` into ``out_dir`` and close the figure."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(stem)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    with plt.rc_context(STYLE):
+        fig.savefig(paths[0], dpi=dpi)
+        fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
+
+
+def _test_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    frame = predictions
+    if "subset" in frame.columns and (frame["subset"] == "test").any():
+        frame = frame[frame["subset"] == "test"]
+    if "train_dataset" in frame.columns:
+        frame = frame[frame["train_dataset"].fillna(frame["dataset"]) == frame["dataset"]]
+    return frame
+
+
+# --------------------------------------------------------------------------- scatter
+
+
+def scatter_figure(predictions: pd.DataFrame, split=None, max_points: int = 5000, seed: int = 0,
+                   panel_size: float = 2.4):
+    """Grid of scatter plots (rows: methods, columns: datasets) of each method's prediction
+    against the ground-truth quality on one test split, with the 4-parameter logistic fitted
+    on that split and SROCC/PLCC in the corner (IEIT Fig. 8).
+
+    ``split`` defaults to the lowest split index present. Panels with more than ``max_points``
+    items show a seeded random sample of them (the curve and figures use all items).
+    """
+    frame = _test_rows(predictions)
+    if split is None:
+        split = sorted(frame["split"].unique())[0]
+    frame = frame[frame["split"] == split]
+    methods = sorted(frame["method"].unique(), key=str)
+    datasets = sorted(frame["dataset"].unique(), key=str)
+    rng = np.random.default_rng(seed)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(methods), len(datasets), squeeze=False,
+                                 figsize=(panel_size * len(datasets) + 0.6, panel_size * len(methods) + 0.6))
+        for i, method in enumerate(methods):
+            for j, dataset in enumerate(datasets):
+                ax = axes[i, j]
+                group = frame[(frame["method"] == method) & (frame["dataset"] == dataset)]
+                ax.set_title(f"{method} on {dataset}")
+                if group.empty:
+                    ax.text(0.5, 0.5, "no predictions", ha="center", va="center", transform=ax.transAxes)
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    continue
+                x = group["prediction"].to_numpy(float)
+                y = group["quality"].to_numpy(float)
+                shown = np.arange(len(x))
+                if len(x) > max_points:
+                    shown = rng.choice(len(x), size=max_points, replace=False)
+                ax.scatter(x[shown], y[shown], s=6, alpha=0.45, color=colour(0), linewidths=0, label="test image")
+                fit = fit_logistic(x, y)
+                grid = np.linspace(np.min(x), np.max(x), 200)
+                label = "fitted logistic" if fit.success else "linear fit (logistic failed)"
+                ax.plot(grid, fit.predict(grid), color=colour(1), linewidth=1.6, label=label)
+                mapped = fit.predict(x)
+                ax.text(0.03, 0.97, f"SROCC {srocc(y, x):.3f}\nPLCC {plcc(y, mapped):.3f}\nn = {len(x)}",
+                        transform=ax.transAxes, va="top", ha="left", fontsize=7,
+                        bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor="0.8", alpha=0.9))
+                ax.set_ylim(-3, 103)
+                if i == len(methods) - 1:
+                    ax.set_xlabel("Prediction (method's own scale)")
+                if j == 0:
+                    ax.set_ylabel("Ground-truth quality (0\u2013100)")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="lower center", ncol=len(handles), frameon=False,
+                       bbox_to_anchor=(0.5, 1.0), markerscale=2.5)
+        fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- ranges
+
+
+def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "srocc", aggregate: str = "mean"):
+    """Grouped bars: one group per ACR range (Bad .. Excellent), one bar per method, the
+    ``aggregate`` over splits with the standard deviation as error bar; 'n/d' marks a range where
+    the figure is not defined."""
+    frame = range_records[range_records["dataset"] == dataset].copy()
+    if "train_dataset" in frame.columns:
+        frame = frame[frame["train_dataset"].fillna(frame["dataset"]) == frame["dataset"]]
+    if "status" in frame.columns:
+        frame.loc[frame["status"].astype(str) == "undefined", metric] = np.nan
+    methods = sorted(frame["method"].unique(), key=str)
+    ranges = [r for r in RANGES_ASCENDING if r in set(frame["subset"])]
+    label = {"srocc": "SROCC", "plcc": "PLCC", "krocc": "KROCC", "rmse": "RMSE (quality points)"}.get(metric, metric)
+    width = 0.8 / max(len(methods), 1)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(max(4.5, 1.0 + 1.1 * len(ranges) * max(1, len(methods)) ** 0.5), 3.0))
+        low = 0.0
+        for k, method in enumerate(methods):
+            centres, heights, errors = [], [], []
+            for r_index, name in enumerate(ranges):
+                values = frame[(frame["method"] == method) & (frame["subset"] == name)][metric].astype(float).dropna()
+                centre = r_index - 0.4 + width * (k + 0.5)
+                if values.empty:
+                    ax.text(centre, 0.01, "n/d", rotation=90, ha="center", va="bottom", fontsize=6, color="0.35")
+                    continue
+                centres.append(centre)
+                heights.append(float(getattr(values, aggregate)()))
+                errors.append(float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+            if centres:
+                ax.bar(centres, heights, width=width * 0.95, yerr=errors, capsize=2, color=colour(k),
+                       hatch=HATCHES[k % len(HATCHES)], edgecolor="white", linewidth=0.5,
+                       error_kw=dict(elinewidth=0.8, ecolor="0.2"), label=method)
+                low = min(low, min(h - e for h, e in zip(heights, errors)))
+        ax.axhline(0, color="0.3", linewidth=0.6)
+        ax.set_xticks(range(len(ranges)))
+        ax.set_xticklabels([f"{r}\n{RANGE_LIMITS[r]}" for r in ranges])
+        ax.set_xlabel("ACR range of the ground-truth quality (0\u2013100 scale)")
+        ax.set_ylabel(f"{label} ({aggregate} over splits)")
+        if metric != "rmse":
+            ax.set_ylim(min(-0.05, low - 0.05), 1.0)
+        ax.set_title(f"{label} per quality range on {dataset}")
+        if methods:
+            ax.legend(title="Method", ncol=min(len(methods), 4), frameon=False, loc="upper left",
+                      bbox_to_anchor=(0.0, -0.28))
+        fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- quality histogram
+
+
+def quality_histogram_figure(predictions: pd.DataFrame, low_quality_threshold: float = 25.0, bin_width: float = 5.0):
+    """Histogram of the ground-truth quality of each dataset's images (each image counted
+    once), the low-quality region (quality below the threshold) shaded (IEIT Fig. 4)."""
+    keys = ["dataset", "item_id"] if "item_id" in predictions.columns else ["dataset", "quality"]
+    items = predictions.drop_duplicates(keys)
+    datasets = sorted(items["dataset"].unique(), key=str)
+    bins = np.arange(0.0, 100.0 + bin_width, bin_width)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(datasets), squeeze=False, figsize=(3.2 * len(datasets) + 0.4, 2.8))
+        for j, dataset in enumerate(datasets):
+            ax = axes[0, j]
+            quality = items[items["dataset"] == dataset]["quality"].to_numpy(float)
+            clipped = np.clip(quality, 0.0, 100.0)
+            ax.axvspan(0, low_quality_threshold, color=colour(1), alpha=0.15, linewidth=0,
+                       label=f"low quality (< {low_quality_threshold:g})")
+            ax.hist(clipped, bins=bins, color=colour(0), edgecolor="white", linewidth=0.5, label="images")
+            ax.axvline(low_quality_threshold, color=colour(1), linestyle="--", linewidth=1.0)
+            share = float(np.mean(quality < low_quality_threshold)) if len(quality) else 0.0
+            ax.text(0.98, 0.97, f"n = {len(quality)}\nlow quality: {int(np.sum(quality < low_quality_threshold))}"
+                    f" ({100 * share:.1f}%)", transform=ax.transAxes, ha="right", va="top", fontsize=7)
+            ax.set_xlim(0, 100)
+            ax.set_title(dataset)
+            ax.set_xlabel(QUALITY_LABEL)
+            if j == 0:
+                ax.set_ylabel("Number of images")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 1.0))
+        fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- deviation
+
+
+def _grouped_bars(ax, table: pd.DataFrame, x_column: str, y_column: str, methods, positions):
+    width = 0.8 / max(len(methods), 1)
+    for k, method in enumerate(methods):
+        rows = table[table["method"] == method].set_index(x_column)[y_column]
+        heights = [float(rows.get(x, 0.0)) for x in positions]
+        ax.bar(np.arange(len(positions)) - 0.4 + width * (k + 0.5), heights, width=width * 0.95,
+               color=colour(k), hatch=HATCHES[k % len(HATCHES)], edgecolor="white", linewidth=0.5, label=method)
+
+
+def class_difference_figure(table: pd.DataFrame, dataset: str):
+    """REQA Fig. 6: share of test images per ACR-class difference (mapped prediction minus
+    ground truth) per method, from :func:`biqa_bench.evaluation.deviation.class_difference_table`."""
+    frame = table[table["dataset"] == dataset]
+    if "train_dataset" in frame.columns:
+        frame = frame[frame["train_dataset"].fillna(frame["dataset"]) == frame["dataset"]]
+    frame = frame.assign(percent=100.0 * frame["fraction"].astype(float))
+    methods = sorted(frame["method"].unique(), key=str)
+    differences = sorted(frame["difference"].unique())
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(max(4.5, 0.5 * len(differences) * max(1, len(methods)) ** 0.5 + 1.5), 3.0))
+        _grouped_bars(ax, frame, "difference", "percent", methods, differences)
+        ax.set_xticks(range(len(differences)))
+        ax.set_xticklabels([f"{d:+d}" if d else "0" for d in differences])
+        ax.set_xlabel("ACR class of mapped prediction \u2212 ACR class of ground truth (classes)")
+        ax.set_ylabel("Test images (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"Deviation in ACR classes on {dataset}")
+        ax.legend(title="Method", frameon=False)
+        fig.tight_layout()
+    return fig
+
+
+def absolute_deviation_figure(table: pd.DataFrame, dataset: str, coverage: float = 0.995):
+    """REQA Fig. 7: share of test images per bin of |mapped prediction - quality| (points on the
+    0-100 scale) per method, as step lines; the x axis stops where every method has
+    ``coverage`` of its images."""
+    frame = table[table["dataset"] == dataset]
+    if "train_dataset" in frame.columns:
+        frame = frame[frame["train_dataset"].fillna(frame["dataset"]) == frame["dataset"]]
+    methods = sorted(frame["method"].unique(), key=str)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.0, 3.0))
+        x_max = 0.0
+        for k, method in enumerate(methods):
+            rows = frame[frame["method"] == method].sort_values("bin_low")
+            edges = np.append(rows["bin_low"].to_numpy(float), rows["bin_high"].to_numpy(float)[-1])
+            percent = 100.0 * rows["fraction"].to_numpy(float)
+            ax.stairs(percent, edges, color=colour(k), linestyle=LINESTYLES[k % len(LINESTYLES)], linewidth=1.5,
+                      label=method)
+            cumulative = np.cumsum(rows["fraction"].to_numpy(float))
+            reach = np.searchsorted(cumulative, coverage * cumulative[-1]) if len(cumulative) else 0
+            x_max = max(x_max, float(rows["bin_high"].to_numpy(float)[min(reach, len(rows) - 1)]))
+        width = float(frame["bin_high"].iloc[0] - frame["bin_low"].iloc[0]) if len(frame) else 2.5
+        ax.set_xlim(0, max(x_max, 4 * width))
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel(f"|mapped prediction \u2212 ground truth| (quality points, bins of {width:g})")
+        ax.set_ylabel("Test images (%)")
+        ax.set_title(f"Absolute deviation on {dataset}")
+        ax.legend(title="Method", frameon=False)
+        fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- significance
+
+
+def significance_figure(matrix: pd.DataFrame, title: str = "Statistical significance"):
+    """Heat map of the 1 / 0 / -1 matrix (row better / indistinguishable / worse than column)."""
+    values = matrix.astype(float).to_numpy()
+    n_rows, n_cols = values.shape
+    cmap = ListedColormap([OKABE_ITO[1], "#DDDDDD", OKABE_ITO[0]])
+    norm = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], cmap.N)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n_cols + 1.6, 1.0 + 0.45 * n_rows))
+        masked = np.ma.masked_invalid(values)
+        ax.imshow(masked, cmap=cmap, norm=norm, aspect="auto")
+        for r in range(n_rows):
+            for c in range(n_cols):
+                v = values[r, c]
+                text = "\u2013" if np.isnan(v) else f"{int(v):d}".replace("-", "\u2212")
+                ax.text(c, r, text, ha="center", va="center", fontsize=8,
+                        color="white" if (not np.isnan(v) and v != 0) else "black")
+        ax.set_xticks(range(n_cols))
+        ax.set_xticklabels([str(c) for c in matrix.columns], rotation=35, ha="right")
+        ax.set_yticks(range(n_rows))
+        ax.set_yticklabels([str(i) for i in matrix.index])
+        ax.set_xlabel("Column method")
+        ax.set_ylabel("Row method")
+        ax.set_xticks(np.arange(-0.5, n_cols, 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, n_rows, 1), minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.5)
+        ax.tick_params(which="minor", length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_title(title)
+        legend = [Patch(color=OKABE_ITO[0], label="1: row better"), Patch(color="#DDDDDD", label="0: indistinguishable"),
+                  Patch(color=OKABE_ITO[1], label="\u22121: row worse")]
+        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        fig.tight_layout()
+    return fig
