@@ -118,3 +118,11 @@ def test_absolute_deviation_table_by_hand():
     # the better method has more mass in the first bins
     bad = result[result["method"] == "bad"]
     assert good["count"].iloc[:4].sum() > bad["count"].iloc[:4].sum()
+
+
+def test_cross_records_without_split_column():
+    rng = np.random.default_rng(4)
+    quality = rng.uniform(0, 100, 50)
+    frame = table(quality, quality + rng.normal(0, 10, 50)).drop(columns=["split", "subset"])
+    records = cross_records(frame, TEST_INFO, "trainset")
+    assert records.iloc[0]["split"] == 0 and records.iloc[0]["status"] == "ok"

@@ -194,3 +194,17 @@ def test_aggregate_all_undefined_keeps_reason():
     assert aggregate.loc["Bad", "n_splits"] == 0
     assert "only 2 items" in aggregate.loc["Bad", "reason"]
     assert np.isnan(aggregate.loc["Bad", "srocc_mean"])
+
+
+def test_aggregate_accepts_whole_split_records_without_status():
+    from biqa_bench.evaluation.metrics import evaluate_predictions
+
+    predictions = make_predictions(n=200, methods=("good",), splits=(0, 1))
+    records = pd.concat([evaluate_predictions(predictions), range_records(predictions)], ignore_index=True)
+    aggregate = aggregate_records(records)
+    assert list(aggregate["subset"]) == ["test"] + RANGE_NAMES
+    whole = aggregate.iloc[0]
+    assert whole["status"] == "ok" and whole["n_splits"] == 2
+    assert whole["srocc_mean"] == pytest.approx(
+        np.mean([stats.spearmanr(g.quality, g.prediction).statistic for _, g in predictions.groupby("split")])
+    )

@@ -41,9 +41,12 @@ def cross_records(predictions_on_test_set: pd.DataFrame, test_info: DatasetInfo 
     """Records (RECORD_FIELDS + train_dataset, status, reason; subset ``'all'``) of models
     trained on ``train_dataset`` predicting the test set, one per (method, split).
 
-    ``train_dataset`` defaults to the table's ``train_dataset`` column. ``test_info`` names the
+    ``train_dataset`` defaults to the table's ``train_dataset`` column. Without a ``split``
+    column (a single model trained on all of A) the split is recorded as 0. ``test_info`` names the
     test set (``dataset`` column) when given; the table must hold that one test set only.
     """
+    if "split" not in predictions_on_test_set.columns:  # one model trained on all of A
+        predictions_on_test_set = predictions_on_test_set.assign(split=0)
     required = ("method", "dataset", "split", "quality", "prediction")
     frame = check_predictions(predictions_on_test_set, required=required)
     if len(frame) == 0:

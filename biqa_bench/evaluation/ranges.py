@@ -232,9 +232,16 @@ def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
     frame = records.copy()
     if "train_dataset" not in frame.columns:
         frame["train_dataset"] = frame["dataset"]
+    # Records from elsewhere (e.g. whole-split records of metrics.evaluate_predictions) may lack
+    # a status: defined when any metric is.
+    inferred = np.where(frame[METRICS].notna().any(axis=1), OK, UNDEFINED)
     if "status" not in frame.columns:
-        frame["status"] = np.where(frame[METRICS].notna().any(axis=1), OK, UNDEFINED)
+        frame["status"] = inferred
+    frame["status"] = frame["status"].where(frame["status"].notna(), pd.Series(inferred, index=frame.index))
+    if "reason" not in frame.columns:
         frame["reason"] = ""
+    frame["reason"] = frame["reason"].fillna("")
+    frame.loc[(frame["status"] == UNDEFINED) & (frame["reason"] == ""), "reason"] = "metrics undefined"
     keys = ["method", "train_dataset", "dataset", "subset"]
     rows = []
     for key, group in frame.groupby(keys, sort=False, dropna=False):
@@ -255,11 +262,12 @@ def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
             row["status"], row["reason"] = UNDEFINED, "; ".join(reasons)
         rows.append(row)
     result = pd.DataFrame(rows)
-    if len(result) and set(result["subset"]) <= set(RANGE_NAMES) | {LOW_QUALITY}:
-        order = {name: i for i, name in enumerate(RANGE_NAMES + [LOW_QUALITY])}
+    if len(result):
+        # Whole-split subsets ('test', 'all', ...) first, then the ranges Bad..Excellent, then low quality.
+        order = {name: i + 1 for i, name in enumerate(RANGE_NAMES + [LOW_QUALITY])}
         result = result.sort_values(
             ["method", "train_dataset", "dataset", "subset"],
-            key=lambda s: s.map(order) if s.name == "subset" else s,
+            key=lambda s: s.map(lambda v: order.get(v, 0)) if s.name == "subset" else s.astype(str),
             kind="stable",
         ).reset_index(drop=True)
     return result
