@@ -6,7 +6,7 @@ are distributed:
 * ``koniq10k_scores_and_distributions.csv``: ``image_name, c1..c5, c_total, MOS, SD,
   MOS_zscore`` with c = rating counts, MOS and SD on 1-5 and MOS_zscore on 0-100;
 * ``koniq10k_distributions_sets.csv``: ``image_name, c1..c5, c_total, MOS, SD, set`` with c =
-  rating fractions, MOS (and SD) on the 0-100 z-score scale, and the official ``set``
+  rating fractions, MOS on the 0-100 z-score scale (SD kept as distributed), the official ``set``
   (training / validation / test, 7058 / 1000 / 2015), kept as ``official_set`` = train/val/test.
 
 Option ``scale``: ``zscore`` (default; 0-100, as HyperIQA and REQA) or ``mos`` (1-5, as IEIT;
