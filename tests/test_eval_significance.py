@@ -286,3 +286,11 @@ def test_split_metric_table_matches_scipy():
     for row in per_split.itertuples():
         group = table[table.split == row.split]
         assert row.srocc == pytest.approx(stats.spearmanr(group.quality, group.prediction).statistic)
+
+
+def test_wilcoxon_note_when_significance_is_unreachable():
+    assert compare_methods(as_values(A=A, B=B), test="wilcoxon").notes  # n=5: smallest p 0.0625
+    assert not compare_methods(as_values(A=A, B=B), test="paired").notes
+    six = as_values(A=A + (0.93,), B=B + (0.91,))
+    assert not compare_methods(six, test="wilcoxon").notes  # 2/64 < 0.05
+    assert compare_methods(six, test="wilcoxon").pvalue.loc["A", "B"] == pytest.approx(stats.wilcoxon(A + (0.93,), B + (0.91,)).pvalue)

@@ -66,6 +66,12 @@ class SignificanceResult:
     pvalue_adjusted: pd.DataFrame  # equals pvalue when holm is False
     mean_difference: pd.DataFrame  # mean over splits of row - column, metric units
     statistic: pd.DataFrame  # the test statistic of row against column
+    notes: tuple[str, ...] = ()  # caveats worth showing next to the matrix
+
+    @property
+    def matrix(self) -> pd.DataFrame:
+        """The 1/0/-1 decision matrix (alias of ``decision``)."""
+        return self.decision
 
     def to_dict(self) -> dict:
         def matrix(frame: pd.DataFrame) -> dict:
@@ -89,6 +95,7 @@ class SignificanceResult:
             "pvalue_adjusted": matrix(self.pvalue_adjusted),
             "mean_difference": matrix(self.mean_difference),
             "statistic": matrix(self.statistic),
+            "notes": list(self.notes),
         }
 
 
@@ -252,6 +259,15 @@ def compare_methods(
             decision[i, j] = 1
         elif adjusted[j, i] < alpha:
             decision[i, j] = -1
+    notes = []
+    if test == "wilcoxon":
+        # The exact signed-rank test cannot go below 1/2^n (one-sided) or 2/2^n (two-sided).
+        smallest = (2.0 if alternative == "two-sided" else 1.0) / 2 ** len(splits)
+        if smallest >= alpha:
+            notes.append(
+                f"Wilcoxon with {len(splits)} splits cannot reach p < {alpha} (smallest possible p = {smallest:.3g}); "
+                "use more splits or the paired t-test"
+            )
     frame = lambda a: pd.DataFrame(a, index=methods, columns=methods)  # noqa: E731
     return SignificanceResult(
         metric=metric,
@@ -267,6 +283,7 @@ def compare_methods(
         pvalue_adjusted=frame(adjusted),
         mean_difference=frame(mean_difference),
         statistic=frame(statistic),
+        notes=tuple(notes),
     )
 
 

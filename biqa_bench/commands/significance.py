@@ -1,0 +1,229 @@
+"""`biqa significance`: which methods are statistically better than which (REQA Table III).
+
+Over splits (default): per-split values of one metric for every method of a results folder,
+verified to come from the same split files, compared pairwise. Per image (``--per-image A,B``):
+the F-test, Williams' test and a paired bootstrap for two methods on one test set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from ..cli_common import console, print_json, run_command
+from ..config import DEFAULT_RESULTS
+from ..errors import AnalysisError
+from ..evaluation.metrics import METRICS
+from ..evaluation.significance import (
+    ALTERNATIVES,
+    TESTS,
+    PerImageTests,
+    SignificanceResult,
+    check_split_hashes,
+    compare_methods,
+    per_image_tests,
+    split_metric_table,
+)
+
+
+def register(main: typer.Typer) -> None:
+    main.command("significance")(significance)
+
+
+# ---------------------------------------------------------------- library part (no printing)
+
+
+def runs_table(results: Path) -> pd.DataFrame:
+    """One row per complete run below ``results``: method, train_dataset, split, split_hash, folder."""
+    from ..store import find_runs
+
+    rows = [
+        {"method": run.method, "train_dataset": run.train_dataset, "split": run.split,
+         "split_hash": run.manifest.get("split_hash"), "folder": str(run.folder)}
+        for run in find_runs(results)
+    ]
+    return pd.DataFrame(rows, columns=["method", "train_dataset", "split", "split_hash", "folder"])
+
+
+def significance_results(
+    results: Path,
+    metric: str = "srocc",
+    test: str = "paired",
+    alternative: str = "two-sided",
+    alpha: float = 0.05,
+    holm: bool = False,
+    dataset: str | None = None,
+) -> dict[tuple[str, str], SignificanceResult]:
+    """One significance matrix per (train dataset, test dataset) of a results folder.
+
+    Methods must share split files (the runs' ``split_hash``); otherwise AnalysisError.
+    """
+    from ..store import load_predictions
+
+    if metric not in METRICS:
+        raise AnalysisError(f"unknown metric '{metric}'; use one of {', '.join(METRICS)}")
+    predictions = load_predictions(results)
+    runs = runs_table(results)
+    if dataset is not None:
+        known = sorted(set(predictions["dataset"]))
+        if dataset not in known:
+            raise AnalysisError(f"no predictions on dataset '{dataset}' in {results}; datasets present: {known}")
+        predictions = predictions[predictions["dataset"] == dataset]
+        trained = set(predictions["train_dataset"])
+        runs = runs[runs["train_dataset"].isin(trained)]
+    check_split_hashes(runs)
+    per_split = split_metric_table(predictions)
+    output = {}
+    for (train_dataset, test_dataset), group in per_split.groupby(["train_dataset", "dataset"], sort=True):
+        try:
+            output[(train_dataset, test_dataset)] = compare_methods(
+                group[["method", "split", metric]], metric=metric, test=test,
+                alternative=alternative, alpha=alpha, holm=holm,
+            )
+        except AnalysisError as exc:
+            raise AnalysisError(f"{test_dataset}: {exc}") from None
+    return output
+
+
+def significance_frames(result: SignificanceResult) -> dict[str, pd.DataFrame]:
+    """The matrices of a result as CSV-ready frames (method names in the first column)."""
+    frames = {"decision": result.decision, "pvalue": result.pvalue, "mean_difference": result.mean_difference}
+    if result.holm:
+        frames["pvalue_holm"] = result.pvalue_adjusted
+    return {name: frame.rename_axis("method").reset_index() for name, frame in frames.items()}
+
+
+def image_tests(
+    results: Path,
+    method_a: str,
+    method_b: str,
+    dataset: str | None = None,
+    split: int | None = None,
+    metric: str = "plcc",
+    alternative: str = "two-sided",
+    n_resamples: int = 2000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> PerImageTests:
+    """Per-image tests of two methods on one test set of a results folder."""
+    from ..store import load_predictions
+
+    return per_image_tests(
+        load_predictions(results), method_a, method_b, dataset=dataset, split=split, metric=metric,
+        alternative=alternative, n_resamples=n_resamples, confidence_level=confidence_level, seed=seed,
+    )
+
+
+# ---------------------------------------------------------------- command
+
+
+def _render(result: SignificanceResult, train_dataset: str, test_dataset: str) -> None:
+    where = test_dataset if train_dataset == test_dataset else f"{train_dataset} -> {test_dataset}"
+    direction = "lower is better" if not result.higher_is_better else "higher is better"
+    title = (f"{where}: {result.metric.upper()} ({direction}), {result.test} test, {result.alternative}, "
+             f"alpha={result.alpha}{', Holm' if result.holm else ''}, {len(result.splits)} splits")
+    table = Table(title=title, caption="1: row better than column, 0: indistinguishable, -1: row worse. "
+                  "Cells: decision (p-value, mean difference row - column)")
+    table.add_column("method")
+    for method in result.methods:
+        table.add_column(method, justify="center")
+    p = result.pvalue_adjusted
+    for row in result.methods:
+        cells = []
+        for col in result.methods:
+            if row == col:
+                cells.append("·")
+                continue
+            decision = int(result.decision.loc[row, col])
+            colour = {1: "green", -1: "red", 0: "white"}[decision]
+            cells.append(f"[{colour}]{decision}[/] (p={p.loc[row, col]:.3g}, "
+                         f"{result.mean_difference.loc[row, col]:+.3f})")
+        table.add_row(row, *cells)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+def _render_per_image(result: PerImageTests) -> None:
+    f, w, b = result.f_test, result.williams, result.bootstrap
+    table = Table(title=f"{result.method_a} vs {result.method_b} on {result.dataset} split {result.split} ({result.n} images)")
+    for column in ("test", "statistic", "p-value", "note"):
+        table.add_column(column)
+    kurtosis_note = (f"residual kurtosis {f.kurtosis_a:.2f} / {f.kurtosis_b:.2f}"
+                     + ("" if f.kurtosis_ok else " (outside 2-4: the F-test's Gaussian assumption is doubtful)"))
+    table.add_row("F (residual variance A/B)", f"{f.statistic:.4f}", f"{f.pvalue:.4g}",
+                  f"df=({f.df_numerator}, {f.df_denominator}); {kurtosis_note}")
+    table.add_row(f"Williams ({b.metric.upper()} A vs B)", f"{w.statistic:.4f}", f"{w.pvalue:.4g}",
+                  f"df={w.df}, r(truth,A)={w.r12:.3f}, r(truth,B)={w.r13:.3f}, r(A,B)={w.r23:.3f}, {w.alternative}")
+    ci = b.confidence_interval
+    table.add_row(f"bootstrap {b.metric.upper()}(A) - {b.metric.upper()}(B)", f"{b.statistic:+.4f}", "",
+                  f"{b.confidence_level:.0%} CI [{ci.low:+.4f}, {ci.high:+.4f}], {b.n_resamples} resamples, seed {b.seed}")
+    console.print(table)
+
+
+@run_command
+def significance(
+    results: Path = typer.Argument(DEFAULT_RESULTS, help="Results folder."),
+    metric: str = typer.Option("srocc", "--metric", help=f"Metric to compare: {', '.join(METRICS)} (RMSE: lower is better)."),
+    test: str = typer.Option("paired", "--test", help="paired (t-test, default: splits are shared), welch or wilcoxon."),
+    alternative: str = typer.Option("two-sided", "--alternative", help="two-sided, or greater (one-sided: row better than column)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level."),
+    holm: bool = typer.Option(False, "--holm", help="Holm correction across the pairs."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this test dataset."),
+    per_image: Optional[str] = typer.Option(None, "--per-image", help="A,B: F-test, Williams' test and bootstrap CI for two methods on one test set."),
+    split: Optional[int] = typer.Option(None, "--split", help="With --per-image: which split's test set."),
+    resamples: int = typer.Option(2000, "--resamples", help="With --per-image: bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", help="With --per-image: bootstrap seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write CSVs (default: RESULTS/significance)."),
+) -> None:
+    """Pairwise significance of the differences between methods over shared splits (REQA Table III).
+
+    Prints the 1/0/-1 matrix (row better/indistinguishable/worse than column) with p-values and mean
+    differences, and writes them as CSVs. With --per-image A,B: tests on one test set instead.
+
+    Example: biqa significance results --metric srocc --test paired --holm
+    Example: biqa significance results --per-image brisque,cnniqa --dataset synthetic --split 0 --metric plcc
+    """
+    from ..store import atomic_write_csv, atomic_write_text, safe_name
+
+    if test not in TESTS:
+        raise AnalysisError(f"unknown --test '{test}'; use one of {', '.join(TESTS)}")
+    if alternative not in ALTERNATIVES:
+        raise AnalysisError(f"unknown --alternative '{alternative}'; use one of {', '.join(ALTERNATIVES)}")
+    target = Path(out) if out is not None else Path(results) / "significance"
+    if per_image:
+        names = [m.strip() for m in per_image.split(",") if m.strip()]
+        if len(names) != 2:
+            raise AnalysisError(f"--per-image takes two methods as A,B, not '{per_image}'")
+        if metric not in ("srocc", "plcc"):
+            raise AnalysisError(f"--per-image compares srocc or plcc, not '{metric}'; pass --metric plcc")
+        result = image_tests(results, names[0], names[1], dataset=dataset, split=split, metric=metric,
+                             alternative="greater" if alternative == "greater" else "two-sided",
+                             n_resamples=resamples, seed=seed)
+        name = f"per_image_{safe_name(result.method_a)}_vs_{safe_name(result.method_b)}_{safe_name(result.dataset)}_split{result.split}.json"
+        atomic_write_text(target / name, json.dumps(result.to_dict(), indent=1) + "\n")
+        if as_json:
+            print_json(json.dumps(result.to_dict(), indent=1))
+            return
+        _render_per_image(result)
+        console.print(f"written: {target / name}")
+        return
+    outcome = significance_results(results, metric, test, alternative, alpha, holm, dataset)
+    payload = []
+    for (train_dataset, test_dataset), result in outcome.items():
+        stem = safe_name(test_dataset) if train_dataset == test_dataset else f"{safe_name(train_dataset)}_to_{safe_name(test_dataset)}"
+        for kind, frame in significance_frames(result).items():
+            atomic_write_csv(target / f"{stem}_{metric}_{kind}.csv", frame)
+        payload.append({"train_dataset": train_dataset, "dataset": test_dataset, **result.to_dict()})
+    if as_json:
+        print_json(json.dumps(payload, indent=1))
+        return
+    for (train_dataset, test_dataset), result in outcome.items():
+        _render(result, train_dataset, test_dataset)
+    console.print(f"CSVs in {target}")
