@@ -42,8 +42,8 @@ Analysis (:func:`analyze`)
 
     Levels without a pair or without judgments drop out of both sums. The ranking: each method's
     mean aggressiveness and mean resistance over its opponents, ranked separately, and an overall
-    rank by the mean of the two ranks (ties broken by resistance). The combined rank is this
-    module's choice, not a formula from the papers.
+    rank by the mean of the two ranks (ties broken by the mean of ``(a + 100) / 2`` and ``r``, both
+    on 0..100). The combined rank is this module's choice, not a formula from the papers.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def read_pairs(path: str | Path) -> pd.DataFrame:
     """A ``pairs.csv`` written by ``biqa gmad select``."""
     path = Path(path)
     try:
-        pairs = pd.read_csv(path, dtype={"pair_id": str, "image_best": str, "image_worst": str,
+        pairs = pd.read_csv(path, dtype={"pair_id": str, "image_best": str, "image_worst": str, "reason": str,
                                          "defender": str, "attacker": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise AnalysisError(f"{path}: cannot read gMAD pairs ({exc}); run `biqa gmad select` first") from None
@@ -480,7 +480,9 @@ def analyze(
     ranking["rank_aggressiveness"] = ranking["aggressiveness"].rank(ascending=False, method="min")
     ranking["rank_resistance"] = ranking["resistance"].rank(ascending=False, method="min")
     ranking["mean_rank"] = (ranking["rank_aggressiveness"] + ranking["rank_resistance"]) / 2
-    ranking = ranking.sort_values(["mean_rank", "resistance", "aggressiveness"], ascending=[True, False, False],
+    # ties in mean rank: the mean of aggressiveness mapped to 0..100 and resistance decides
+    ranking["balance"] = ((ranking["aggressiveness"] + 100.0) / 2 + ranking["resistance"]) / 2
+    ranking = ranking.sort_values(["mean_rank", "balance"], ascending=[True, False],
                                   na_position="last").reset_index(drop=True)
     ranking["rank"] = np.arange(1, len(ranking) + 1)
     return GmadResult(per_pair, aggressiveness, resistance, ranking, scale, confidence, notes)
