@@ -137,3 +137,15 @@ def test_pool_scores_predicts_the_pool_with_a_trained_run(setup, tmp_path):
     first = pool.with_abspaths().iloc[0]
     expected = np.asarray(Image.open(first["path"]).convert("RGB")).mean() + 2.0
     assert bright[first["item_id"]] == pytest.approx(expected)
+
+
+def test_run_simulated_writes_everything(setup):
+    pool = gmad_cmd.load_pool(str(setup["pool"]))
+    scores = gmad_cmd._pool_scores(["oracle", "noisy"], pool, setup["results"])
+    truth = pd.read_csv(setup["truth"]).set_index("item_id")["quality"]
+    out = setup["tmp"] / "sim"
+    result = gmad_cmd.run_simulated(scores, truth, ["oracle", "noisy"], out, gmad_cmd.pool_items_table(pool),
+                                    levels=4, n_subjects=8, seed=1)
+    assert result.ranking["method"].iloc[0] == "oracle"
+    for name in ("pairs.csv", "judgments.csv", "pool_scores.csv", "analysis/ranking.csv", "analysis/gmad.json"):
+        assert (out / name).is_file()

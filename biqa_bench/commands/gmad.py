@@ -161,7 +161,10 @@ def write_selection(
     out = Path(out)
     pairs = gmad.select_all(scores, methods, levels=levels, tolerance=tolerance)
     atomic_write_csv(out / "pairs.csv", pairs)
-    atomic_write_csv(out / POOL_SCORES, scores[scores["method"].isin(methods)][["item_id", "method", "score"]])
+    # the pool is what every method scored: the level weights of `analyze` are shares of it
+    common = set(gmad._wide(scores, list(methods)).index)
+    kept = scores[scores["method"].isin(methods) & scores["item_id"].astype(str).isin(common)]
+    atomic_write_csv(out / POOL_SCORES, kept[["item_id", "method", "score"]])
     if pool_items is not None:
         atomic_write_csv(out / POOL_ITEMS, pool_items)
         paths = dict(zip(pool_items["item_id"].astype(str), pool_items["path"]))
@@ -182,6 +185,31 @@ def write_selection(
         },
     )
     return pairs
+
+
+def run_simulated(
+    scores: pd.DataFrame,
+    truth: pd.Series,
+    methods: Sequence[str],
+    out: Path,
+    pool_items: pd.DataFrame | None = None,
+    levels: int = gmad.DEFAULT_LEVELS,
+    tolerance: float = gmad.DEFAULT_TOLERANCE,
+    n_subjects: int = 20,
+    noise: float = 5.0,
+    scale: str = "-100..100",
+    seed: int = 0,
+) -> gmad.GmadResult:
+    """The whole competition with simulated observers (what `biqa demo` runs).
+
+    Writes ``out/pairs.csv`` (and figures, test images), ``out/judgments.csv`` and ``out/analysis/``.
+    """
+    out = Path(out)
+    pairs = write_selection(scores, methods, out, pool_items, levels, tolerance)
+    judgments = gmad.simulate_judgments(pairs, truth, n_subjects=n_subjects, noise=noise, seed=seed, scale=scale)
+    atomic_write_csv(out / "judgments.csv", judgments)
+    pool_scores = pd.read_csv(out / POOL_SCORES, dtype={"item_id": str, "method": str})
+    return write_analysis(pairs, judgments, out / "analysis", pool_scores, pool_items, scale=scale)
 
 
 def _sibling(pairs_path: Path, name: str) -> Path | None:
