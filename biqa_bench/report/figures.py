@@ -37,6 +37,7 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), "-", "--"]
 RANGES_ASCENDING = ["Bad", "Poor", "Fair", "Good", "Excellent"]
 RANGE_LIMITS = {"Bad": "[0, 20)", "Poor": "[20, 40)", "Fair": "[40, 60)", "Good": "[60, 80)", "Excellent": "[80, 100]"}
+FIG_WIDTH = 6.3  # inches: the text width of an A4/letter page with 2 cm margins, so print size = design size
 QUALITY_LABEL = "Ground-truth quality (0\u2013100, higher is better)"
 
 STYLE = {
@@ -83,7 +84,7 @@ def _test_rows(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def scatter_figure(predictions: pd.DataFrame, split=None, max_points: int = 5000, seed: int = 0,
-                   panel_size: float = 2.4):
+                   panel_size: float | None = None):
     """Grid of scatter plots (rows: methods, columns: datasets) of each method's prediction
     against the ground-truth quality on one test split, with the 4-parameter logistic fitted
     on that split and SROCC/PLCC in the corner (IEIT Fig. 8).
@@ -98,6 +99,8 @@ def scatter_figure(predictions: pd.DataFrame, split=None, max_points: int = 5000
     methods = sorted(frame["method"].unique(), key=str)
     datasets = sorted(frame["dataset"].unique(), key=str)
     rng = np.random.default_rng(seed)
+    if panel_size is None:  # fit a page: at most 6.6 in wide and 8.4 in tall
+        panel_size = max(1.3, min(2.2, 6.0 / len(datasets), 7.8 / len(methods)))
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(len(methods), len(datasets), squeeze=False,
                                  figsize=(panel_size * len(datasets) + 0.6, panel_size * len(methods) + 0.6))
@@ -155,7 +158,7 @@ def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "
     label = {"srocc": "SROCC", "plcc": "PLCC", "krocc": "KROCC", "rmse": "RMSE (quality points)"}.get(metric, metric)
     width = 0.8 / max(len(methods), 1)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(4.5, 1.0 + 1.1 * len(ranges) * max(1, len(methods)) ** 0.5), 3.0))
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 3.0))
         low = 0.0
         for k, method in enumerate(methods):
             centres, heights, errors = [], [], []
@@ -182,8 +185,7 @@ def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "
             ax.set_ylim(min(-0.05, low - 0.05), 1.0)
         ax.set_title(f"{label} per quality range on {dataset}")
         if methods:
-            ax.legend(title="Method", ncol=min(len(methods), 4), frameon=False, loc="upper left",
-                      bbox_to_anchor=(0.0, -0.28))
+            ax.legend(title="Method", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
     return fig
 
@@ -193,29 +195,35 @@ def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "
 
 def quality_histogram_figure(predictions: pd.DataFrame, low_quality_threshold: float = 25.0, bin_width: float = 5.0):
     """Histogram of the ground-truth quality of each dataset's images (each image counted
-    once), the low-quality region (quality below the threshold) shaded (IEIT Fig. 4)."""
+    once), the low-quality region (quality below the threshold) shaded and its bars in
+    vermillion (IEIT Fig. 4). Up to three datasets per row."""
     keys = ["dataset", "item_id"] if "item_id" in predictions.columns else ["dataset", "quality"]
     items = predictions.drop_duplicates(keys)
     datasets = sorted(items["dataset"].unique(), key=str)
-    bins = np.arange(0.0, 100.0 + bin_width, bin_width)
+    bins = np.union1d(np.arange(0.0, 100.0 + bin_width / 2, bin_width), [low_quality_threshold])
+    n_cols = min(3, len(datasets))
+    n_rows = int(np.ceil(len(datasets) / n_cols))
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(datasets), squeeze=False, figsize=(3.2 * len(datasets) + 0.4, 2.8))
-        for j, dataset in enumerate(datasets):
-            ax = axes[0, j]
+        fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, figsize=(FIG_WIDTH, 2.5 * n_rows + 0.4))
+        for index, dataset in enumerate(datasets):
+            ax = axes[index // n_cols, index % n_cols]
             quality = items[items["dataset"] == dataset]["quality"].to_numpy(float)
             clipped = np.clip(quality, 0.0, 100.0)
-            ax.axvspan(0, low_quality_threshold, color=colour(1), alpha=0.15, linewidth=0,
-                       label=f"low quality (< {low_quality_threshold:g})")
-            ax.hist(clipped, bins=bins, color=colour(0), edgecolor="white", linewidth=0.5, label="images")
+            low = clipped < low_quality_threshold
+            ax.axvspan(0, low_quality_threshold, color=colour(1), alpha=0.12, linewidth=0)
+            ax.hist(clipped[~low], bins=bins, color=colour(0), edgecolor="white", linewidth=0.5, label="images")
+            ax.hist(clipped[low], bins=bins, color=colour(1), edgecolor="white", linewidth=0.5, hatch="//",
+                    label=f"low-quality images (quality < {low_quality_threshold:g})")
             ax.axvline(low_quality_threshold, color=colour(1), linestyle="--", linewidth=1.0)
-            share = float(np.mean(quality < low_quality_threshold)) if len(quality) else 0.0
-            ax.text(0.98, 0.97, f"n = {len(quality)}\nlow quality: {int(np.sum(quality < low_quality_threshold))}"
-                    f" ({100 * share:.1f}%)", transform=ax.transAxes, ha="right", va="top", fontsize=7)
+            share = 100.0 * float(np.mean(low)) if len(quality) else 0.0
+            ax.set_title(f"{dataset}\n{len(quality)} images, {int(low.sum())} low quality ({share:.1f}%)")
             ax.set_xlim(0, 100)
-            ax.set_title(dataset)
-            ax.set_xlabel(QUALITY_LABEL)
-            if j == 0:
+            if index // n_cols == n_rows - 1:
+                ax.set_xlabel("Ground-truth quality (0\u2013100)")
+            if index % n_cols == 0:
                 ax.set_ylabel("Number of images")
+        for index in range(len(datasets), n_rows * n_cols):
+            axes[index // n_cols, index % n_cols].set_visible(False)
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 1.0))
         fig.tight_layout()
@@ -244,15 +252,15 @@ def class_difference_figure(table: pd.DataFrame, dataset: str):
     methods = sorted(frame["method"].unique(), key=str)
     differences = sorted(frame["difference"].unique())
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(4.5, 0.5 * len(differences) * max(1, len(methods)) ** 0.5 + 1.5), 3.0))
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 2.8))
         _grouped_bars(ax, frame, "difference", "percent", methods, differences)
         ax.set_xticks(range(len(differences)))
-        ax.set_xticklabels([f"{d:+d}" if d else "0" for d in differences])
+        ax.set_xticklabels([f"{d:+d}".replace("-", "\u2212") if d else "0" for d in differences])
         ax.set_xlabel("ACR class of mapped prediction \u2212 ACR class of ground truth (classes)")
         ax.set_ylabel("Test images (%)")
         ax.set_ylim(0, 100)
         ax.set_title(f"Deviation in ACR classes on {dataset}")
-        ax.legend(title="Method", frameon=False)
+        ax.legend(title="Method", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
     return fig
 
@@ -266,7 +274,7 @@ def absolute_deviation_figure(table: pd.DataFrame, dataset: str, coverage: float
         frame = frame[frame["train_dataset"].fillna(frame["dataset"]) == frame["dataset"]]
     methods = sorted(frame["method"].unique(), key=str)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.0, 3.0))
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 2.8))
         x_max = 0.0
         for k, method in enumerate(methods):
             rows = frame[frame["method"] == method].sort_values("bin_low")
@@ -298,9 +306,10 @@ def significance_figure(matrix: pd.DataFrame, title: str = "Statistical signific
     cmap = ListedColormap([OKABE_ITO[1], "#DDDDDD", OKABE_ITO[0]])
     norm = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], cmap.N)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n_cols + 1.6, 1.0 + 0.45 * n_rows))
+        cell = max(0.3, min(0.55, 3.6 / max(n_rows, n_cols)))
+        fig, ax = plt.subplots(figsize=(2.8 + cell * n_cols, 1.4 + cell * n_rows))
         masked = np.ma.masked_invalid(values)
-        ax.imshow(masked, cmap=cmap, norm=norm, aspect="auto")
+        ax.imshow(masked, cmap=cmap, norm=norm, aspect="equal")
         for r in range(n_rows):
             for c in range(n_cols):
                 v = values[r, c]

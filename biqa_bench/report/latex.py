@@ -91,7 +91,8 @@ def report_document(title: str, sections: list[Section], intro: str = "", table_
             lines += [
                 "\\begin{figure}[H]",
                 "\\centering",
-                f"\\includegraphics[width=\\linewidth,height=0.8\\textheight,keepaspectratio]{{{path}}}",
+                # natural (print) size, shrunk only when wider than the text
+                f"\\resizebox{{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}}{{!}}{{\\includegraphics{{{path}}}}}",
                 f"\\caption{{{latex_escape(caption)}}}",
                 "\\end{figure}",
             ]

@@ -1,0 +1,41 @@
+"""`biqa report`: tables (LaTeX/Markdown/CSV), figures and a standalone report.tex from a results folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..cli_common import console, run_command
+from ..config import DEFAULT_RESULTS
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+
+
+@run_command
+def report(
+    results: Path = typer.Argument(DEFAULT_RESULTS, help="Results folder written by `biqa train` / `biqa demo`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RESULTS/report)."),
+    decimals: int = typer.Option(3, "--decimals", min=0, max=6, help="Decimals printed in the tables."),
+    aggregate: str = typer.Option("mean", "--aggregate", help="How figures are combined over splits: mean or median."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also compile report.pdf (needs pdflatex on PATH)."),
+    min_items: int = typer.Option(10, "--min-items", help="Fewest items for a quality range or subset to be defined."),
+) -> None:
+    """Write publication tables (LaTeX booktabs, Markdown, CSV), figures (PNG, PDF) and a
+    standalone report.tex for everything under RESULTS, in the layouts of the REQA, IEIT and
+    QAMT papers. Best value per column in bold, second underlined.
+
+    Example: biqa report results --out paper/ --decimals 3 --aggregate median --pdf
+    """
+    from ..report.build import build_report
+
+    target = out or Path(results) / "report"
+    result = build_report(results, target, decimals=decimals, aggregate=aggregate, pdf=pdf, min_items=min_items)
+    console.print(f"[bold]report[/] {result.out_dir}: {len(result.tables)} tables, {len(result.figures)} figures")
+    console.print(f"  sections: {', '.join(result.sections)}")
+    for analysis, why in result.skipped.items():
+        console.print(f"  [dim]left out {analysis}: {why}[/]")
+    console.print(f"  LaTeX: {result.tex}" + (f"  PDF: {result.pdf}" if result.pdf else "") + f"  Markdown: {result.markdown}")
