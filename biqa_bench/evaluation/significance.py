@@ -66,6 +66,7 @@ class SignificanceResult:
     pvalue_adjusted: pd.DataFrame  # equals pvalue when holm is False
     mean_difference: pd.DataFrame  # mean over splits of row - column, metric units
     statistic: pd.DataFrame  # the test statistic of row against column
+    df: pd.DataFrame  # degrees of freedom of the t-tests (Welch: fractional); NaN for Wilcoxon
     notes: tuple[str, ...] = ()  # caveats worth showing next to the matrix
 
     @property
@@ -95,6 +96,7 @@ class SignificanceResult:
             "pvalue_adjusted": matrix(self.pvalue_adjusted),
             "mean_difference": matrix(self.mean_difference),
             "statistic": matrix(self.statistic),
+            "df": matrix(self.df),
             "notes": list(self.notes),
         }
 
@@ -168,26 +170,29 @@ def _signed_rank_direction(d: np.ndarray) -> float:
     return float(np.sign(np.sum(np.sign(d) * ranks)))
 
 
-def _pair_test(x: np.ndarray, y: np.ndarray, test: str, alternative: str) -> tuple[float, float, float]:
-    """(statistic, pvalue, direction) of "x better than y", where larger x is better."""
+def _pair_test(x: np.ndarray, y: np.ndarray, test: str, alternative: str) -> tuple[float, float, float, float]:
+    """(statistic, pvalue, direction, df) of "x better than y", where larger x is better."""
     d = x - y
+    df = float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if test == "paired":
+            df = float(len(x) - 1)
             if np.all(d == 0):
-                return 0.0, 1.0, 0.0
+                return 0.0, 1.0, 0.0, df
             result = stats.ttest_rel(x, y, alternative=alternative)
             statistic = float(result.statistic)
             direction = float(np.sign(np.mean(d)))
         elif test == "welch":
             if np.all(x == x[0]) and np.all(y == y[0]) and x[0] == y[0]:
-                return 0.0, 1.0, 0.0
+                return 0.0, 1.0, 0.0, df
             result = stats.ttest_ind(x, y, equal_var=False, alternative=alternative)
             statistic = float(result.statistic)
+            df = float(result.df)
             direction = float(np.sign(np.mean(x) - np.mean(y)))
         elif test == "wilcoxon":
             if np.all(d == 0):
-                return 0.0, 1.0, 0.0
+                return 0.0, 1.0, 0.0, df
             result = stats.wilcoxon(x, y, alternative=alternative)
             statistic = float(result.statistic)
             direction = _signed_rank_direction(d)
@@ -196,7 +201,7 @@ def _pair_test(x: np.ndarray, y: np.ndarray, test: str, alternative: str) -> tup
     pvalue = float(result.pvalue)
     if not np.isfinite(pvalue):
         pvalue = 1.0
-    return statistic, pvalue, direction
+    return statistic, pvalue, direction, df
 
 
 def compare_methods(
@@ -229,16 +234,18 @@ def compare_methods(
     k = len(methods)
     pvalue = np.full((k, k), np.nan)
     statistic = np.full((k, k), np.nan)
+    dof = np.full((k, k), np.nan)
     direction = np.zeros((k, k))
     mean_difference = np.zeros((k, k))
     for i, j in itertools.permutations(range(k), 2):
         mean_difference[i, j] = float(np.mean(raw[methods[i]] - raw[methods[j]]))
         if alternative == "two-sided" and j < i:
             continue  # symmetric: filled from (j, i)
-        s, p, dirn = _pair_test(oriented[methods[i]], oriented[methods[j]], test, alternative)
-        statistic[i, j], pvalue[i, j], direction[i, j] = s, p, dirn
+        s, p, dirn, df = _pair_test(oriented[methods[i]], oriented[methods[j]], test, alternative)
+        statistic[i, j], pvalue[i, j], direction[i, j], dof[i, j] = s, p, dirn, df
         if alternative == "two-sided":
-            statistic[j, i], pvalue[j, i], direction[j, i] = -s if test != "wilcoxon" else s, p, -dirn
+            statistic[j, i] = -s if test != "wilcoxon" else s
+            pvalue[j, i], direction[j, i], dof[j, i] = p, -dirn, df
     if alternative == "two-sided":
         family = [(i, j) for i, j in itertools.combinations(range(k), 2)]
     else:
@@ -283,6 +290,7 @@ def compare_methods(
         pvalue_adjusted=frame(adjusted),
         mean_difference=frame(mean_difference),
         statistic=frame(statistic),
+        df=frame(dof),
         notes=tuple(notes),
     )
 
