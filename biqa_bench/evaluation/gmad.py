@@ -122,6 +122,13 @@ def _levels(defender_scores: np.ndarray, levels: int, tolerance: float, defender
     return centres, width, tolerance * width, low
 
 
+def _check_settings(levels: int, tolerance: float) -> None:
+    if int(levels) < 1:
+        raise AnalysisError(f"--levels must be at least 1, not {levels}")
+    if not (0 < float(tolerance) <= 0.5):
+        raise AnalysisError(f"--tolerance is a fraction of a level's width in (0, 0.5], not {tolerance}")
+
+
 def select_pairs(
     scores: pd.DataFrame,
     defender: str,
@@ -137,12 +144,11 @@ def select_pairs(
     """
     if defender == attacker:
         raise AnalysisError(f"gMAD needs two different methods, got '{defender}' twice")
-    if int(levels) < 1:
-        raise AnalysisError(f"--levels must be at least 1, not {levels}")
-    if not (0 < float(tolerance) <= 0.5):
-        raise AnalysisError(f"--tolerance is a fraction of a level's width in (0, 0.5], not {tolerance}")
-    levels = int(levels)
-    wide = _wide(scores, [defender, attacker])
+    _check_settings(levels, tolerance)
+    return _select_from_wide(_wide(scores, [defender, attacker]), defender, attacker, int(levels), float(tolerance))
+
+
+def _select_from_wide(wide: pd.DataFrame, defender: str, attacker: str, levels: int, tolerance: float) -> pd.DataFrame:
     if len(wide) < 2:
         raise AnalysisError(
             f"only {len(wide)} pool image(s) scored by both '{defender}' and '{attacker}'; gMAD needs a pool"
@@ -207,10 +213,10 @@ def select_all(
     methods = list(methods) if methods is not None else sorted(frame["method"].unique())
     if len(methods) < 2 or len(set(methods)) != len(methods):
         raise AnalysisError(f"gMAD needs at least two different methods, got {methods}")
-    common = _wide(frame, methods).index
-    pool = frame[frame["item_id"].isin(common) & frame["method"].isin(methods)]
+    _check_settings(levels, tolerance)
+    wide = _wide(frame, methods)  # once: the pool is the images every method scored
     tables = [
-        select_pairs(pool, defender, attacker, levels, tolerance)
+        _select_from_wide(wide[[defender, attacker]], defender, attacker, int(levels), float(tolerance))
         for defender in methods
         for attacker in methods
         if defender != attacker
