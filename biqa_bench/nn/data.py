@@ -1,0 +1,206 @@
+"""Data for the deep methods: image sources, seeded crop batches, device-side preprocessing.
+
+An *image source* has ``batch(item_ids, crop, rng, flip)`` -> (N, crop, crop, C) uint8 and
+``read_item(item_id)`` -> HxWxC uint8. The decode-once :class:`biqa_bench.imagecache.ImageCache`
+is one (zero-copy crops from a memmap); :class:`MemoryImages` is the other (images decoded once
+per fit through ``ctx.read_image`` and kept in memory, optionally resized; C may be 6 when a
+method stacks an image with its enhanced version so both get the same crop).
+
+Crops, flips and the order of items come from numpy Generators seeded by (seed, phase, epoch), so
+a run is reproducible and a resumed run sees the batches the interrupted one would have seen.
+Batches are cut in a background thread (the data path overlaps the model) and normalised on the
+device: uint8 travels to the GPU (pinned, non-blocking), the float conversion, ImageNet
+normalisation and channels-last layout happen there.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from ..errors import MethodError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def parse_image_size(size: Any):
+    """``'source'`` (use images as the context gives them) or an image-cache size spec."""
+    if size is None or size == "source":
+        return None
+    from ..imagecache import parse_size
+
+    return parse_size(size)
+
+
+def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubic (antialiased) resize of an HxWxC uint8 image; C may be a multiple of 3."""
+    if image.shape[0] == height and image.shape[1] == width:
+        return image
+    channels = image.shape[2]
+    parts = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c : c + 3])).resize((width, height), Image.Resampling.BICUBIC))
+        for c in range(0, channels, 3)
+    ]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+
+
+def fit_size(image: np.ndarray, spec, min_side: int) -> np.ndarray:
+    """Resize to the size spec (None keeps it), then upscale if a side is below ``min_side``."""
+    height, width = image.shape[:2]
+    if spec is not None:
+        width, height = spec.target(width, height)
+    shorter = min(height, width)
+    if shorter < min_side:  # a crop must fit: upscale the few too-small images, aspect kept
+        scale = min_side / shorter
+        height, width = max(min_side, round(height * scale)), max(min_side, round(width * scale))
+    return resize_to(image, height, width)
+
+
+class MemoryImages:
+    """Images held in memory, keyed by item id; the same ``batch`` contract as ImageCache."""
+
+    def __init__(self, images: dict[str, np.ndarray]):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read_item(self, item_id: str) -> np.ndarray:
+        try:
+            return self.images[str(item_id)]
+        except KeyError:
+            raise MethodError(f"item '{item_id}' was not loaded into memory; load it with MemoryImages.from_items") from None
+
+    def batch(self, item_ids: Sequence[str], crop, rng: np.random.Generator, flip: bool = True) -> np.ndarray:
+        ch, cw = (crop, crop) if isinstance(crop, int) else crop
+        views = [self.read_item(i) for i in item_ids]
+        n = len(views)
+        out = np.empty((n, ch, cw, views[0].shape[2] if n else 3), dtype=np.uint8)
+        heights = np.array([v.shape[0] for v in views], dtype=np.int64)
+        widths = np.array([v.shape[1] for v in views], dtype=np.int64)
+        if n and ((heights < ch) | (widths < cw)).any():
+            k = int(np.flatnonzero((heights < ch) | (widths < cw))[0])
+            raise MethodError(f"item '{item_ids[k]}' is {widths[k]}x{heights[k]}, smaller than the {cw}x{ch} crop; use a smaller crop")
+        tops = rng.integers(0, heights - ch + 1) if n else heights
+        lefts = rng.integers(0, widths - cw + 1) if n else widths
+        flips = (rng.random(n) < 0.5) if flip else np.zeros(n, dtype=bool)
+        for row, (view, top, left, mirrored) in enumerate(zip(views, tops, lefts, flips)):
+            patch = view[top : top + ch, left : left + cw]
+            out[row] = patch[:, ::-1] if mirrored else patch
+        return out
+
+    @classmethod
+    def from_items(
+        cls,
+        items: pd.DataFrame,
+        ctx,
+        size=None,
+        min_side: int = 0,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        label: str = "loading images",
+    ) -> "MemoryImages":
+        """Decode each item once (``ctx.read_image``), resize to ``size`` and keep it."""
+        spec = parse_image_size(size)
+        images: dict[str, np.ndarray] = {}
+        total = len(items)
+        for k, (item_id, path) in enumerate(zip(items["item_id"].astype(str), items["path"])):
+            image = fit_size(np.asarray(ctx.read_image(path)), spec, min_side)
+            if transform is not None:
+                image = transform(image)
+            images[item_id] = np.ascontiguousarray(image)
+            if k % 64 == 0 or k + 1 == total:
+                ctx.progress(label, k + 1, total)
+        return cls(images)
+
+
+def image_source(items: pd.DataFrame, ctx, size, crop: int):
+    """The image source for ``items``: the context's ImageCache when it can serve them as they
+    are (``size='source'``, every item cached and at least crop-sized), else images decoded once
+    into memory at ``size``."""
+    cache = ctx.images
+    if parse_image_size(size) is None and cache is not None and hasattr(cache, "batch") and hasattr(cache, "index_of"):
+        ids = items["item_id"].astype(str).tolist()
+        try:
+            index = [cache.index_of(i) for i in ids]
+        except Exception:  # not this dataset's cache: fall back to decoding
+            index = None
+        if index is not None and len(index) and (cache.heights[index] >= crop).all() and (cache.widths[index] >= crop).all():
+            return cache
+    return MemoryImages.from_items(items, ctx, size=size, min_side=crop)
+
+
+def read_whole(source, item_ids: Sequence[str], size: int) -> np.ndarray:
+    """Whole images resized to size x size (the ``test_crops=0`` prediction input)."""
+    return np.stack([resize_to(np.asarray(source.read_item(i)), size, size) for i in item_ids])
+
+
+# --------------------------------------------------------------------------- device side
+
+
+class Normalizer:
+    """uint8 NHWC batch -> normalised float NCHW on the device (channels-last on CUDA)."""
+
+    def __init__(self, device: torch.device, channels: int = 3):
+        reps = channels // 3
+        self.device = device
+        self.mean = torch.tensor(IMAGENET_MEAN * reps, device=device).view(1, -1, 1, 1) * 255.0
+        self.std = torch.tensor(IMAGENET_STD * reps, device=device).view(1, -1, 1, 1) * 255.0
+        self.channels_last = device.type == "cuda"
+
+    def __call__(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+        tensor = torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch
+        tensor = tensor.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        tensor = (tensor - self.mean) / self.std
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor.contiguous() if not self.channels_last else tensor
+
+
+def prefetch(batches: Iterable[Any], depth: int = 3, pin: bool = False) -> Iterator[Any]:
+    """Iterate ``batches`` produced in a background thread, ``depth`` ahead (pinned if asked).
+
+    Items are ``(uint8 array, ...)`` tuples; the first element is turned into a (pinned) tensor.
+    An exception in the producer is re-raised in the consumer.
+    """
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                if stop.is_set():
+                    return
+                array, *rest = item
+                tensor = torch.from_numpy(array)
+                if pin:
+                    tensor = tensor.pin_memory()
+                slots.put((tensor, *rest))
+            slots.put(done)
+        except BaseException as exc:  # hand the error to the consumer, which raises it
+            slots.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

@@ -1,0 +1,220 @@
+"""The base class of the deep method adapters: recipes, shared hyper-parameters, fit/predict,
+save/load. Subclasses build their network and their training phases.
+
+Hyper-parameters every deep method accepts (the CLI maps flags onto them):
+
+* ``recipe``: ``'paper'`` (the paper's protocol) or ``'quick'`` (a few small steps: tests, demo);
+* ``pretrained``: ``'imagenet'`` (offline weights, see :mod:`biqa_bench.nn.backbones`) or ``'none'``;
+* ``weights``: an ImageNet weights file, or None to look in the torch/Hugging Face caches;
+* ``test_crops``: K random crops averaged at test time, 0 = the whole image resized to the crop
+  size, None = the recipe's value;
+* ``resume``: continue from the checkpoints in the run folder;
+* ``epochs``, ``batch_size``, ``crop``, ``image_size``: override the recipe (None = recipe).
+  ``image_size`` is ``'source'`` (images as the context gives them: the decode-once cache's
+  size when there is one, else the files' size) or an image-cache size spec (``'short512'``,
+  ``'244x244'``, ``(h, w)``) to which images are resized once before cropping.
+
+Training targets are the 0-100 ``quality`` column; the final bias of each regressor starts at the
+mean training quality (the papers do not say how the head is initialised; starting at the mean
+saves the first epochs from learning an offset of ~50 at learning rates of 1e-5).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import MethodError
+from ..methods import Context, Method
+from ..store import atomic_write_bytes, atomic_write_json
+from .backbones import LoadedWeights
+from .data import image_source
+from .trainer import PhaseResult, TrainData, fingerprint, predict_items, resolve_device, validation_metric
+
+
+class DeepMethod(Method):
+    """Shared machinery; subclasses set ``RECIPES`` and implement the hooks below."""
+
+    RECIPES: dict[str, dict[str, Any]] = {}
+    weights_sha256: str | None = None
+
+    def _init_common(self, recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size) -> None:
+        self.recipe = recipe
+        self.pretrained = pretrained
+        self.weights = None if weights in (None, "") else str(weights)
+        self.test_crops = test_crops
+        self.resume = bool(resume)
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.crop = crop
+        self.image_size = image_size
+        self.weights_sha256 = None
+        self._model: nn.Module | None = None
+        self._history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ hooks for subclasses
+
+    def build_model(self, settings: dict[str, Any], pretrained: str, weights: str | None) -> tuple[nn.Module, LoadedWeights]:
+        raise NotImplementedError
+
+    def train(self, model: nn.Module, data: TrainData, evaluate: Callable[[], float], ctx: Context, device: torch.device, settings: dict[str, Any], run_fingerprint: str) -> list[PhaseResult]:
+        raise NotImplementedError
+
+    def score_function(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        return model
+
+    def prepare_source(self, items: pd.DataFrame, ctx: Context, settings: dict[str, Any], device: torch.device):
+        return image_source(items, ctx, settings["image_size"], settings["crop"])
+
+    def extra_state(self) -> dict[str, Any]:
+        """Fitted state besides the network (saved into model.pt)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        return None
+
+    # ------------------------------------------------------------------ settings
+
+    def settings(self) -> dict[str, Any]:
+        if self.recipe not in self.RECIPES:
+            raise MethodError(f"{self.name}: unknown recipe '{self.recipe}'; use one of {', '.join(sorted(self.RECIPES))}")
+        merged = dict(self.RECIPES[self.recipe])
+        for key in ("test_crops", "epochs", "batch_size", "crop", "image_size"):
+            value = getattr(self, key)
+            if value is not None:
+                merged[key] = value
+        for key in ("epochs", "batch_size", "crop"):
+            if int(merged[key]) < 1:
+                raise MethodError(f"{self.name}: {key} must be at least 1, not {merged[key]}")
+        if int(merged["test_crops"]) < 0:
+            raise MethodError(f"{self.name}: test_crops must be 0 (whole image) or a positive number of crops")
+        return merged
+
+    # ------------------------------------------------------------------ protocol
+
+    def fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "DeepMethod":
+        settings = self.settings()
+        device = resolve_device(ctx.device)
+        if len(train_items) == 0:
+            raise MethodError(f"{self.name}: no training items; check the split")
+        torch.manual_seed(int(ctx.seed))
+        model, loaded = self.build_model(settings, self.pretrained, self.weights)
+        self.weights_sha256 = loaded.sha256
+        model = self._to_device(model, device)
+        self._model = model
+        train_source = self.prepare_source(train_items, ctx, settings, device)
+        data = TrainData(
+            item_ids=train_items["item_id"].astype(str).to_numpy(),
+            quality=train_items["quality"].to_numpy(dtype=np.float64),
+            source=train_source,
+            crop=int(settings["crop"]),
+        )
+        if len(val_items):
+            val_source = self.prepare_source(val_items, ctx, settings, device)
+            val_ids = val_items["item_id"].astype(str).tolist()
+            val_quality = val_items["quality"].to_numpy(dtype=np.float64)
+
+            def evaluate() -> float:
+                model.eval()
+                return validation_metric(
+                    lambda: predict_items(
+                        self.score_function(model), val_source, val_ids, data.crop, int(settings["test_crops"]),
+                        device, ctx.seed, batch_size=int(settings.get("eval_batch_size", 64)),
+                    ),
+                    val_quality,
+                )
+        else:
+            ctx.log.warning("%s: no validation items; the last epoch is kept", self.name)
+
+            def evaluate() -> float:
+                return float("nan")
+
+        run_fp = fingerprint(self.name, self.get_params_for_fingerprint(), sorted(data.item_ids.tolist()), sorted(val_items["item_id"].astype(str)), ctx.seed)
+        results = self.train(model, data, evaluate, ctx, device, settings, run_fp)
+        self._history = [r.as_dict() for r in results]
+        self._settings = settings
+        model.eval()
+        return self
+
+    def get_params_for_fingerprint(self) -> dict[str, Any]:
+        params = self.get_params()
+        params.pop("resume", None)
+        return params
+
+    def predict(self, items: pd.DataFrame, ctx: Context) -> np.ndarray:
+        if self._model is None:
+            raise MethodError(f"{self.name}: not trained; call fit or load a saved model first")
+        settings = self.settings()
+        device = resolve_device(ctx.device)
+        model = self._to_device(self._model, device)
+        self._model = model
+        model.eval()
+        if len(items) == 0:
+            return np.zeros(0)
+        source = self.prepare_source(items, ctx, settings, device)
+        return predict_items(
+            self.score_function(model), source, items["item_id"].astype(str).tolist(), int(settings["crop"]),
+            int(settings["test_crops"]), device, ctx.seed, batch_size=int(settings.get("eval_batch_size", 64)),
+            progress=ctx.progress, label=f"{self.name} predicting",
+        )
+
+    @staticmethod
+    def _to_device(model: nn.Module, device: torch.device) -> nn.Module:
+        model = model.to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, folder: Path) -> None:
+        if self._model is None:
+            raise MethodError(f"{self.name}: nothing to save; train it first")
+        folder = Path(folder)
+        buffer = io.BytesIO()
+        state = {k: v.detach().cpu() for k, v in self._model.state_dict().items()}
+        torch.save({"model": state, "extra": self.extra_state()}, buffer)
+        atomic_write_bytes(folder / "model.pt", buffer.getvalue())
+        atomic_write_json(
+            folder / "config.json",
+            {
+                "method": self.name,
+                "params": self.get_params(),
+                "settings": self.settings(),
+                "weights_sha256": self.weights_sha256,
+                "history": self._history,
+            },
+        )
+
+    def load(self, folder: Path) -> "DeepMethod":
+        folder = Path(folder)
+        if not (folder / "model.pt").is_file() or not (folder / "config.json").is_file():
+            raise MethodError(f"{folder}: no saved {self.name} model (model.pt, config.json); train it first with `biqa train`")
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("method") != self.name:
+            raise MethodError(f"{folder}: holds a '{config.get('method')}' model, not '{self.name}'")
+        for key, value in config["params"].items():
+            setattr(self, key, value)
+        self.weights_sha256 = config.get("weights_sha256")
+        self._history = config.get("history", [])
+        settings = self.settings()
+        model, _ = self.build_model(settings, "none", None)  # the saved state replaces every weight
+        saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        self.load_extra_state(saved.get("extra", {}))
+        model.eval()
+        self._model = model
+        return self
+
+
+def init_bias_to_mean(layer: nn.Linear, quality: np.ndarray) -> None:
+    """Start a regressor's output at the mean training quality (see the module docstring)."""
+    with torch.no_grad():
+        layer.bias.fill_(float(np.mean(quality)))

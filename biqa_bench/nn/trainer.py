@@ -1,0 +1,409 @@
+"""The shared training loop of the deep methods: phases, schedules, checkpoints, selection.
+
+A method trains in one or more :class:`Phase` s (IEIT has three). A phase names its optimizer
+(per-group learning rates: each group's ``base_lr`` is its rate before scheduling), a schedule, a
+sampler that turns (epoch, rng) into the rows of each step, and a loss. :func:`run_phase`
+
+* draws each epoch's batches from ``numpy`` Generators seeded by (seed, phase, epoch) and cuts the
+  crops in a background thread; the device normalises them (:mod:`biqa_bench.nn.data`);
+* runs in bf16 autocast with channels-last tensors on CUDA, plain fp32 on CPU;
+* reports ``ctx.progress(description, step, total)`` with the running loss and images/s;
+* after every epoch scores the validation items (SROCC; never the test items), keeps the best
+  state, and writes a checkpoint (``<work_dir>/checkpoints/<phase>.pt``, atomically) so that
+  ``resume=True`` continues after the last finished epoch with the same batches;
+* ends with the best validation state loaded (the last one when there are no validation items).
+
+:func:`predict_items` is the test-time protocol: the mean over K seeded random crops, or the
+whole image resized to the crop size (``test_crops=0``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import MethodError
+from ..evaluation.metrics import srocc
+from ..store import atomic_write_bytes
+from .data import Normalizer, prefetch, read_whole
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; nothing (fp32) elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resolve_device(name: str) -> torch.device:
+    device = torch.device(name or "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MethodError(f"device '{name}' asked for but CUDA is not available here; use --device cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def _seed_of(*parts: Any) -> list[int]:
+    return [zlib.crc32(str(p).encode()) for p in parts]
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def set_base_lrs(optimizer: torch.optim.Optimizer) -> None:
+    for group in optimizer.param_groups:
+        group.setdefault("base_lr", group["lr"])
+
+
+class StepDecay:
+    """Each group's ``base_lr`` times ``gamma`` for every milestone epoch reached (0-based)."""
+
+    def __init__(self, milestones: Sequence[int], gamma: float = 0.1):
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = gamma
+
+    def factor(self, epoch: int) -> float:
+        return self.gamma ** sum(epoch >= m for m in self.milestones)
+
+    def start_epoch(self, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * self.factor(epoch)
+
+    def end_epoch(self, epoch: int, metric: float) -> bool:
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
+class WarmupPlateau:
+    """IEIT's schedule: warm-up rates for fixed numbers of epochs, then ``lr``; when the
+    validation metric has not improved for ``patience`` epochs the rate is multiplied by
+    ``factor``; training stops once the rate falls below ``min_lr``.
+
+    The rates apply to every group, scaled by the group's ``lr_scale`` (default 1).
+    """
+
+    def __init__(self, lr: float, warmup: Sequence[tuple[int, float]] = (), patience: int = 20, factor: float = 0.3, min_lr: float = 5e-5):
+        self.lr = lr
+        self.warmup = [(int(n), float(rate)) for n, rate in warmup]
+        self.patience = patience
+        self.factor = factor
+        self.min_lr = min_lr
+        self.current = lr
+        self.best = -math.inf
+        self.bad_epochs = 0
+
+    @property
+    def warmup_epochs(self) -> int:
+        return sum(n for n, _ in self.warmup)
+
+    def rate(self, epoch: int) -> float:
+        start = 0
+        for n, rate in self.warmup:
+            if epoch < start + n:
+                return rate
+            start += n
+        return self.current
+
+    def start_epoch(self, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = self.rate(epoch) * group.get("lr_scale", 1.0)
+
+    def end_epoch(self, epoch: int, metric: float) -> bool:
+        if math.isfinite(metric) and metric > self.best:
+            self.best, self.bad_epochs = metric, 0
+        else:
+            self.bad_epochs += 1
+        if epoch + 1 >= self.warmup_epochs and self.bad_epochs >= self.patience:
+            self.current *= self.factor
+            self.bad_epochs = 0
+        return self.current < self.min_lr
+
+    def state_dict(self) -> dict:
+        return {"current": self.current, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.current, self.best, self.bad_epochs = state["current"], state["best"], state["bad_epochs"]
+
+
+# --------------------------------------------------------------------------- phases
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, int], "tuple[torch.Tensor, dict[str, float]]"]
+
+
+@dataclass
+class Phase:
+    """One stretch of training with its own optimizer, schedule, sampler and loss."""
+
+    name: str
+    epochs: int
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    batches: Callable[[int, np.random.Generator], list[np.ndarray]]  # rows of each step
+    loss: LossFn
+    train_modules: Sequence[nn.Module]
+    evaluate: Callable[[], float] | None = None  # validation metric, higher is better
+    max_steps: int | None = None  # per-epoch cap (the quick recipes)
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float = float("nan")
+    selection: str = "validation SROCC"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric,
+            "selection": self.selection,
+        }
+
+
+@dataclass
+class TrainData:
+    """What the loop needs about the training items: ids, qualities, the image source."""
+
+    item_ids: np.ndarray
+    quality: np.ndarray
+    source: Any
+    crop: int
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _save(path: Path, obj: Any) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def run_phase(
+    phase: Phase,
+    model: nn.Module,
+    data: TrainData,
+    ctx,
+    device: torch.device,
+    label: str,
+    run_fingerprint: str,
+    resume: bool = False,
+) -> PhaseResult:
+    """Train ``model`` through ``phase``; return its history with the best state loaded."""
+    set_base_lrs(phase.optimizer)
+    result = PhaseResult(phase.name)
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch = 0
+    folder = Path(ctx.work_dir) / "checkpoints" if ctx.work_dir is not None else None
+    checkpoint = folder / f"{phase.name}.pt" if folder else None
+    best_file = folder / f"{phase.name}-best.pt" if folder else None
+    if resume and checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != run_fingerprint:
+            raise MethodError(
+                f"{checkpoint}: checkpoint written for another configuration or split; "
+                "delete the checkpoints folder or run without --resume"
+            )
+        model.load_state_dict(state["model"])
+        phase.optimizer.load_state_dict(state["optimizer"])
+        phase.schedule.load_state_dict(state["schedule"])
+        result = PhaseResult(phase.name, state["history"], state["best_epoch"], state["best_metric"], state["selection"])
+        start_epoch = state["epoch_done"]
+        if best_file is not None and best_file.is_file():
+            best_state = torch.load(best_file, map_location="cpu", weights_only=True)
+        if state.get("finished"):
+            if best_state is not None:
+                model.load_state_dict(best_state)
+            ctx.log.info("%s: phase %s already finished; resumed from %s", label, phase.name, checkpoint)
+            return result
+        ctx.log.info("%s: resuming phase %s after epoch %d", label, phase.name, start_epoch)
+
+    normalize = Normalizer(device, channels=_channels(data.source, data.item_ids))
+    quality = torch.as_tensor(np.asarray(data.quality, dtype=np.float32))
+    finished = False
+    for epoch in range(start_epoch, phase.epochs):
+        rng = np.random.default_rng(_seed_of(ctx.seed, phase.name, epoch))
+        torch.manual_seed(int(rng.integers(2**62)))
+        steps = phase.batches(epoch, rng)
+        if phase.max_steps is not None:
+            steps = steps[: phase.max_steps]
+        total_steps = len(steps) * phase.epochs
+        phase.schedule.start_epoch(phase.optimizer, epoch)
+        model.eval()
+        for module in phase.train_modules:
+            module.train()
+
+        def produce():
+            for rows in steps:
+                ids = [str(i) for i in data.item_ids[rows]]
+                yield data.source.batch(ids, data.crop, rng, flip=True), rows
+
+        loss_sum, n_images, parts_sum = 0.0, 0, {}
+        started = last_report = time.perf_counter()
+        for step, (pixels, rows) in enumerate(prefetch(produce(), pin=device.type == "cuda")):
+            images = normalize(pixels)
+            target = quality[rows].to(device, non_blocking=True)
+            with autocast(device):
+                loss, parts = phase.loss(images, target, epoch)
+            phase.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            phase.optimizer.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise MethodError(f"{label}: the loss became {value} in phase {phase.name}, epoch {epoch + 1}; lower the learning rate")
+            loss_sum += value * len(rows)
+            n_images += len(rows)
+            for key, part in parts.items():
+                parts_sum[key] = parts_sum.get(key, 0.0) + float(part) * len(rows)
+            now = time.perf_counter()
+            if now - last_report > 0.5 or step + 1 == len(steps):
+                last_report = now
+                rate = n_images / max(now - started, 1e-9)
+                ctx.progress(
+                    f"{label} {phase.name} epoch {epoch + 1}/{phase.epochs} · loss {loss_sum / max(n_images, 1):.3f} · {rate:.0f} img/s",
+                    epoch * len(steps) + step + 1,
+                    total_steps,
+                )
+        seconds = time.perf_counter() - started
+        metric = float(phase.evaluate()) if phase.evaluate is not None else float("nan")
+        record = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / max(n_images, 1),
+            **{k: v / max(n_images, 1) for k, v in parts_sum.items()},
+            "val_srocc": metric,
+            "lr": [g["lr"] for g in phase.optimizer.param_groups],
+            "images_per_s": n_images / max(seconds, 1e-9),
+            "seconds": seconds,
+        }
+        result.history.append(record)
+        scored_before = result.best_epoch is not None and math.isfinite(result.best_metric)
+        if math.isfinite(metric):
+            improved = not scored_before or metric > result.best_metric
+            result.selection = "validation SROCC"
+        else:  # no validation score (yet): keep the latest epoch until one is scored
+            improved = not scored_before
+            if improved:
+                result.selection = "last epoch (no validation score)"
+        if improved:
+            result.best_epoch, result.best_metric = epoch + 1, metric
+            best_state = _cpu_state(model)
+            if best_file is not None:
+                _save(best_file, best_state)
+        ctx.log.info("%s %s epoch %d: %s", label, phase.name, epoch + 1, json.dumps(record, default=str))
+        stop = phase.schedule.end_epoch(epoch, metric)
+        finished = stop or epoch + 1 == phase.epochs
+        if checkpoint is not None:
+            _save(
+                checkpoint,
+                {
+                    "fingerprint": run_fingerprint,
+                    "epoch_done": epoch + 1,
+                    "model": _cpu_state(model),
+                    "optimizer": phase.optimizer.state_dict(),
+                    "schedule": phase.schedule.state_dict(),
+                    "history": result.history,
+                    "best_epoch": result.best_epoch,
+                    "best_metric": result.best_metric,
+                    "selection": result.selection,
+                    "finished": finished,
+                },
+            )
+        if stop:
+            ctx.log.info("%s: phase %s stopped by its schedule after epoch %d", label, phase.name, epoch + 1)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def _channels(source, item_ids) -> int:
+    if len(item_ids) == 0:
+        return 3
+    return int(np.asarray(source.read_item(str(item_ids[0]))).shape[2])
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+@torch.no_grad()
+def predict_items(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    source,
+    item_ids: Sequence[str],
+    crop: int,
+    test_crops: int,
+    device: torch.device,
+    seed: int,
+    batch_size: int = 64,
+    progress: Callable[[str, float, float | None], None] | None = None,
+    label: str = "predicting",
+) -> np.ndarray:
+    """Scores of ``item_ids``: mean over ``test_crops`` seeded random crops (no flips) per item,
+    or one pass over the whole image resized to crop x crop when ``test_crops`` is 0.
+
+    The crops of an item depend only on ``seed`` and the item's position in ``item_ids``.
+    """
+    item_ids = [str(i) for i in item_ids]
+    if not item_ids:
+        return np.zeros(0)
+    normalize = Normalizer(device, channels=_channels(source, item_ids))
+    per_pass = max(1, batch_size // max(test_crops, 1))
+    out = np.empty(len(item_ids), dtype=np.float64)
+    for start in range(0, len(item_ids), per_pass):
+        ids = item_ids[start : start + per_pass]
+        if test_crops <= 0:
+            pixels = read_whole(source, ids, crop)
+        else:
+            rng = np.random.default_rng(_seed_of(seed, "test-crops", start))
+            pixels = np.concatenate([source.batch(ids, crop, rng, flip=False) for _ in range(test_crops)])
+        with autocast(device):
+            scores = forward(normalize(pixels)).float().reshape(-1)
+        scores = scores.reshape(max(test_crops, 1), len(ids)).mean(0)
+        out[start : start + len(ids)] = scores.cpu().numpy()
+        if progress is not None:
+            progress(label, min(start + per_pass, len(item_ids)), len(item_ids))
+    return out
+
+
+def validation_metric(predict: Callable[[], np.ndarray], quality: np.ndarray) -> float:
+    """SROCC between the validation qualities and predictions (NaN when undefined)."""
+    if len(quality) < 3:
+        return float("nan")
+    prediction = predict()
+    if not np.isfinite(prediction).all() or np.ptp(prediction) == 0:
+        return float("nan")
+    return float(srocc(quality, prediction))
+
+
+def state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    return copy.deepcopy(_cpu_state(module))

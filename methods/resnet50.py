@@ -1,0 +1,130 @@
+"""ResNet-50 baseline (QAMT section 3.2 and 4.1, second stage; REQA's "w/o FN+TE" ablation).
+
+An ImageNet ResNet-50 whose classifier is replaced by two fully connected layers (256, 1) with
+dropout 0.5 before the first, trained end to end with the L1 loss on the 0-100 quality.
+
+``paper`` recipe (QAMT 4.1, fine-tuning stage, with ImageNet weights in place of QAMT's
+multi-task pre-trained ones, as in its "Baseline (ResNet50)" rows): Adam (0.9, 0.999), learning
+rate 1e-5 for the backbone and both FC layers, mini-batch 32, 10 epochs, each epoch 100 random
+224x224 crops of every training image, 60 random crops averaged at test time.
+
+Choices where the paper is silent (written here so a reader can check them): a ReLU between the
+two FC layers; no weight decay; horizontal flips with the crops; images used at the size the
+context provides (``image_size='source'``: the decode-once cache's size, else the file's);
+the FC output bias starts at the mean training quality; the epoch with the best validation SROCC
+is kept (QAMT reports the last of 10).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from biqa_bench.methods import register_method
+from biqa_bench.nn.backbones import LoadedWeights, resnet50
+from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
+from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay, TrainData, run_phase
+
+
+class ResNet50Regressor(nn.Module):
+    """ResNet-50 features (2048-d after global pooling) -> dropout -> FC 256 -> ReLU -> FC 1."""
+
+    def __init__(self, resnet: nn.Module, dropout: float = 0.5):
+        super().__init__()
+        resnet.fc = nn.Identity()
+        self.backbone = resnet
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2048, 256), nn.ReLU(inplace=True), nn.Linear(256, 1))
+        for layer in (self.head[1], self.head[3]):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images)).squeeze(1)
+
+
+def epoch_rows(n_items: int, crops_per_image: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Every item ``crops_per_image`` times, shuffled, cut into batches (the last may be short)."""
+    rows = rng.permutation(np.repeat(np.arange(n_items), crops_per_image))
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+@register_method("resnet50")
+class ResNet50Baseline(DeepMethod):
+    """ImageNet ResNet-50 + FC(256)-FC(1) head with dropout 0.5, L1 loss (QAMT 3.2)."""
+
+    RECIPES = {
+        "paper": dict(
+            epochs=10, batch_size=32, crop=224, image_size="source", test_crops=60,
+            lr_backbone=1e-5, lr_head=1e-5, crops_per_image=100, weight_decay=0.0, eval_batch_size=120, max_steps=None,
+        ),
+        "quick": dict(
+            epochs=2, batch_size=4, crop=64, image_size="short80", test_crops=2,
+            lr_backbone=1e-4, lr_head=1e-3, crops_per_image=1, weight_decay=0.0, eval_batch_size=16, max_steps=3,
+        ),
+    }
+
+    def __init__(
+        self,
+        recipe: str = "paper",
+        pretrained: str = "imagenet",
+        weights: str | None = None,
+        test_crops: int | None = None,
+        resume: bool = False,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        crop: int | None = None,
+        image_size: Any = None,
+        lr_backbone: float | None = None,
+        lr_head: float | None = None,
+        crops_per_image: int | None = None,
+        dropout: float = 0.5,
+    ):
+        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self.lr_backbone = lr_backbone
+        self.lr_head = lr_head
+        self.crops_per_image = crops_per_image
+        self.dropout = dropout
+
+    def settings(self) -> dict[str, Any]:
+        merged = super().settings()
+        for key in ("lr_backbone", "lr_head", "crops_per_image"):
+            if getattr(self, key) is not None:
+                merged[key] = getattr(self, key)
+        return merged
+
+    def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
+        backbone, loaded = resnet50(pretrained, weights)
+        return ResNet50Regressor(backbone, self.dropout), loaded
+
+    def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+        if not self.resume:
+            init_bias_to_mean(model.head[3], data.quality)
+        optimizer = torch.optim.Adam(
+            [
+                {"params": model.backbone.parameters(), "lr": settings["lr_backbone"]},
+                {"params": model.head.parameters(), "lr": settings["lr_head"]},
+            ],
+            betas=(0.9, 0.999),
+            weight_decay=settings["weight_decay"],
+        )
+        n, per_image, batch = len(data.item_ids), int(settings["crops_per_image"]), int(settings["batch_size"])
+
+        def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
+            l1 = torch.nn.functional.l1_loss(model(images).float(), quality)
+            return l1, {"l1": float(l1.detach())}
+
+        phase = Phase(
+            name="train",
+            epochs=int(settings["epochs"]),
+            optimizer=optimizer,
+            schedule=StepDecay([]),
+            batches=lambda epoch, rng: epoch_rows(n, per_image, batch, rng),
+            loss=loss,
+            train_modules=[model],
+            evaluate=evaluate,
+            max_steps=settings.get("max_steps"),
+        )
+        return [run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
