@@ -1,0 +1,165 @@
+"""build_report on a fake results folder: files, sections, figures, the standalone LaTeX, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from biqa_bench.errors import BiqaError
+from biqa_bench.evaluation.metrics import srocc
+from biqa_bench.report.build import build_report
+from biqa_bench.report.latex import compile_pdf, first_latex_error
+from biqa_bench.store import atomic_write_csv, atomic_write_json, run_dir, write_run
+
+HAS_PDFLATEX = shutil.which("pdflatex") is not None
+NO_PDFLATEX = "pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended)"
+METHODS = {"good_net": 5.0, "noisy&co": 20.0}
+DATASETS = {"synthetic": 80, "mixed": 60}
+
+
+def make_results(root, seed=0, splits=2, cross=True):
+    rng = np.random.default_rng(seed)
+    pools = {d: pd.DataFrame({"item_id": [f"{d}{i:04d}" for i in range(4 * n)],
+                              "quality": 100 * rng.beta(2.0, 2.0, 4 * n)}) for d, n in DATASETS.items()}
+    for d, n in DATASETS.items():
+        for s in range(splits):
+            test = pools[d].sample(n, random_state=seed + s)
+            for m, noise in METHODS.items():
+                pred = np.tanh((test["quality"].to_numpy() - 50) / 40) + rng.normal(0, noise / 50, n)
+                frame = pd.DataFrame({"item_id": test["item_id"], "dataset": d, "split": s, "subset": "test",
+                                      "quality": test["quality"], "score": test["quality"] / 20, "prediction": pred})
+                write_run(run_dir(root, d, m, s), frame,
+                          {"kind": "run", "method": m, "train_dataset": d, "split": s, "split_hash": f"{d}-{s}"})
+    if cross:
+        for m, noise in METHODS.items():
+            for train in DATASETS:
+                folder = root / "cross" / train / m
+                for test_set in DATASETS:
+                    if test_set != train:
+                        items = pools[test_set]
+                        pred = items["quality"].to_numpy() + rng.normal(0, noise, len(items))
+                        atomic_write_csv(folder / "inference" / f"{test_set}-0.csv", items.assign(
+                            dataset=test_set, score=items["quality"] / 20, prediction=pred))
+                atomic_write_json(folder / "manifest.json", {"kind": "cross-model", "method": m,
+                                                             "train_dataset": train, "split": 0})
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = make_results(tmp_path_factory.mktemp("results"))
+    result = build_report(root, root / "report", decimals=3, aggregate="mean", pdf=HAS_PDFLATEX)
+    return root, result
+
+
+def test_sections_and_table_files(built):
+    _root, result = built
+    assert result.sections == ["Overall performance", "Five quality ranges", "Prediction deviation",
+                               "Low-quality images", "Statistical significance", "Cross-dataset tests"]
+    assert result.skipped == {}
+    for name in ("overall", "overall_rmse", "ranges_mixed", "ranges_synthetic", "low_quality", "cross",
+                 "significance_mixed", "significance_synthetic"):
+        paths = result.tables[name]
+        assert [p.suffix for p in paths] == [".tex", ".md", ".csv"]
+        assert all(p.stat().st_size > 40 for p in paths)
+    tex = result.tex.read_text()
+    assert "\\usepackage{booktabs}" in tex and "\\usepackage{graphicx}" in tex
+    assert "\\input{tables/overall}" in tex and "figures/scatter.pdf" in tex
+    assert "noisy\\&co" in result.tables["overall"][0].read_text()
+
+
+def test_overall_csv_matches_the_metric(built):
+    root, result = built
+    table = pd.read_csv(result.tables["overall"][2], index_col=0)
+    runs = []
+    for s in range(2):
+        frame = pd.read_csv(run_dir(root, "mixed", "good_net", s) / "predictions.csv")
+        runs.append(srocc(frame["quality"], frame["prediction"]))
+    assert table.loc["good_net", "mixed SROCC"] == pytest.approx(np.mean(runs))
+    weighted = (80 * table.loc["good_net", "synthetic SROCC"] + 60 * table.loc["good_net", "mixed SROCC"]) / 140
+    assert table.loc["good_net", "Weighted avg. SROCC"] == pytest.approx(weighted)
+    # the better method is bold in the LaTeX table
+    latex = result.tables["overall"][0].read_text()
+    good_row = next(line for line in latex.splitlines() if line.startswith("good"))
+    assert good_row.count("\\textbf") == 6
+
+
+def test_figures_exist_with_real_content(built):
+    _root, result = built
+    expected = {"scatter", "ranges_srocc_mixed", "ranges_srocc_synthetic", "deviation_classes_mixed",
+                "deviation_absolute_mixed", "quality_histogram", "significance_mixed"}
+    assert expected <= set(result.figures)
+    for stem, (png, pdf) in result.figures.items():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
+        assert pdf.read_bytes()[:5] == b"%PDF-", stem
+        assert png.stat().st_size > 15_000, stem  # a blank 200-dpi figure is a few kB
+        assert pdf.stat().st_size > 5_000, stem
+
+
+@pytest.mark.skipif(not HAS_PDFLATEX, reason=NO_PDFLATEX)
+def test_standalone_report_compiles(built):
+    _root, result = built
+    assert result.pdf is not None and result.pdf.read_bytes()[:5] == b"%PDF-"
+    assert result.pdf.stat().st_size > 50_000
+    log = result.tex.with_suffix(".log").read_text(errors="replace")
+    assert "LaTeX Error" not in log and "Undefined control sequence" not in log
+
+
+@pytest.mark.skipif(not HAS_PDFLATEX, reason=NO_PDFLATEX)
+def test_compile_failure_names_the_first_error(tmp_path):
+    bad = tmp_path / "bad.tex"
+    bad.write_text("\\documentclass{article}\\begin{document}\\undefinedmacro\\end{document}\n")
+    with pytest.raises(BiqaError, match="Undefined control sequence"):
+        compile_pdf(bad)
+
+
+def test_first_latex_error_reads_the_log():
+    log = "This is pdfTeX\n(./x.tex\n! Missing $ inserted.\n<inserted text>\n$\nl.12 a_b\n"
+    assert first_latex_error(log) == "Missing $ inserted. (l.12 a_b)"
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    with pytest.raises(BiqaError, match="aggregate"):
+        build_report(tmp_path, tmp_path / "out", aggregate="mode")
+    with pytest.raises(BiqaError, match="decimals"):
+        build_report(tmp_path, tmp_path / "out", decimals=9)
+    with pytest.raises(BiqaError, match="no complete runs"):
+        build_report(tmp_path, tmp_path / "out")
+
+
+def test_cli_report_sections_only_for_existing_inputs(tmp_path):
+    # one method, one split, no cross models: no significance and no cross-dataset section
+    from biqa_bench.commands.report import register
+
+    root = tmp_path / "results"
+    rng = np.random.default_rng(5)
+    quality = rng.uniform(0, 100, 50)
+    frame = pd.DataFrame({"item_id": [str(i) for i in range(50)], "dataset": "mixed", "split": 0, "subset": "test",
+                          "quality": quality, "score": quality, "prediction": quality + rng.normal(0, 10, 50)})
+    write_run(run_dir(root, "mixed", "only", 0), frame, {"kind": "run", "method": "only", "train_dataset": "mixed",
+                                                         "split": 0, "split_hash": "h"})
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _root() -> None:
+        """test app"""
+
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    res = runner.invoke(app, ["report", str(root), "--out", str(out), "--decimals", "2", "--aggregate", "median"])
+    assert res.exit_code == 0, res.output
+    assert "left out cross-dataset" in res.output and "left out significance on mixed" in res.output
+    overall = (out / "tables" / "overall.md").read_text()
+    assert "Median over 1 split" in overall
+    assert f"| only | {srocc(quality, frame['prediction']):.2f} |" in overall
+    tex = (out / "report.tex").read_text()
+    assert "Not included" in tex and "Statistical significance" not in tex and "Cross-dataset" not in tex
+    assert not list((out / "tables").glob("significance*")) and not (out / "tables" / "cross.tex").exists()
+    res = runner.invoke(app, ["report", str(tmp_path / "missing"), "--out", str(out)])
+    assert res.exit_code == 2
