@@ -276,3 +276,16 @@ def test_size_specs():
     for bad in ["short", "short0", "big", (0, 4), (2.5, 3), "3x"]:
         with pytest.raises(BiqaError, match="not understood"):
             parse_size(bad)
+
+
+def test_draft_decoding_is_a_separate_cache_close_to_the_full_decode(tmp_path):
+    dataset = _make(tmp_path / "data", shapes=[(90, 70), (400, 600)], gray_index=None)  # i1 is a JPEG
+    exact = ImageCache.open_or_build(dataset, size="short96", workers=1)
+    draft = ImageCache.open_or_build(dataset, size="short96", workers=1, draft=True)
+    assert draft.folder != exact.folder and draft.meta["draft"] is True
+    a, b = exact.read_item("i1").astype(int), draft.read_item("i1").astype(int)
+    assert a.shape == b.shape == (96, 144, 3)
+    assert 0 < np.abs(a - b).mean() < 8  # a reduced-scale DCT decode, then the same resize
+    np.testing.assert_array_equal(exact.read_item("i0"), draft.read_item("i0"))  # BMP: no draft mode
+    jpeg = dataset.abspath(dataset.items["path"][1])
+    np.testing.assert_array_equal(draft.read(jpeg), decode_resized(jpeg, "short96", draft=True))
