@@ -161,10 +161,7 @@ def build_report(
     )
     b.table(section, T.overall_table(records, ("srocc", "plcc"), aggregate, decimals))
     if len(records) and records["rmse"].notna().any():
-        rmse = T.overall_table(records, ("rmse",), aggregate, decimals, name="overall_rmse")
-        rmse.title, rmse.caption = "Overall RMSE", rmse.caption.replace(
-            "RMSE on the test splits", "RMSE (quality points, 0-100 scale, after the logistic mapping) on the test splits")
-        b.table(section, rmse)
+        b.table(section, T.overall_table(records, ("rmse",), aggregate, decimals, name="overall_rmse"))
     first_split = sorted(test["split"].unique())[0]
     b.figure(section, F.scatter_figure(test, split=first_split), "scatter",
              f"Prediction against ground-truth quality on the test part of split {first_split}, with the "

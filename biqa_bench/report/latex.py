@@ -68,6 +68,8 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage{booktabs}
 \usepackage{graphicx}
 \usepackage{float}
+\usepackage[font=small,labelfont=bf,skip=6pt]{caption}
+\captionsetup[table]{position=top}
 \setlength{\tabcolsep}{4pt}
 \renewcommand{\arraystretch}{1.1}
 """

@@ -263,12 +263,19 @@ def overall_table(
             f" The weighted average weights each dataset by its number of test items ({sizes}), "
             "over the datasets where the method has a figure."
         )
-    labels = " and ".join(METRIC_LABELS[m] for m in metrics)
+    labels = " and ".join(METRIC_LABELS.get(m, m) for m in metrics)
+    notes = []
+    if "plcc" in metrics:
+        notes.append("PLCC after the 4-parameter logistic mapping")
+    if "rmse" in metrics:
+        notes.append("RMSE in quality points on the 0-100 scale, after the logistic mapping")
+    note = f" ({'; '.join(notes)})" if notes else ""
     caption = (
-        f"{labels} on the test splits of each dataset (PLCC after the 4-parameter logistic mapping). "
+        f"{labels} on the test splits of each dataset{note}. "
         f"{_split_phrase(summary, aggregate)}{weighted_note} Best in bold, second underlined."
     )
-    return Table(name, "Overall performance", caption, values, better, decimals, partial=partial)
+    title = "Overall performance" if metrics != ("rmse",) and list(metrics) != ["rmse"] else "Overall RMSE"
+    return Table(name, title, caption, values, better, decimals, partial=partial)
 
 
 def ranges_table(
@@ -373,6 +380,7 @@ def cross_table(
                 better[column] = metric_direction(metric)
         parts_v.append(v)
         parts_p.append(p)
+    has_average = any(group.endswith(WEIGHTED.lower()) for v in parts_v for group, _ in v.columns)
     values = pd.concat(parts_v, axis=1) if parts_v else pd.DataFrame()
     partial = pd.concat(parts_p, axis=1) if parts_p else None
     if len(values):
@@ -382,7 +390,8 @@ def cross_table(
     caption = (
         f"Cross-dataset {' and '.join(METRIC_LABELS[m] for m in metrics)}: trained on the first dataset, "
         f"tested on every item of the second (PLCC after the logistic fitted on the test set). "
-        f"{_split_phrase(summary, aggregate)} Weighted averages weight each test set by its size. "
+        f"{_split_phrase(summary, aggregate)}"
+        f"{' Weighted averages weight each test set by its number of items.' if has_average else ''} "
         "Best in bold, second underlined."
     )
     return Table(name, "Cross-dataset tests", caption, values, better, decimals, partial=partial)
