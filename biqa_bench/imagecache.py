@@ -266,6 +266,7 @@ class ImageCache:
             self._by_path[str(self.root / rel)] = i
         self._resolved: dict[str, int] | None = None
         self._pixels: np.ndarray | None = None
+        _ = self.pixels  # map now, so a rebuild swapped in later cannot mix with this index
 
     # -- opening and building
 

@@ -289,3 +289,22 @@ def test_draft_decoding_is_a_separate_cache_close_to_the_full_decode(tmp_path):
     np.testing.assert_array_equal(exact.read_item("i0"), draft.read_item("i0"))  # BMP: no draft mode
     jpeg = dataset.abspath(dataset.items["path"][1])
     np.testing.assert_array_equal(draft.read(jpeg), decode_resized(jpeg, "short96", draft=True))
+
+
+def _build_in_process(dataset, cache_root):
+    cache = ImageCache.open_or_build(dataset, size="short32", workers=1, cache_root=cache_root)
+    return str(cache.folder), np.array(cache.read_item("i3"))
+
+
+def test_concurrent_builds_of_one_cache_both_succeed(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    shapes = [(40 + k, 60) for k in range(24)]
+    dataset = _make(tmp_path / "data", shapes=shapes, gray_index=None)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_build_in_process, [dataset, dataset], [tmp_path / "shared"] * 2))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    cache = ImageCache.open_or_build(dataset, size="short32", workers=1, cache_root=tmp_path / "shared")
+    np.testing.assert_array_equal(cache.read_item("i3"), _reference(dataset.abspath(dataset.items["path"][3]), "short32"))
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == [cache.folder.name]  # no partial or stale left
