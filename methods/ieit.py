@@ -1,0 +1,360 @@
+"""IEIT (Song, Li, Chen, Liu and Qian): intermediary enhancement and iterative training.
+
+Network (section III): two DeiT-Small backbones (ImageNet). V1 sees the image I and gives f1;
+V2 sees the image and its selectively enhanced version E and gives f2 = V2(I), f3 = V2(E);
+f4 = f2 (+) f3 (concatenation, the fusion the paper found best); R1(f1 (+) f4) = s1 and
+R2(f2 (+) f3) = s2, each regressor three fully connected layers. s1 is the prediction.
+
+Training (Algorithm 1, eqs. 1-6, IV-A):
+
+* stage 1: V1, V2, R1, R2 with L1(s1) + lambda * L1(s2), lambda = 1;
+* stage 2a: V1 frozen; V2 and R2 trained with L1(s2) on low-quality images only (quality < 25 on
+  the 0-100 scale: the lowest quarter of the nominal score interval, IEIT's definition, taken from
+  :func:`biqa_bench.evaluation.ranges.low_quality_mask`);
+* stage 2b: R1 trained on all images with the features of V1 and V2 detached (eqs. 3-6).
+* SGD; stage 1: learning rate 0.001 for 10 epochs, 0.005 for 10 epochs, then 0.03; stage 2:
+  0.001, 0.003, then 0.01; when the validation performance has not improved for 20 epochs the
+  rate is multiplied by 0.3, until it falls below 5e-5 (then the stage ends).
+* images resized to 244 x 244, random 224 x 224 crops (the same crop for I and E).
+
+Selective enhancement: :mod:`biqa_bench.enhance` (classical low-light enhancement and deblurring in
+place of RetinexNet and DeblurGAN-v2, whose weights are not available offline; user models plug in
+through ``low_light_enhancer`` / ``deblurrer`` = ``"module:function"``). The selection classifier
+is DeiT-Small with its ImageNet head, from the same weights file as the backbones. Without ImageNet
+weights (``pretrained='none'`` and no ``weights``) the classifier rule cannot be evaluated and
+``selection='auto'`` falls back to ``'never'`` (E = I, "no quality gain assumed"); a log line says
+so. The classifier's weights are saved with the model so that prediction needs no weights file.
+
+Choices where the paper is silent (check them here): SGD momentum 0.9 and no weight decay; batch
+size 64; ReLU after the first two FC layers only (a ReLU on the output would clamp the score),
+widths d -> d/2 -> d/4 -> 1; each stage capped at ``epochs`` (300) in case the plateau rule does
+not end it; the plateau metric is the validation SROCC of s1 (stages 1 and 2b) and of s2 on the
+low-quality validation items (stage 2a; with fewer than three such items the metric is undefined,
+the rate decays every 20 epochs and the last epoch is kept); the best validation epoch of each
+stage is kept; enhancement runs on the image at ``enhance_size`` (shorter side at most 512) before
+the 244 x 244 resize; the mean of 10 random crops at test time; the final bias of each regressor
+starts at the mean training quality. If the training split has no low-quality image, stage 2a is
+skipped (logged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from biqa_bench.enhance import DEBLURRERS, SelectiveEnhancer, Top5Confidence, enhance_low_light, load_enhancer
+from biqa_bench.errors import MethodError
+from biqa_bench.methods import register_method
+from biqa_bench.nn.backbones import LoadedWeights, deit_small
+from biqa_bench.nn.data import MemoryImages, fit_size, parse_image_size
+from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
+from biqa_bench.nn.trainer import Phase, PhaseResult, TrainData, WarmupPlateau, predict_items, run_phase, validation_metric
+
+LOW_QUALITY_BELOW = 25.0
+
+
+def low_quality(quality: np.ndarray) -> np.ndarray:
+    """IEIT's low-quality images: the lowest quarter of the nominal range (quality < 25)."""
+    try:
+        from biqa_bench.evaluation.ranges import low_quality_mask
+    except ImportError:  # pragma: no cover - the evaluation module is part of the package
+        return np.asarray(quality, dtype=float) < LOW_QUALITY_BELOW
+    return np.asarray(low_quality_mask(np.asarray(quality, dtype=float), (0.0, 100.0), rule="nominal", fraction=0.25))
+
+
+class Regressor(nn.Module):
+    """Three FC layers, widths d -> d/2 -> d/4 -> 1, ReLU after the first two."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(dim, dim // 2), nn.ReLU(inplace=True), nn.Linear(dim // 2, dim // 4), nn.ReLU(inplace=True), nn.Linear(dim // 4, 1)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features).squeeze(1)
+
+
+class IEITNet(nn.Module):
+    """The bilateral network on a 6-channel input (image, enhanced image); returns (s1, s2)."""
+
+    def __init__(self, v1: nn.Module, v2: nn.Module):
+        super().__init__()
+        self.v1, self.v2 = v1, v2
+        dim = int(getattr(v1, "num_features", 384))
+        self.r1 = Regressor(3 * dim)
+        self.r2 = Regressor(2 * dim)
+
+    def branch2(self, pairs: torch.Tensor) -> torch.Tensor:
+        """f4 = f2 (+) f3 from V2 applied to I and E."""
+        image, enhanced = pairs[:, :3], pairs[:, 3:]
+        f2, f3 = self.v2(torch.cat([image, enhanced])).chunk(2)
+        return torch.cat([f2, f3], dim=1)
+
+    def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f1 = self.v1(pairs[:, :3])
+        f4 = self.branch2(pairs)
+        return self.r1(torch.cat([f1, f4], dim=1)), self.r2(f4)
+
+
+def _sgd(parameters, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    return torch.optim.SGD(parameters, lr=1e-3, momentum=momentum, weight_decay=weight_decay)
+
+
+def _rows(candidates: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(candidates)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _schedule(settings: dict[str, Any], stage: int) -> WarmupPlateau:
+    return WarmupPlateau(
+        settings[f"lr{stage}"], settings[f"warmup{stage}"], settings["patience"], settings["factor"], settings["min_lr"]
+    )
+
+
+def make_stage1(model: IEITNet, data: TrainData, settings: dict[str, Any], evaluate: Callable[[], float]) -> Phase:
+    lam = float(settings["lam"])
+    n = len(data.item_ids)
+
+    def loss(pairs, quality, epoch):
+        s1, s2 = model(pairs)
+        l1 = F.l1_loss(s1.float(), quality)
+        l2 = F.l1_loss(s2.float(), quality)
+        return l1 + lam * l2, {"l1_s1": float(l1.detach()), "l1_s2": float(l2.detach())}
+
+    return Phase(
+        name="stage1", epochs=int(settings["epochs"]), optimizer=_sgd(model.parameters(), settings["momentum"], settings["weight_decay"]),
+        schedule=_schedule(settings, 1), batches=lambda epoch, rng: _rows(np.arange(n), int(settings["batch_size"]), rng),
+        loss=loss, train_modules=[model], evaluate=evaluate, max_steps=settings.get("max_steps"),
+    )
+
+
+def make_stage2_backbone(model: IEITNet, data: TrainData, settings: dict[str, Any], evaluate: Callable[[], float]) -> Phase:
+    """Stage 2a: V1 frozen, V2 and R2 trained on the low-quality items only."""
+    rows = np.flatnonzero(low_quality(data.quality))
+    for p in model.v1.parameters():
+        p.requires_grad_(False)
+    parameters = list(model.v2.parameters()) + list(model.r2.parameters())
+
+    def loss(pairs, quality, epoch):
+        s2 = model.r2(model.branch2(pairs))
+        l2 = F.l1_loss(s2.float(), quality)
+        return l2, {"l1_s2": float(l2.detach())}
+
+    return Phase(
+        name="stage2-v2", epochs=int(settings["epochs"]), optimizer=_sgd(parameters, settings["momentum"], settings["weight_decay"]),
+        schedule=_schedule(settings, 2), batches=lambda epoch, rng: _rows(rows, int(settings["batch_size"]), rng),
+        loss=loss, train_modules=[model.v2, model.r2], evaluate=evaluate, max_steps=settings.get("max_steps"),
+    )
+
+
+def make_stage2_regressor(model: IEITNet, data: TrainData, settings: dict[str, Any], evaluate: Callable[[], float]) -> Phase:
+    """Stage 2b: R1 trained on all items from detached V1 and V2 features."""
+    n = len(data.item_ids)
+    for p in list(model.v1.parameters()) + list(model.v2.parameters()) + list(model.r2.parameters()):
+        p.requires_grad_(False)
+
+    def loss(pairs, quality, epoch):
+        with torch.no_grad():
+            f1 = model.v1(pairs[:, :3])
+            f4 = model.branch2(pairs)
+        s1 = model.r1(torch.cat([f1, f4], dim=1).detach())
+        l1 = F.l1_loss(s1.float(), quality)
+        return l1, {"l1_s1": float(l1.detach())}
+
+    return Phase(
+        name="stage2-r1", epochs=int(settings["epochs"]), optimizer=_sgd(model.r1.parameters(), settings["momentum"], settings["weight_decay"]),
+        schedule=_schedule(settings, 2), batches=lambda epoch, rng: _rows(np.arange(n), int(settings["batch_size"]), rng),
+        loss=loss, train_modules=[model.r1], evaluate=evaluate, max_steps=settings.get("max_steps"),
+    )
+
+
+@register_method("ieit")
+class IEIT(DeepMethod):
+    """IEIT: bilateral DeiT-Small on image + selectively enhanced image, two training stages."""
+
+    RECIPES = {
+        "paper": dict(
+            epochs=300, batch_size=64, crop=224, image_size="244x244", test_crops=10, eval_batch_size=128,
+            lr1=0.03, warmup1=((10, 0.001), (10, 0.005)), lr2=0.01, warmup2=((10, 0.001), (10, 0.003)),
+            patience=20, factor=0.3, min_lr=5e-5, momentum=0.9, weight_decay=0.0, lam=1.0, max_steps=None,
+        ),
+        "quick": dict(
+            epochs=1, batch_size=4, crop=32, image_size="40x40", test_crops=2, eval_batch_size=16,
+            lr1=1e-3, warmup1=(), lr2=1e-3, warmup2=(), patience=1000, factor=0.3, min_lr=5e-5,
+            momentum=0.9, weight_decay=0.0, lam=1.0, max_steps=2,
+        ),
+    }
+
+    def __init__(
+        self,
+        recipe: str = "paper",
+        pretrained: str = "imagenet",
+        weights: str | None = None,
+        test_crops: int | None = None,
+        resume: bool = False,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        crop: int | None = None,
+        image_size: Any = None,
+        selection: str = "auto",
+        dark_threshold: float = 0.25,
+        blur_threshold: float = 100.0,
+        deblur: str = "wiener",
+        low_light_enhancer: str | None = None,
+        deblurrer: str | None = None,
+        enhance_size: Any = "short512",
+    ):
+        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self.selection = selection
+        self.dark_threshold = dark_threshold
+        self.blur_threshold = blur_threshold
+        self.deblur = deblur
+        self.low_light_enhancer = low_light_enhancer
+        self.deblurrer = deblurrer
+        self.enhance_size = enhance_size
+        self._classifier: nn.Module | None = None
+        self._enhancement_log: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ model
+
+    def make_backbone(self, settings, pretrained, weights, num_classes: int = 0) -> tuple[nn.Module, LoadedWeights]:
+        return deit_small(pretrained, weights, img_size=int(settings["crop"]), num_classes=num_classes)
+
+    def make_classifier(self, pretrained, weights) -> nn.Module | None:
+        """DeiT-Small with its ImageNet head at 224, or None without ImageNet weights."""
+        if pretrained == "none" and not weights:
+            return None
+        classifier, _ = deit_small(pretrained, weights, img_size=224, num_classes=1000)
+        return classifier.eval()
+
+    def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
+        v1, loaded = self.make_backbone(settings, pretrained, weights)
+        v2, _ = self.make_backbone(settings, pretrained, weights)
+        return IEITNet(v1, v2), loaded
+
+    def score_function(self, model):
+        return lambda pairs: model(pairs)[0]
+
+    # ------------------------------------------------------------------ enhancement
+
+    def _selection(self) -> str:
+        if self.selection == "auto":
+            return "classifier" if self._classifier is not None else "never"
+        return self.selection
+
+    def enhancer(self, device) -> SelectiveEnhancer:
+        if self.deblur not in DEBLURRERS:
+            raise MethodError(f"ieit: deblur '{self.deblur}' not understood; use one of {', '.join(DEBLURRERS)}")
+        low_light = load_enhancer(self.low_light_enhancer) if self.low_light_enhancer else enhance_low_light
+        deblur = load_enhancer(self.deblurrer) if self.deblurrer else DEBLURRERS[self.deblur]
+        confidence = Top5Confidence(self._classifier, device) if self._classifier is not None else None
+        return SelectiveEnhancer(low_light, deblur, confidence, self._selection(), self.dark_threshold, self.blur_threshold)
+
+    def prepare_source(self, items, ctx, settings, device):
+        """Images and their selected enhancements, resized to ``image_size`` and stacked (6 ch)."""
+        cached = getattr(self, "_val_source_cache", None)
+        if cached is not None and cached[0] == tuple(items["item_id"].astype(str)):
+            return cached[1]
+        if self._classifier is None and self.selection in ("auto", "classifier") and (self.pretrained != "none" or self.weights):
+            self._classifier = self.make_classifier(self.pretrained, self.weights)
+        if self.selection == "auto" and self._classifier is None and not self._enhancement_log.get("warned"):
+            ctx.log.warning("ieit: no ImageNet classifier (pretrained='none'): selective enhancement keeps the originals (E = I)")
+            self._enhancement_log["warned"] = True
+        enhancer = self.enhancer(device)
+        work, size, crop = parse_image_size(self.enhance_size), settings["image_size"], int(settings["crop"])
+        spec = parse_image_size(size)
+        images: dict[str, np.ndarray] = {}
+        kept = flagged = 0
+        ids = items["item_id"].astype(str).tolist()
+        chunk = 16
+        for start in range(0, len(ids), chunk):
+            originals = [fit_size(np.asarray(ctx.read_image(p)), work, crop) for p in items["path"].iloc[start : start + chunk]]
+            for item_id, original, result in zip(ids[start : start + chunk], originals, enhancer(originals)):
+                pair = np.concatenate([original, result.image], axis=2)
+                images[item_id] = np.ascontiguousarray(fit_size(pair, spec, crop))
+                kept += int(result.kept)
+                flagged += int(result.dark or result.blurred)
+            ctx.progress("ieit selective enhancement", min(start + chunk, len(ids)), len(ids))
+        ctx.log.info("ieit: %d of %d images dark or blurred, enhancement kept for %d (selection=%s)", flagged, len(ids), kept, enhancer.selection)
+        self._enhancement_log.update({"flagged": flagged, "kept": kept, "n": len(ids), "selection": enhancer.selection})
+        return MemoryImages(images)
+
+    # ------------------------------------------------------------------ training
+
+    def train(self, model: IEITNet, data: TrainData, evaluate, ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+        init_bias_to_mean(model.r1.layers[-1], data.quality)
+        init_bias_to_mean(model.r2.layers[-1], data.quality)
+        label = self.name
+        results = [run_phase(make_stage1(model, data, settings, evaluate), model, data, ctx, device, label, run_fingerprint, self.resume)]
+
+        low_rows = np.flatnonzero(low_quality(data.quality))
+        if len(low_rows) == 0:
+            ctx.log.warning("ieit: no low-quality training item (quality < 25); stage 2a (V2 on low-quality images) skipped")
+        else:
+            evaluate_low = self._low_quality_evaluator(model, ctx, device, settings)
+            phase = make_stage2_backbone(model, data, settings, evaluate_low)
+            results.append(run_phase(phase, model, data, ctx, device, label, run_fingerprint, self.resume))
+        phase = make_stage2_regressor(model, data, settings, evaluate)
+        results.append(run_phase(phase, model, data, ctx, device, label, run_fingerprint, self.resume))
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return results
+
+    def _low_quality_evaluator(self, model, ctx, device, settings) -> Callable[[], float]:
+        val = getattr(self, "_val_for_stage2", None)
+        if val is None:
+            return lambda: float("nan")
+        source, ids, quality = val
+        mask = low_quality(quality)
+        ids_low = [i for i, m in zip(ids, mask) if m]
+        quality_low = quality[mask]
+
+        def evaluate() -> float:
+            model.eval()
+            return validation_metric(
+                lambda: predict_items(lambda pairs: model.r2(model.branch2(pairs)), source, ids_low, int(settings["crop"]),
+                                      int(settings["test_crops"]), device, ctx.seed, int(settings["eval_batch_size"])),
+                quality_low,
+            )
+
+        return evaluate
+
+    def fit(self, train_items, val_items, ctx):
+        self._classifier = None
+        self._val_for_stage2 = None
+        if len(val_items):
+            # Stage 2a's plateau metric needs the validation pairs; they are built once here and
+            # reused by the shared fit (prepare_source is deterministic for the same items).
+            settings = self.settings()
+            from biqa_bench.nn.trainer import resolve_device
+
+            device = resolve_device(ctx.device)
+            source = self.prepare_source(val_items, ctx, settings, device)
+            self._val_source_cache = (tuple(val_items["item_id"].astype(str)), source)
+            self._val_for_stage2 = (source, val_items["item_id"].astype(str).tolist(), val_items["quality"].to_numpy(dtype=float))
+        try:
+            return super().fit(train_items, val_items, ctx)
+        finally:
+            self._val_source_cache = None
+            self._val_for_stage2 = None
+
+    # ------------------------------------------------------------------ persistence
+
+    def extra_state(self) -> dict[str, Any]:
+        classifier = None if self._classifier is None else {k: v.detach().cpu() for k, v in self._classifier.state_dict().items()}
+        return {"classifier": classifier, "enhancement": dict(self._enhancement_log)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._enhancement_log = dict(state.get("enhancement", {}))
+        if state.get("classifier") is not None:
+            classifier, _ = deit_small("none", None, img_size=224, num_classes=1000)
+            classifier.load_state_dict(state["classifier"])
+            self._classifier = classifier.eval()
+        else:
+            self._classifier = None
