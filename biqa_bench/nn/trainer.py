@@ -241,7 +241,7 @@ def run_phase(
         start_epoch = state["epoch_done"]
         if best_file is not None and best_file.is_file():
             best_state = torch.load(best_file, map_location="cpu", weights_only=True)
-        if state.get("finished"):
+        if state.get("stopped") or start_epoch >= phase.epochs:
             if best_state is not None:
                 model.load_state_dict(best_state)
             ctx.log.info("%s: phase %s already finished; resumed from %s", label, phase.name, checkpoint)
@@ -250,7 +250,6 @@ def run_phase(
 
     normalize = Normalizer(device, channels=_channels(data.source, data.item_ids))
     quality = torch.as_tensor(np.asarray(data.quality, dtype=np.float32))
-    finished = False
     for epoch in range(start_epoch, phase.epochs):
         rng = np.random.default_rng(_seed_of(ctx.seed, phase.name, epoch))
         torch.manual_seed(int(rng.integers(2**62)))
@@ -321,7 +320,6 @@ def run_phase(
                 _save(best_file, best_state)
         ctx.log.info("%s %s epoch %d: %s", label, phase.name, epoch + 1, json.dumps(record, default=str))
         stop = phase.schedule.end_epoch(epoch, metric)
-        finished = stop or epoch + 1 == phase.epochs
         if checkpoint is not None:
             _save(
                 checkpoint,
@@ -335,7 +333,7 @@ def run_phase(
                     "best_epoch": result.best_epoch,
                     "best_metric": result.best_metric,
                     "selection": result.selection,
-                    "finished": finished,
+                    "stopped": stop,
                 },
             )
         if stop:
