@@ -106,15 +106,17 @@ def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
                 if str(_dataset) != str(manifest["train_dataset"]):
                     parts.append(cross_records(group, None))
     if not parts:
-        for path in sorted(Path(results_dir).rglob("*_records.csv")):
+        for path in sorted(Path(results_dir).rglob("*records.csv")):
+            if "cross" not in path.parts:
+                continue
             frame = pd.read_csv(path)
-            if {"train_dataset", "dataset", "srocc", "method"} <= set(frame.columns) and (
-                frame["train_dataset"] != frame["dataset"]
-            ).any():
-                parts.append(frame)
+            if {"train_dataset", "dataset", "srocc", "method"} <= set(frame.columns):
+                parts.append(frame[frame["train_dataset"] != frame["dataset"]])
     if not parts:
         return None
-    return pd.concat(parts, ignore_index=True)
+    records = pd.concat(parts, ignore_index=True)
+    keys = [c for c in ("method", "train_dataset", "dataset", "split") if c in records.columns]
+    return records.drop_duplicates(keys, keep="last").reset_index(drop=True)
 
 
 def _split_hash_table(results_dir: Path) -> pd.DataFrame:

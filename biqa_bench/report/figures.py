@@ -92,6 +92,8 @@ def scatter_figure(predictions: pd.DataFrame, split=None, max_points: int = 5000
     ``split`` defaults to the lowest split index present. Panels with more than ``max_points``
     items show a seeded random sample of them (the curve and figures use all items).
     """
+    from matplotlib.ticker import MaxNLocator
+
     frame = _test_rows(predictions)
     if split is None:
         split = sorted(frame["split"].unique())[0]
@@ -99,45 +101,49 @@ def scatter_figure(predictions: pd.DataFrame, split=None, max_points: int = 5000
     methods = sorted(frame["method"].unique(), key=str)
     datasets = sorted(frame["dataset"].unique(), key=str)
     rng = np.random.default_rng(seed)
-    if panel_size is None:  # fit a page: at most 6.6 in wide and 8.4 in tall
-        panel_size = max(1.3, min(2.2, 6.0 / len(datasets), 7.8 / len(methods)))
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(len(methods), len(datasets), squeeze=False,
-                                 figsize=(panel_size * len(datasets) + 0.6, panel_size * len(methods) + 0.6))
+    if panel_size is None:  # fit a page: about 6.3 in wide and 8.4 in tall
+        panel_size = max(1.1, min(2.2, 5.8 / len(datasets), 7.8 / len(methods)))
+    small = panel_size < 1.8
+    with plt.rc_context({**STYLE, **({"xtick.labelsize": 6.5, "ytick.labelsize": 6.5} if small else {})}):
+        fig, axes = plt.subplots(len(methods), len(datasets), squeeze=False, layout="constrained",
+                                 figsize=(panel_size * len(datasets) + 0.5, panel_size * len(methods) + 0.7))
         for i, method in enumerate(methods):
             for j, dataset in enumerate(datasets):
                 ax = axes[i, j]
                 group = frame[(frame["method"] == method) & (frame["dataset"] == dataset)]
-                ax.set_title(f"{method} on {dataset}")
+                if i == 0:
+                    n_items = int(frame[frame["dataset"] == dataset].groupby("method").size().max())
+                    ax.set_title(f"{dataset}\n(n = {n_items})")
+                if j == 0:
+                    ax.set_ylabel(method, fontweight="bold")
+                ax.xaxis.set_major_locator(MaxNLocator(3 if small else 4))
+                ax.yaxis.set_major_locator(MaxNLocator(3 if small else 5))
+                ax.set_ylim(-3, 103)
                 if group.empty:
-                    ax.text(0.5, 0.5, "no predictions", ha="center", va="center", transform=ax.transAxes)
+                    ax.text(0.5, 0.5, "no predictions", ha="center", va="center", transform=ax.transAxes, fontsize=7)
                     ax.set_xticks([])
-                    ax.set_yticks([])
                     continue
                 x = group["prediction"].to_numpy(float)
                 y = group["quality"].to_numpy(float)
                 shown = np.arange(len(x))
                 if len(x) > max_points:
                     shown = rng.choice(len(x), size=max_points, replace=False)
-                ax.scatter(x[shown], y[shown], s=6, alpha=0.45, color=colour(0), linewidths=0, label="test image")
+                ax.scatter(x[shown], y[shown], s=4 if small else 6, alpha=0.45, color=colour(0), linewidths=0,
+                           label="test image")
                 fit = fit_logistic(x, y)
                 grid = np.linspace(np.min(x), np.max(x), 200)
-                label = "fitted logistic" if fit.success else "linear fit (logistic failed)"
-                ax.plot(grid, fit.predict(grid), color=colour(1), linewidth=1.6, label=label)
+                label = "fitted 4-parameter logistic" if fit.success else "linear fit (logistic failed)"
+                ax.plot(grid, fit.predict(grid), color=colour(1), linewidth=1.4, label=label)
                 mapped = fit.predict(x)
-                ax.text(0.03, 0.97, f"SROCC {srocc(y, x):.3f}\nPLCC {plcc(y, mapped):.3f}\nn = {len(x)}",
-                        transform=ax.transAxes, va="top", ha="left", fontsize=7,
-                        bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor="0.8", alpha=0.9))
-                ax.set_ylim(-3, 103)
-                if i == len(methods) - 1:
-                    ax.set_xlabel("Prediction (method's own scale)")
-                if j == 0:
-                    ax.set_ylabel("Ground-truth quality (0\u2013100)")
+                ax.text(0.03, 0.97, f"SROCC {srocc(y, x):.3f}\nPLCC {plcc(y, mapped):.3f}",
+                        transform=ax.transAxes, va="top", ha="left", fontsize=6 if small else 7,
+                        bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none", alpha=0.8))
+        fig.supxlabel("Prediction (each method's own scale)", fontsize=STYLE["axes.labelsize"])
+        fig.supylabel("Ground-truth quality (0\u2013100)", fontsize=STYLE["axes.labelsize"])
         handles, labels = axes[0, 0].get_legend_handles_labels()
         if handles:
-            fig.legend(handles, labels, loc="lower center", ncol=len(handles), frameon=False,
-                       bbox_to_anchor=(0.5, 1.0), markerscale=2.5)
-        fig.tight_layout()
+            fig.legend(handles, labels, loc="outside upper center", ncol=len(handles), frameon=False,
+                       markerscale=2.5)
     return fig
 
 
