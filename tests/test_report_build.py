@@ -163,3 +163,23 @@ def test_cli_report_sections_only_for_existing_inputs(tmp_path):
     assert not list((out / "tables").glob("significance*")) and not (out / "tables" / "cross.tex").exists()
     res = runner.invoke(app, ["report", str(tmp_path / "missing"), "--out", str(out)])
     assert res.exit_code == 2
+
+
+def test_cross_records_fall_back_to_the_csvs_of_biqa_cross(tmp_path):
+    from biqa_bench.report.build import cross_dataset_records
+
+    assert cross_dataset_records(tmp_path) is None
+    records = pd.DataFrame({"method": ["m", "m"], "train_dataset": ["a", "a"], "dataset": ["b", "a"], "split": [0, 0],
+                            "subset": ["all", "all"], "n": [50, 50], "srocc": [0.7, 0.9], "krocc": 0.5, "plcc": 0.7,
+                            "plcc_raw": 0.7, "rmse": 0.4, "status": "ok", "reason": ""})
+    atomic_write_csv(tmp_path / "cross" / "m_a_records.csv", records)
+    atomic_write_csv(tmp_path / "cross" / "records.csv", records)  # the demo's copy: not counted twice
+    found = cross_dataset_records(tmp_path)
+    assert len(found) == 1 and found.iloc[0]["dataset"] == "b" and found.iloc[0]["srocc"] == 0.7
+
+
+def test_markdown_report_links_tables_and_figures(built):
+    _root, result = built
+    text = result.markdown.read_text()
+    assert text.startswith("# Benchmark report")
+    assert "](figures/scatter.png)" in text and "| good\\_net |" in text

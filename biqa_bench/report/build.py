@@ -150,6 +150,11 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     b = _Builder(out_dir, decimals, aggregate)
     test = _intra(predictions[predictions["subset"] == "test"]) if "subset" in predictions else _intra(predictions)
+    if test.empty:
+        raise BiqaError(
+            f"{results_dir}: the runs hold no within-dataset test predictions (subset 'test'); "
+            "re-run `biqa train`, which writes them"
+        )
     datasets = sorted(test["dataset"].unique(), key=str)
     n_splits = test.groupby(["method", "dataset"])["split"].nunique()
 
