@@ -1,0 +1,253 @@
+"""IEIT: selective enhancement (classical enhancers, selection rule, user hook), the bilateral
+network, stage 2 freezing V1 and training V2 on low-quality items only, save/load."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+from timm.models.vision_transformer import VisionTransformer
+
+from biqa_bench import enhance
+from biqa_bench.errors import MethodError
+from biqa_bench.methods import Context, create_method
+from biqa_bench.nn.backbones import LoadedWeights
+from biqa_bench.nn.data import MemoryImages
+from biqa_bench.nn.trainer import TrainData, run_phase
+from methods import ieit
+from methods.ieit import IEITNet, low_quality, make_stage1, make_stage2_backbone, make_stage2_regressor
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BIQA_CONFIG", str(tmp_path / "config.json"))
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_vit(seed: int) -> VisionTransformer:
+    torch.manual_seed(seed)
+    return VisionTransformer(img_size=32, patch_size=16, embed_dim=24, depth=1, num_heads=2, num_classes=0)
+
+
+def tiny_net() -> IEITNet:
+    return IEITNet(tiny_vit(0), tiny_vit(1))
+
+
+# --------------------------------------------------------------------------- enhancement
+
+
+def test_flags_dark_and_blurred_images():
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    dark = (sharp * 0.15).astype(np.uint8)
+    blurred = ndimage.gaussian_filter(sharp.astype(float), sigma=(3, 3, 0)).astype(np.uint8)
+    assert enhance.brightness(dark) < 0.25 <= enhance.brightness(sharp)
+    assert enhance.sharpness(blurred) < 100 <= enhance.sharpness(sharp)
+    found = enhance.SelectiveEnhancer(selection="always")
+    assert found.candidate(sharp)[0] is None
+    assert found.candidate(dark)[1:] == (True, False)
+    assert found.candidate(blurred)[1:] == (False, True)
+
+
+def test_low_light_enhancement_by_hand():
+    grey = np.full((8, 8, 3), 40, dtype=np.uint8)  # uniform: the illumination is 40/255 everywhere
+    out = enhance.enhance_low_light(grey)
+    expected = np.clip(40 / 255 / (40 / 255) ** 0.8 * 255 + 0.5, 0, 255).astype(np.uint8)
+    assert out.dtype == np.uint8 and out.shape == grey.shape and (out == expected).all()
+    black = np.zeros((4, 4, 3), dtype=np.uint8)
+    assert (enhance.enhance_low_light(black) == 0).all()  # the floor keeps the division finite
+
+
+@pytest.mark.parametrize("deblur", [enhance.deblur_wiener, enhance.deblur_richardson_lucy])
+def test_deblurring_brings_a_blurred_image_closer_to_the_sharp_one(deblur):
+    rng = np.random.default_rng(1)
+    sharp = ndimage.zoom(rng.uniform(0, 255, (12, 12, 3)), (4, 4, 1), order=1)  # smooth-ish content
+    blurred = np.stack([ndimage.convolve(sharp[..., c], enhance.gaussian_psf(1.5), mode="reflect") for c in range(3)], axis=2)
+    restored = deblur(blurred.astype(np.uint8)).astype(float)
+    assert restored.shape == sharp.shape
+    assert np.mean((restored - sharp) ** 2) < np.mean((blurred - sharp) ** 2)
+
+
+def test_selection_rule_keeps_candidates_only_where_confidence_rises():
+    rng = np.random.default_rng(2)
+    dark = (rng.integers(0, 256, (32, 32, 3)) * 0.1).astype(np.uint8)
+    sharp = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    brighter_is_better = lambda images: np.array([enhance.brightness(i) for i in images])  # noqa: E731
+    darker_is_better = lambda images: -brighter_is_better(images)  # noqa: E731
+    kept = enhance.SelectiveEnhancer(confidence=brighter_is_better)([dark, sharp])
+    assert kept[0].kept and kept[0].confidence_enhanced > kept[0].confidence_original
+    assert not kept[1].kept and kept[1].image is sharp
+    refused = enhance.SelectiveEnhancer(confidence=darker_is_better)([dark])
+    assert not refused[0].kept and np.array_equal(refused[0].image, dark)
+    assert not enhance.SelectiveEnhancer(selection="never")([dark])[0].kept
+    assert enhance.SelectiveEnhancer(selection="always")([dark])[0].kept
+    with pytest.raises(MethodError, match="needs ImageNet weights"):
+        enhance.SelectiveEnhancer(selection="classifier")
+
+
+def test_top5_confidence_of_a_classifier():
+    torch.manual_seed(0)
+    classifier = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 10))
+    images = [np.random.default_rng(k).integers(0, 256, (20, 30, 3), dtype=np.uint8) for k in range(3)]
+    scores = enhance.Top5Confidence(classifier, size=16)(images)
+    from biqa_bench.nn.data import Normalizer, resize_to
+
+    with torch.no_grad():
+        logits = classifier(Normalizer(torch.device("cpu"))(np.stack([resize_to(i, 16, 16) for i in images])))
+    expected = np.sort(torch.softmax(logits, 1).numpy(), axis=1)[:, -5:].sum(1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+
+
+def test_user_enhancer_hook(tmp_path):
+    module = tmp_path / "my_enhancers.py"
+    module.write_text(
+        "import numpy as np\n"
+        "def invert(image):\n    return 255 - image\n"
+        "def wrong(image):\n    return image.astype('float32')\n"
+    )
+    invert = enhance.load_enhancer(f"{module}:invert")
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    assert np.array_equal(invert(image), 255 - image)
+    with pytest.raises(MethodError, match="uint8"):
+        enhance.load_enhancer(f"{module}:wrong")(image)
+    with pytest.raises(MethodError, match="no callable"):
+        enhance.load_enhancer(f"{module}:missing")
+    with pytest.raises(MethodError, match="module:function"):
+        enhance.load_enhancer("just_a_name")
+    assert enhance.load_enhancer("biqa_bench.enhance:enhance_low_light")(image).shape == image.shape
+
+
+# --------------------------------------------------------------------------- network and stages
+
+
+def test_forward_shapes_with_deit_small():
+    method = create_method("ieit", recipe="quick", pretrained="none")
+    model, loaded = method.build_model(method.settings(), "none", None)
+    assert loaded.sha256 is None and model.v1.num_features == 384
+    assert [l.out_features for l in model.r1.layers if hasattr(l, "out_features")] == [576, 288, 1]
+    with torch.no_grad():
+        s1, s2 = model.eval()(torch.randn(2, 6, 32, 32))
+    assert s1.shape == (2,) and s2.shape == (2,)
+
+
+def _data(high_noise_seed: int | None = None) -> TrainData:
+    rng = np.random.default_rng(0)
+    quality = np.array([10.0, 20.0, 24.9, 60.0, 80.0, 95.0])
+    ids = np.array([f"q{i}" for i in range(len(quality))])
+    images = {i: rng.integers(0, 256, (36, 36, 6), dtype=np.uint8) for i in ids}
+    if high_noise_seed is not None:  # change every high-quality item's pixels
+        other = np.random.default_rng(high_noise_seed)
+        for i, q in zip(ids, quality):
+            if q >= 25:
+                images[i] = other.integers(0, 256, (36, 36, 6), dtype=np.uint8)
+    return TrainData(ids, quality, MemoryImages(images), 32)
+
+
+SETTINGS = dict(ieit.IEIT.RECIPES["quick"], epochs=2, batch_size=2, max_steps=None)
+
+
+def _stage2(data: TrainData, tmp_path: Path) -> IEITNet:
+    model = tiny_net()
+    phase = make_stage2_backbone(model, data, SETTINGS, lambda: float("nan"))
+    ctx = Context(device="cpu", seed=5, work_dir=None, log=logging.getLogger("test"))
+    run_phase(phase, model, data, ctx, torch.device("cpu"), "ieit", "fp")
+    return model
+
+
+def test_low_quality_is_the_lowest_quarter_of_the_range():
+    np.testing.assert_array_equal(low_quality(np.array([0.0, 24.99, 25.0, 80.0])), [True, True, False, False])
+
+
+def test_stage2_freezes_v1_and_trains_v2_from_low_quality_items_only(tmp_path):
+    before = tiny_net().state_dict()
+    model = _stage2(_data(), tmp_path)
+    after = model.state_dict()
+    for name in after:
+        if name.startswith(("v1.", "r1.")):
+            assert torch.equal(before[name], after[name]), name  # V1 (and R1) bit-identical
+    assert any(not torch.equal(before[n], after[n]) for n in after if n.startswith("v2."))
+    assert any(not torch.equal(before[n], after[n]) for n in after if n.startswith("r2."))
+    # different pixels for the high-quality items change nothing: V2 never saw them
+    other = _stage2(_data(high_noise_seed=9), tmp_path).state_dict()
+    for name in after:
+        assert torch.equal(after[name], other[name]), name
+
+
+def test_stage2_regressor_trains_r1_only_on_detached_features():
+    data = _data()
+    model = tiny_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    phase = make_stage2_regressor(model, data, SETTINGS, lambda: float("nan"))
+    ctx = Context(device="cpu", seed=5, work_dir=None, log=logging.getLogger("test"))
+    run_phase(phase, model, data, ctx, torch.device("cpu"), "ieit", "fp")
+    after = model.state_dict()
+    assert all(torch.equal(before[n], after[n]) for n in after if not n.startswith("r1."))
+    assert any(not torch.equal(before[n], after[n]) for n in after if n.startswith("r1."))
+
+
+def test_stage1_steps_lower_the_loss_on_a_tiny_batch():
+    data = _data()
+    model = tiny_net()
+    phase = make_stage1(model, data, dict(SETTINGS, lr1=0.01), lambda: float("nan"))
+    phase.schedule.start_epoch(phase.optimizer, 0)
+    from biqa_bench.nn.data import Normalizer
+
+    pairs = Normalizer(torch.device("cpu"), 6)(np.stack([data.source.read_item(i)[:32, :32] for i in data.item_ids]))
+    quality = torch.tensor(data.quality, dtype=torch.float32)
+    losses = []
+    for _ in range(8):
+        loss, parts = phase.loss(pairs, quality, 0)
+        phase.optimizer.zero_grad()
+        loss.backward()
+        phase.optimizer.step()
+        losses.append(float(loss.detach()))
+    assert set(parts) == {"l1_s1", "l1_s2"} and losses[-1] < losses[0]
+
+
+def make_items(folder: Path, n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        quality = float(np.linspace(5, 95, n)[i])
+        image = (rng.integers(0, 256, (40, 40, 3)) * (0.1 if quality < 25 else 1.0)).astype(np.uint8)
+        path = folder / f"{i}.png"
+        Image.fromarray(image).save(path)
+        rows.append({"item_id": f"e{i}", "path": str(path), "quality": quality, "score": quality, "content_id": f"e{i}"})
+    return pd.DataFrame(rows)
+
+
+def test_quick_fit_save_load_identical(tmp_path, monkeypatch):
+    seeds = iter(range(100))
+    monkeypatch.setattr(ieit.IEIT, "make_backbone", lambda self, *a, **k: (tiny_vit(next(seeds)), LoadedWeights(None, None)))
+    items = make_items(tmp_path / "img", 12)
+    ctx = Context(device="cpu", seed=2, cache_dir=tmp_path / "cache", work_dir=tmp_path / "run", log=logging.getLogger("test"))
+    method = create_method("ieit", recipe="quick", pretrained="none", selection="always")
+    method.fit(items.iloc[:8], items.iloc[8:10], ctx)
+    assert [r["name"] for r in method._history] == ["stage1", "stage2-v2", "stage2-r1"]
+    assert method._enhancement_log["kept"] >= 1  # the dark images were enhanced
+    prediction = method.predict(items.iloc[10:], ctx)
+    method.save(tmp_path / "model")
+    loaded = create_method("ieit").load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict(items.iloc[10:], ctx), prediction)
+
+
+def test_without_imagenet_weights_selection_falls_back_to_originals(tmp_path, monkeypatch):
+    monkeypatch.setattr(ieit.IEIT, "make_backbone", lambda self, *a, **k: (tiny_vit(0), LoadedWeights(None, None)))
+    items = make_items(tmp_path / "img", 4)
+    method = create_method("ieit", recipe="quick", pretrained="none")
+    ctx = Context(device="cpu", seed=2, cache_dir=tmp_path / "cache", log=logging.getLogger("test"))
+    source = method.prepare_source(items, ctx, method.settings(), torch.device("cpu"))
+    assert method._enhancement_log["selection"] == "never" and method._enhancement_log["kept"] == 0
+    pair = source.read_item("e0")
+    assert pair.shape == (40, 40, 6) and np.array_equal(pair[..., :3], pair[..., 3:])
