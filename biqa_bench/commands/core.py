@@ -71,7 +71,7 @@ def load_with_skips(dataset_spec: str, root: Optional[Path], skip_broken: bool, 
         from ..datasets.check import check_dataset
 
         report = check_dataset(dataset, workers=workers)
-        broken = set(report.missing) | set(report.unreadable)
+        broken = set(report.broken)
         skipped = sorted(dataset.items.loc[dataset.items["path"].isin(broken) | dataset.items["item_id"].isin(broken), "item_id"])
     return dataset, skipped
 
