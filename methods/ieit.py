@@ -125,7 +125,7 @@ def make_stage1(model: IEITNet, data: TrainData, settings: dict[str, Any], evalu
         s1, s2 = model(pairs)
         l1 = F.l1_loss(s1.float(), quality)
         l2 = F.l1_loss(s2.float(), quality)
-        return l1 + lam * l2, {"l1_s1": float(l1.detach()), "l1_s2": float(l2.detach())}
+        return l1 + lam * l2, {"l1_s1": l1.detach(), "l1_s2": l2.detach()}
 
     return Phase(
         name="stage1", epochs=int(settings["epochs"]), optimizer=_sgd(model.parameters(), settings["momentum"], settings["weight_decay"]),
@@ -144,7 +144,7 @@ def make_stage2_backbone(model: IEITNet, data: TrainData, settings: dict[str, An
     def loss(pairs, quality, epoch):
         s2 = model.r2(model.branch2(pairs))
         l2 = F.l1_loss(s2.float(), quality)
-        return l2, {"l1_s2": float(l2.detach())}
+        return l2, {"l1_s2": l2.detach()}
 
     return Phase(
         name="stage2-v2", epochs=int(settings["epochs"]), optimizer=_sgd(parameters, settings["momentum"], settings["weight_decay"]),
@@ -165,7 +165,7 @@ def make_stage2_regressor(model: IEITNet, data: TrainData, settings: dict[str, A
             f4 = model.branch2(pairs)
         s1 = model.r1(torch.cat([f1, f4], dim=1).detach())
         l1 = F.l1_loss(s1.float(), quality)
-        return l1, {"l1_s1": float(l1.detach())}
+        return l1, {"l1_s1": l1.detach()}
 
     return Phase(
         name="stage2-r1", epochs=int(settings["epochs"]), optimizer=_sgd(model.r1.parameters(), settings["momentum"], settings["weight_decay"]),

@@ -132,11 +132,11 @@ def reqa_loss(scores: torch.Tensor, quality: torch.Tensor, weights: np.ndarray, 
         raise ValueError(f"REQA loss expects T = {len(THRESHOLDS) + 1} time steps, got {steps}")
     coarse = coarse_loss(scores[:, 0].reshape(-1, 5), quality.reshape(-1, 5), sigma, form)
     total = weights[0] * coarse
-    parts = {"coarse": float(coarse.detach())}
+    parts = {"coarse": coarse.detach()}
     for t, threshold in enumerate(THRESHOLDS, start=1):
         fine = tolerance_loss(scores[:, t], quality, threshold)
         total = total + weights[t] * fine
-        parts[f"fine_t{t + 1}"] = float(fine.detach())
+        parts[f"fine_t{t + 1}"] = fine.detach()
     return total, parts
 
 

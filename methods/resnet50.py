@@ -114,7 +114,7 @@ class ResNet50Baseline(DeepMethod):
 
         def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
             l1 = torch.nn.functional.l1_loss(model(images).float(), quality)
-            return l1, {"l1": float(l1.detach())}
+            return l1, {"l1": l1.detach()}
 
         phase = Phase(
             name="train",

@@ -267,7 +267,9 @@ def run_phase(
                 ids = [str(i) for i in data.item_ids[rows]]
                 yield data.source.batch(ids, data.crop, rng, flip=True), rows
 
-        loss_sum, n_images, parts_sum = 0.0, 0, {}
+        # Sums stay on the device: reading a loss every step would stall the GPU queue.
+        loss_acc, n_images, parts_acc = torch.zeros((), device=device), 0, {}
+        loss_sum = 0.0
         started = last_report = time.perf_counter()
         for step, (pixels, rows) in enumerate(prefetch(produce(), pin=device.type == "cuda")):
             images = normalize(pixels)
@@ -277,22 +279,23 @@ def run_phase(
             phase.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             phase.optimizer.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise MethodError(f"{label}: the loss became {value} in phase {phase.name}, epoch {epoch + 1}; lower the learning rate")
-            loss_sum += value * len(rows)
+            loss_acc += loss.detach().float() * len(rows)
             n_images += len(rows)
             for key, part in parts.items():
-                parts_sum[key] = parts_sum.get(key, 0.0) + float(part) * len(rows)
+                parts_acc[key] = parts_acc.get(key, 0.0) + torch.as_tensor(part).detach().float() * len(rows)
             now = time.perf_counter()
             if now - last_report > 0.5 or step + 1 == len(steps):
                 last_report = now
+                loss_sum = float(loss_acc)
+                if not math.isfinite(loss_sum):
+                    raise MethodError(f"{label}: the loss became {loss_sum} in phase {phase.name}, epoch {epoch + 1}; lower the learning rate")
                 rate = n_images / max(now - started, 1e-9)
                 ctx.progress(
                     f"{label} {phase.name} epoch {epoch + 1}/{phase.epochs} · loss {loss_sum / max(n_images, 1):.3f} · {rate:.0f} img/s",
                     epoch * len(steps) + step + 1,
                     total_steps,
                 )
+        parts_sum = {k: float(v) for k, v in parts_acc.items()}
         seconds = time.perf_counter() - started
         metric = float(phase.evaluate()) if phase.evaluate is not None else float("nan")
         record = {
