@@ -1,0 +1,363 @@
+"""QAMT (Lai, Chu and Leng, "No-reference IQA based on quality awareness feature and multi-task
+training"; ``shared/papers/qamt.txt``, sections II-IV).
+
+Stage 1, multi-task pre-training (section 3.1, Fig. 2): a ResNet-50 (ImageNet) gives the 2048-d
+feature v. Classification branch: cFC1 (v -> c1, 1024) and cFC2 (-> N classes); softmax
+cross-entropy with N = 39 on the synthetic set (one (type, level) per image, eqs. 1-2), sigmoid
+binary cross-entropy with N = 26 on the authentic-like set (multi-label, eqs. 3-4). Regression
+branch: rFC1 (v -> s1, 1024), m1 = ReLU(s1 (+) c1) (2048-d, eq. 5), rFC2, rFC3 -> the score, L1
+on the pseudo-MOS (eq. 6). Total loss L_s + L_c (eqs. 7-8). Section 4.1: Adam (0.9, 0.999),
+images scaled to 256 x 256 and 224 x 224 crops, 30 epochs, mini-batch 256; learning rates:
+backbone 1e-4, cFC 1e-5 (synthetic) or 1e-4 (authentic), the regression FCs 1e-6; FC layers
+He-initialised.
+
+Stage 2, fine-tuning (section 3.2, 4.1): the pre-trained ResNet-50 with a head of dropout 0.5,
+FC 256 and FC 1, L1 on the target's quality, learning rate 1e-5 everywhere, 10 epochs, mini-batch
+32, 100 random 224 x 224 crops of every training image per epoch, the mean of 60 random crops at
+test time (``recipe='paper'``; ``'quick'`` uses a few small crops and steps).
+
+Pre-training data (``pretrain_data``): ``'auto'`` (default) is ``'target'`` for an authentic target
+(section 2.1: blends made from the target's own images; section 4.1: "both two stage's training
+sets have the same content") and ``'synthetic'`` (the embedded single-distortion set) for a
+synthetic target. ``'target'`` generates the set from the training items of the split only (never
+validation or test items), with :mod:`biqa_bench.datasets.synthetic`'s generator; any other value
+is a registered dataset (``synthetic``, ``mixed``, or a set made by ``biqa datasets synth``), from
+which every item whose content is held out of the target's training split is removed. The task
+follows the set: single-label (N = 39) when every item has a ``class_index``, multi-label (N = 26,
+``labels``) otherwise. Stage 1 is cached (:mod:`biqa_bench.pretrain`) by its data fingerprint,
+recipe, hyper-parameters, initial weights and ``pretrain_seed`` (not the split's seed), so every
+split and every target that needs the same stage reuses it; the run manifest names it
+(``pretraining_manifest``).
+
+Ablation (section 4.3, Fig. 3): ``pretrain_task`` = ``'cls+reg'`` (the method), ``'cls'``
+(classification branch only), ``'reg'`` (regression branch only), ``'none'`` (FT: ImageNet weights
+fine-tuned directly, the resnet50 baseline).
+
+Choices where the paper is silent or ambiguous (check them here):
+
+1. Pseudo-MOS scale: the generator's pseudo-MOS is 0-100; stage 1 regresses
+   ``pmos_scale * quality / 100`` with ``pmos_scale = 10`` (Fig. 1 sets the PMOS side by side with
+   TID2013's 0-9 MOS), which keeps L_s and the cross-entropy of the same order.
+2. c1 enters cFC2 and m1 through a ReLU (eq. 5 applies ReLU to the concatenation; cFC2's input
+   activation is not stated); rFC2 is 512 wide with a ReLU (its width is not given); the rFC3 bias
+   starts at the mean target. With ``'reg'`` alone, m1 = ReLU(s1) (1024-d); with ``'cls'`` alone
+   there is no regression branch.
+3. Losses are averaged over the mini-batch (eq. 2 prints a plain sum; eqs. 4 and 6 have 1/M); the
+   binary cross-entropy is summed over the 26 labels as eq. 4 writes it.
+4. Stage 1 keeps its last epoch (no validation set for pre-training); one crop per image per
+   epoch, horizontal flips. Stage 2 keeps the epoch with the best validation SROCC (the paper
+   reports the last of 10), flips crops, and starts the output bias at the mean training quality.
+5. Generated sets: each source image is resized to 256 x 256 before distortion; authentic targets
+   get ``blends_per_image`` blends per training image (default 28, the embedded generator's count;
+   the paper kept ~700,000 images in all, set it higher for that); the authentic-like labels are the
+   generator's 26 = 19 (type, level) + 7 type indicators (see
+   :mod:`biqa_bench.datasets.distortions`). The paper also splits the augmented authentic set 80/20
+   by content; we pre-train on all blends of the training items (none of them is a test image).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from biqa_bench import pretrain as P
+from biqa_bench.errors import MethodError
+from biqa_bench.methods import register_method
+from biqa_bench.nn.backbones import LoadedWeights, resnet50
+from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
+from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay, TrainData, resolve_device, run_phase
+
+TASKS = ("cls+reg", "cls", "reg", "none")
+STAGE1_VERSION = "1"
+
+
+def build_backbone(pretrained: str, weights: str | None) -> tuple[nn.Module, int, LoadedWeights]:
+    """ResNet-50 without its classifier (2048-d pooled feature), its feature size, its weights."""
+    model, loaded = resnet50(pretrained, weights)
+    model.fc = nn.Identity()
+    return model, 2048, loaded
+
+
+def _he(layer: nn.Linear) -> nn.Linear:
+    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MultiTaskNet(nn.Module):
+    """Stage 1 (Fig. 2): backbone -> classification branch (cFC1, cFC2) and regression branch
+    (rFC1, concatenated with c1 through ReLU, rFC2, rFC3). Returns (logits or None, score or None)."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, n_classes: int, task: str = "cls+reg", hidden: int = 1024, reg_hidden: int = 512):
+        super().__init__()
+        if task not in ("cls+reg", "cls", "reg"):
+            raise MethodError(f"qamt: stage 1 task must be one of cls+reg, cls, reg, not {task!r}")
+        self.task = task
+        self.backbone = backbone
+        self.has_cls = "cls" in task
+        self.has_reg = "reg" in task
+        if self.has_cls:
+            self.cfc1 = _he(nn.Linear(feature_dim, hidden))
+            self.cfc2 = _he(nn.Linear(hidden, n_classes))
+        if self.has_reg:
+            self.rfc1 = _he(nn.Linear(feature_dim, hidden))
+            self.rfc2 = _he(nn.Linear(hidden * (2 if self.has_cls else 1), reg_hidden))
+            self.rfc3 = _he(nn.Linear(reg_hidden, 1))
+
+    def classification_modules(self) -> list[nn.Module]:
+        return [self.cfc1, self.cfc2] if self.has_cls else []
+
+    def regression_modules(self) -> list[nn.Module]:
+        return [self.rfc1, self.rfc2, self.rfc3] if self.has_reg else []
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        v = self.backbone(images)
+        logits = score = None
+        c1 = None
+        if self.has_cls:
+            c1 = self.cfc1(v)
+            logits = self.cfc2(F.relu(c1))
+        if self.has_reg:
+            s1 = self.rfc1(v)
+            m1 = F.relu(torch.cat([s1, c1], dim=1) if c1 is not None else s1)  # eq. 5
+            score = self.rfc3(F.relu(self.rfc2(m1))).squeeze(1)
+        return logits, score
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Eq. 2 (softmax cross-entropy, class indices) or eq. 4 (sigmoid BCE summed over labels),
+    both averaged over the mini-batch."""
+    if kind == "synthetic":
+        return F.cross_entropy(logits.float(), target.long())
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none").sum(1).mean()
+
+
+def multitask_loss(
+    logits: torch.Tensor | None, score: torch.Tensor | None, class_target: torch.Tensor, pmos: torch.Tensor, kind: str
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L = L_s + L_c (eqs. 7-8); either term is absent when its branch is (CLS / REG ablation)."""
+    total = None
+    parts: dict[str, float] = {}
+    if score is not None:
+        l_s = F.l1_loss(score.float(), pmos.float())  # eq. 6
+        total = l_s
+        parts["l_s"] = float(l_s.detach())
+    if logits is not None:
+        l_c = classification_loss(logits, class_target, kind)
+        total = l_c if total is None else total + l_c
+        parts["l_c"] = float(l_c.detach())
+    if total is None:
+        raise MethodError("qamt: a stage-1 network needs a classification or a regression branch")
+    return total, parts
+
+
+class QualityRegressor(nn.Module):
+    """Stage 2 (section 3.2): backbone -> dropout -> FC 256 -> ReLU -> FC 1."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, dropout: float = 0.5):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.Dropout(dropout), _he(nn.Linear(feature_dim, 256)), nn.ReLU(inplace=True), _he(nn.Linear(256, 1)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images)).squeeze(1)
+
+
+_STAGE2 = dict(lr_backbone=1e-5, lr_head=1e-5, weight_decay=0.0)
+_STAGE1_PAPER = dict(
+    s1_epochs=30, s1_batch_size=256, s1_image_size=256, s1_crop=224, s1_lr_backbone=1e-4,
+    s1_lr_cls_synthetic=1e-5, s1_lr_cls_authentic=1e-4, s1_lr_reg=1e-6, s1_max_steps=None, blends_per_image=28,
+)
+
+
+@register_method("qamt")
+class QAMT(DeepMethod):
+    """Quality-aware multi-task pre-training (stage 1, cached) + ResNet-50 fine-tuning (stage 2)."""
+
+    RECIPES = {
+        "paper": dict(
+            epochs=10, batch_size=32, crop=224, image_size="source", test_crops=60, crops_per_image=100,
+            eval_batch_size=120, max_steps=None, **_STAGE2, **_STAGE1_PAPER,
+        ),
+        "quick": dict(
+            epochs=2, batch_size=4, crop=64, image_size="short80", test_crops=2, crops_per_image=1,
+            eval_batch_size=16, max_steps=3, lr_backbone=1e-4, lr_head=1e-3, weight_decay=0.0,
+            s1_epochs=1, s1_batch_size=4, s1_image_size=72, s1_crop=64, s1_lr_backbone=1e-4,
+            s1_lr_cls_synthetic=1e-4, s1_lr_cls_authentic=1e-4, s1_lr_reg=1e-4, s1_max_steps=3, blends_per_image=2,
+        ),
+    }
+
+    def __init__(
+        self,
+        recipe: str = "paper",
+        pretrained: str = "imagenet",
+        weights: str | None = None,
+        test_crops: int | None = None,
+        resume: bool = False,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        crop: int | None = None,
+        image_size: Any = None,
+        pretrain_task: str = "cls+reg",
+        pretrain_data: str = "auto",
+        pretrain_seed: int = 0,
+        pretrain_epochs: int | None = None,
+        blends_per_image: int | None = None,
+        pmos_scale: float = 10.0,
+        lr_backbone: float | None = None,
+        lr_head: float | None = None,
+        crops_per_image: int | None = None,
+        dropout: float = 0.5,
+    ):
+        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self.pretrain_task = pretrain_task
+        self.pretrain_data = pretrain_data
+        self.pretrain_seed = pretrain_seed
+        self.pretrain_epochs = pretrain_epochs
+        self.blends_per_image = blends_per_image
+        self.pmos_scale = pmos_scale
+        self.lr_backbone = lr_backbone
+        self.lr_head = lr_head
+        self.crops_per_image = crops_per_image
+        self.dropout = dropout
+        self.pretraining_manifest: dict[str, Any] | None = None
+        self._stage1_backbone: dict[str, torch.Tensor] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        if self.pretrain_task not in TASKS:
+            raise MethodError(f"qamt: pretrain_task must be one of {', '.join(TASKS)}, not {self.pretrain_task!r}")
+        merged = super().settings()
+        overrides = {
+            "lr_backbone": self.lr_backbone, "lr_head": self.lr_head, "crops_per_image": self.crops_per_image,
+            "s1_epochs": self.pretrain_epochs, "blends_per_image": self.blends_per_image,
+        }
+        merged.update({k: v for k, v in overrides.items() if v is not None})
+        return merged
+
+    # ------------------------------------------------------------------ stage 1
+
+    def pretrain_spec(self, ctx) -> str:
+        if self.pretrain_data != "auto":
+            return self.pretrain_data
+        dataset = getattr(ctx, "dataset", None)
+        return "synthetic" if dataset is not None and dataset.info.kind == "synthetic" else "target"
+
+    def stage1_inputs(self, settings: dict[str, Any], pset: P.PretrainSet, loaded: LoadedWeights) -> dict[str, Any]:
+        """Everything the stage-1 result depends on (its cache key is their SHA-256)."""
+        return {
+            "version": STAGE1_VERSION,
+            "task": self.pretrain_task,
+            "data": pset.describe(),
+            "recipe": self.recipe,
+            "settings": {k: v for k, v in settings.items() if k.startswith("s1_")},
+            "pmos_scale": float(self.pmos_scale),
+            "backbone": "resnet50",
+            "init": {"pretrained": self.pretrained, "weights_sha256": loaded.sha256},
+            "seed": int(self.pretrain_seed),
+        }
+
+    def pretrain(self, train_items, ctx, settings: dict[str, Any]) -> P.StageResult:
+        """Stage 1 for this split: from the cache, or trained and stored there."""
+        spec = self.pretrain_spec(ctx)
+        pset = P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=int(settings["blends_per_image"]))
+        backbone, feature_dim, loaded = build_backbone(self.pretrained, self.weights)
+        inputs = self.stage1_inputs(settings, pset, loaded)
+        device = resolve_device(ctx.device)
+
+        def train(work, key):
+            torch.manual_seed(int(self.pretrain_seed))
+            net = self._to_device(MultiTaskNet(backbone, feature_dim, P.n_classes(pset.kind), self.pretrain_task), device)
+            history = self._train_stage1(net, pset, settings, P.stage_context(ctx, work, self.pretrain_seed), device, key)
+            return net.state_dict(), {"history": history.as_dict(), "n_items": int(len(pset.items)), "kind": pset.kind}
+
+        return P.cached_stage("qamt", f"stage1-{self.pretrain_task}", inputs, train, log=ctx.log)
+
+    def _train_stage1(self, net: MultiTaskNet, pset: P.PretrainSet, settings, ctx, device, key: str) -> PhaseResult:
+        items = pset.items
+        n = len(items)
+        source = P.pretrain_image_source(pset, int(settings["s1_image_size"]), progress=ctx.progress)
+        class_target = torch.as_tensor(P.classification_targets(items, pset.kind)).to(device)
+        pmos = torch.as_tensor(items["quality"].to_numpy(np.float32) * float(self.pmos_scale) / 100.0).to(device)
+        if net.has_reg:
+            init_bias_to_mean(net.rfc3, pmos.cpu().numpy())
+        lr_cls = settings["s1_lr_cls_synthetic"] if pset.kind == "synthetic" else settings["s1_lr_cls_authentic"]
+        groups = [{"params": net.backbone.parameters(), "lr": settings["s1_lr_backbone"]}]
+        if net.has_cls:
+            groups.append({"params": [p for m in net.classification_modules() for p in m.parameters()], "lr": lr_cls})
+        if net.has_reg:
+            groups.append({"params": [p for m in net.regression_modules() for p in m.parameters()], "lr": settings["s1_lr_reg"]})
+        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999))
+        # The trainer hands each step its rows' "quality"; here that is the row index, from which
+        # the loss looks up the class target and the pseudo-MOS of each crop.
+        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.arange(n, dtype=np.float64), source=source, crop=int(settings["s1_crop"]))
+        batch = int(settings["s1_batch_size"])
+
+        def loss(images: torch.Tensor, rows: torch.Tensor, epoch: int):
+            rows = rows.long()
+            logits, score = net(images)
+            return multitask_loss(logits, score, class_target[rows], pmos[rows], pset.kind)
+
+        phase = Phase(
+            name="stage1", epochs=int(settings["s1_epochs"]), optimizer=optimizer, schedule=StepDecay([]),
+            batches=lambda epoch, rng: P.epoch_batches(n, 1, batch, rng), loss=loss, train_modules=[net],
+            evaluate=None, max_steps=settings.get("s1_max_steps"),
+        )
+        return run_phase(phase, net, data, ctx, device, "qamt pre-training", key, resume=True)
+
+    # ------------------------------------------------------------------ protocol
+
+    def fit(self, train_items, val_items, ctx) -> "QAMT":
+        settings = self.settings()
+        if self.pretrain_task == "none":
+            self.pretraining_manifest = {"pretrain_task": "none", "stages": []}
+        else:
+            if len(train_items) == 0:
+                raise MethodError("qamt: no training items; check the split")
+            result = self.pretrain(train_items, ctx, settings)
+            state = result.state_dict()
+            self._stage1_backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+            self.pretraining_manifest = {"pretrain_task": self.pretrain_task, "stages": [result.summary()]}
+        try:
+            return super().fit(train_items, val_items, ctx)
+        finally:
+            self._stage1_backbone = None
+
+    def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
+        backbone, feature_dim, loaded = build_backbone(pretrained, weights)
+        if self._stage1_backbone is not None:
+            backbone.load_state_dict(self._stage1_backbone)
+        return QualityRegressor(backbone, feature_dim, self.dropout), loaded
+
+    def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+        if not self.resume:
+            init_bias_to_mean(model.head[3], data.quality)
+        optimizer = torch.optim.Adam(
+            [
+                {"params": model.backbone.parameters(), "lr": settings["lr_backbone"]},
+                {"params": model.head.parameters(), "lr": settings["lr_head"]},
+            ],
+            betas=(0.9, 0.999),
+            weight_decay=settings["weight_decay"],
+        )
+        n, per_image, batch = len(data.item_ids), int(settings["crops_per_image"]), int(settings["batch_size"])
+
+        def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
+            l1 = F.l1_loss(model(images).float(), quality)
+            return l1, {"l1": float(l1.detach())}
+
+        phase = Phase(
+            name="finetune", epochs=int(settings["epochs"]), optimizer=optimizer, schedule=StepDecay([]),
+            batches=lambda epoch, rng: P.epoch_batches(n, per_image, batch, rng), loss=loss, train_modules=[model],
+            evaluate=evaluate, max_steps=settings.get("max_steps"),
+        )
+        return [run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"pretraining_manifest": self.pretraining_manifest}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.pretraining_manifest = state.get("pretraining_manifest")
