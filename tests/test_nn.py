@@ -277,3 +277,24 @@ def test_resnet50_quick_fit_save_load_identical(tmp_path):
     loaded = create_method("resnet50").load(tmp_path / "model")
     assert loaded.recipe == "quick" and loaded.crop == 32
     assert np.array_equal(loaded.predict(items.iloc[10:], ctx), prediction)
+
+
+def test_fit_reads_crops_from_the_image_cache_and_records_the_weights_hash(tmp_path):
+    from biqa_bench.datasets.registry import DatasetInfo, make_dataset
+    from biqa_bench.imagecache import ImageCache
+    from biqa_bench.nn.data import image_source
+
+    items = make_items(tmp_path / "img", 8, size=(36, 40))
+    relative = items.assign(path=[Path(p).name for p in items["path"]])
+    dataset = make_dataset(DatasetInfo("tiny", "authentic", "MOS", True, (0.0, 100.0), needs_root=False), relative, tmp_path / "img")
+    cache = ImageCache.open_or_build(dataset, size="original", workers=1, cache_root=tmp_path / "images")
+    ctx = make_ctx(tmp_path)
+    ctx.images = cache
+    assert image_source(items, ctx, "source", 32) is cache  # zero-copy crops from the memmap
+    assert isinstance(image_source(items, ctx, "source", 64), MemoryImages)  # too small: upscaled copies
+    weights = tmp_path / "r50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
+    method = create_method("resnet50", recipe="quick", weights=str(weights), crop=32, image_size="source", epochs=1, test_crops=1)
+    method.fit(items.iloc[:6], items.iloc[6:], ctx)
+    assert method.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert np.isfinite(method.predict(items.iloc[6:], ctx)).all()
