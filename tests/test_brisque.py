@@ -1,0 +1,225 @@
+"""BRISQUE: GGD/AGGD estimators against scipy's gennorm, MSCN by hand, the feature vector,
+the per-image feature cache, and the brisque adapter end to end on a blur-graded image set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import ndimage, stats
+from scipy.special import gamma as G
+from skimage import data
+
+from biqa_bench.evaluation.metrics import srocc
+from biqa_bench.features import brisque as B
+from biqa_bench.features.cache import FeatureCache
+from biqa_bench.methods import Context
+from methods.brisque import Brisque
+
+
+# -- estimators ----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [0.6, 1.0, 2.0, 3.5])
+def test_ggd_recovers_gennorm_shape_and_variance(shape):
+    scale = 1.7
+    x = stats.gennorm.rvs(shape, scale=scale, size=200_000, random_state=np.random.default_rng(1))
+    fit = B.fit_ggd(x)
+    assert fit.shape == pytest.approx(shape, rel=0.04)
+    assert fit.variance == pytest.approx(stats.gennorm.var(shape, scale=scale), rel=0.03)
+
+
+def _aggd_sample(shape, left_scale, right_scale, n, rng):
+    # An AGGD puts mass beta_l/(beta_l+beta_r) on the left; each side is a half-gennorm.
+    left = rng.random(n) < left_scale / (left_scale + right_scale)
+    magnitude = np.abs(stats.gennorm.rvs(shape, size=n, random_state=rng))
+    return np.where(left, -left_scale * magnitude, right_scale * magnitude)
+
+
+@pytest.mark.parametrize("shape,left_scale,right_scale", [(0.8, 2.0, 1.0), (1.5, 1.0, 3.0), (2.5, 1.0, 1.5)])
+def test_aggd_recovers_shape_mean_and_side_variances(shape, left_scale, right_scale):
+    x = _aggd_sample(shape, left_scale, right_scale, 200_000, np.random.default_rng(2))
+    fit = B.fit_aggd(x)
+    assert fit.shape == pytest.approx(shape, rel=0.04)
+    # the AGGD mean parameter is the distribution's mean: compare with the sample mean
+    assert fit.mean == pytest.approx(np.mean(x), abs=0.02 * np.std(x))
+    assert fit.left_variance == pytest.approx(left_scale**2 * G(3 / shape) / G(1 / shape), rel=0.03)
+    assert fit.right_variance == pytest.approx(right_scale**2 * G(3 / shape) / G(1 / shape), rel=0.03)
+
+
+def test_aggd_on_symmetric_gennorm_agrees_with_ggd():
+    x = stats.gennorm.rvs(1.2, size=100_000, random_state=np.random.default_rng(3))
+    assert B.fit_aggd(x).shape == pytest.approx(1.2, rel=0.04)
+    assert B.fit_aggd(x).mean == pytest.approx(0, abs=0.02)
+
+
+def test_estimators_report_degenerate_input_as_nan():
+    assert np.isnan(B.fit_ggd(np.zeros(100)).shape)
+    assert np.isnan(B.fit_aggd(np.abs(np.arange(1.0, 50))).shape)  # no left side
+
+
+# -- MSCN and features ---------------------------------------------------------------------
+def test_gaussian_window_is_fspecial():
+    window = B.gaussian_window()
+    x = np.arange(-3, 4)
+    expected = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * (7 / 6) ** 2))
+    np.testing.assert_allclose(window, expected / expected.sum())
+
+
+def test_mscn_of_constant_image_is_zero():
+    np.testing.assert_array_equal(B.mscn(np.full((40, 50), 123.0)), 0.0)
+
+
+def test_mscn_matches_hand_computation_at_interior_pixel():
+    grey = np.random.default_rng(4).uniform(0, 255, (30, 30))
+    window = B.gaussian_window()
+    r, c = 12, 17
+    block = grey[r - 3:r + 4, c - 3:c + 4]
+    mu = np.sum(window * block)
+    sigma = np.sqrt(np.sum(window * block**2) - mu**2)
+    assert B.mscn(grey)[r, c] == pytest.approx((grey[r, c] - mu) / (sigma + 1.0), rel=1e-9)
+
+
+def test_paired_products_are_neighbour_products_with_wraparound():
+    m = np.arange(12.0).reshape(3, 4)
+    h, v, d1, d2 = B.paired_products(m)
+    assert h[1, 2] == m[1, 2] * m[1, 1]
+    assert v[1, 2] == m[1, 2] * m[0, 2]
+    assert d1[1, 2] == m[1, 2] * m[0, 1]
+    assert d2[1, 2] == m[1, 2] * m[2, 1]
+    assert h[0, 0] == m[0, 0] * m[0, 3]  # MATLAB circshift wraps
+
+
+def test_downsample_half_size_and_smooth_values():
+    grey = np.add.outer(np.arange(31.0), np.arange(20.0))  # a linear ramp survives bicubic
+    half = B.downsample_half(grey)
+    assert half.shape == (16, 10)
+    np.testing.assert_allclose(half[3:-3, 3:-3], ndimage.zoom(grey, 0.5, order=1, grid_mode=True, mode="nearest")[3:-3, 3:-3], atol=0.6)
+
+
+def test_feature_vector_of_a_photograph():
+    image = data.astronaut()[:200, :240]
+    features = B.brisque_features(image)
+    assert features.shape == (B.N_FEATURES,) == (len(B.FEATURE_NAMES),)
+    assert np.all(np.isfinite(features))
+    shapes = features[[0, 18]]
+    assert np.all((shapes > 0.2) & (shapes < 10))
+    # natural images have heavier-tailed MSCN than white noise (Mittal et al., fig. 2)
+    noise = np.random.default_rng(5).integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    assert features[0] < B.brisque_features(noise)[0]
+
+
+def test_to_grey_is_rounded_rgb2gray():
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [10, 20, 30]]], dtype=np.uint8)
+    np.testing.assert_array_equal(B.to_grey(rgb), [[76, 150, 18]])  # 2.989 + 11.74 + 3.42 = 18.15
+
+
+# -- the feature cache ---------------------------------------------------------------------
+def _write_images(folder: Path, n: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(n):
+        path = folder / f"im{k}.png"
+        Image.fromarray(np.full((16, 16, 3), 10 * k, dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_cache_extracts_once_and_hits_afterwards(tmp_path, n_jobs):
+    paths = _write_images(tmp_path / "img", 5)
+    calls = []
+
+    def extract(image):
+        calls.append(1)
+        return np.array([image.mean(), image.std()])
+
+    from biqa_bench.images import read_image
+
+    first = FeatureCache(tmp_path / "cache", "toy", "1").compute(paths, extract, read_image, n_jobs=n_jobs)
+    assert len(calls) == 5
+    cache = FeatureCache(tmp_path / "cache", "toy", "1")
+    second = cache.compute(paths[::-1], extract, read_image, n_jobs=n_jobs)
+    assert len(calls) == 5 and (cache.stats.hits, cache.stats.misses) == (5, 0)
+    np.testing.assert_array_equal(second, first[::-1])
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+    assert (tmp_path / "cache" / "features").is_dir()
+
+    # a new version, or a changed file, misses
+    FeatureCache(tmp_path / "cache", "toy", "2").compute(paths[:1], extract, read_image)
+    assert len(calls) == 6
+    Image.fromarray(np.full((16, 16, 3), 200, dtype=np.uint8)).save(paths[1])
+    os.utime(paths[1], ns=(1, 1))
+    changed = FeatureCache(tmp_path / "cache", "toy", "1").compute(paths[1:2], extract, read_image)
+    assert len(calls) == 7 and changed[0, 0] == 200
+
+
+def test_cache_treats_a_corrupt_entry_as_a_miss(tmp_path):
+    paths = _write_images(tmp_path / "img", 1)
+    cache = FeatureCache(tmp_path / "cache", "toy", "1")
+    cache.put(paths[0], np.array([1.0]))
+    entry = next((tmp_path / "cache").rglob("*.npy"))
+    entry.write_bytes(b"garbage")
+    assert cache.get(paths[0]) is None
+
+
+# -- the adapter end to end ----------------------------------------------------------------
+def blur_items(folder: Path, contents: int = 8, levels: int = 6, size: int = 96, seed: int = 0) -> pd.DataFrame:
+    """Crops of scikit-image photos blurred at ``levels`` strengths; quality falls with blur."""
+    rng = np.random.default_rng(seed)
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for content in range(contents):
+        photo = photos[content % len(photos)]
+        r, c = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
+        crop = photo[r:r + size, c:c + size].astype(float)
+        for level in range(levels):
+            blurred = ndimage.gaussian_filter(crop, sigma=(0.7 * level, 0.7 * level, 0)) if level else crop
+            path = folder / f"c{content}_l{level}.png"
+            Image.fromarray(np.clip(np.round(blurred), 0, 255).astype(np.uint8)).save(path)
+            quality = 100 - 15 * level + rng.normal(0, 2)
+            rows.append({"item_id": path.stem, "path": str(path), "content_id": content, "quality": quality, "score": quality})
+    return pd.DataFrame(rows)
+
+
+def test_brisque_is_registered():
+    from biqa_bench.methods import _REGISTRY  # discover() would import every adapter (slow)
+
+    assert _REGISTRY["brisque"] is Brisque and Brisque.name == "brisque"
+
+
+def test_brisque_learns_blur_and_reuses_cached_features(tmp_path, monkeypatch):
+    import methods.brisque as adapter
+
+    items = blur_items(tmp_path / "img", contents=10)
+    train, val, test = items[items.content_id < 6], items[items.content_id.isin([6, 7])], items[items.content_id >= 8]
+    calls = []
+    real = adapter.brisque_features
+    monkeypatch.setattr(adapter, "brisque_features", lambda image: calls.append(1) or real(image))
+    ctx = Context(seed=0, cache_dir=tmp_path / "cache")
+    method = Brisque().fit(train, val, ctx)
+    assert method.C_ in method.c_grid and method.gamma_ in method.gamma_grid
+    prediction = method.predict(test, ctx)
+    assert prediction.shape == (len(test),)
+    assert srocc(test["quality"], prediction) > 0.8
+    assert len(calls) == len(items)
+
+    # a second split (another fit) extracts nothing; save/load gives identical predictions
+    Brisque().fit(test, val, ctx)
+    assert len(calls) == len(items)
+    method.save(tmp_path / "run")
+    again = Brisque().load(tmp_path / "run")
+    np.testing.assert_array_equal(again.predict(test, ctx), prediction)
+
+
+def test_brisque_without_validation_items_uses_seeded_cross_validation(tmp_path):
+    items = blur_items(tmp_path / "img", contents=4, levels=5)
+    ctx = Context(seed=3, cache_dir=tmp_path / "cache")
+    empty = items.iloc[:0]
+    first = Brisque().fit(items, empty, ctx)
+    second = Brisque().fit(items, empty, ctx)
+    assert (first.C_, first.gamma_) == (second.C_, second.gamma_)
+    assert np.isfinite(first.selection_srocc_)
