@@ -26,13 +26,13 @@ from sklearn.svm import SVR
 from biqa_bench.errors import MethodError
 from biqa_bench.evaluation.metrics import srocc
 from biqa_bench.features.brisque import FEATURE_VERSION, N_FEATURES, brisque_features
-from biqa_bench.features.cache import FeatureCache
+from biqa_bench.features.cache import FeatureCache, image_source_tag
 from biqa_bench.methods import Context, Method, register_method
 
 
 def brisque_feature_matrix(items: pd.DataFrame, ctx: Context, n_jobs: int = 1) -> np.ndarray:
     """The (n_items, 36) BRISQUE features of ``items``, from the cache where possible."""
-    cache = FeatureCache(ctx.cache_dir, "brisque", FEATURE_VERSION)
+    cache = FeatureCache(ctx.cache_dir, "brisque", FEATURE_VERSION, image_source_tag(ctx.images))
     paths = [str(p) for p in items["path"]]
 
     def report(done: int, total: int) -> None:

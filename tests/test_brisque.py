@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from skimage import data
 
 from biqa_bench.evaluation.metrics import srocc
 from biqa_bench.features import brisque as B
-from biqa_bench.features.cache import FeatureCache
+from biqa_bench.features.cache import FeatureCache, image_source_tag
 from biqa_bench.methods import Context
 from methods.brisque import Brisque
 
@@ -147,9 +148,14 @@ def test_cache_extracts_once_and_hits_afterwards(tmp_path, n_jobs):
     assert not list((tmp_path / "cache").rglob("*.tmp"))
     assert (tmp_path / "cache" / "features").is_dir()
 
-    # a new version, or a changed file, misses
+    # a new version, resized pixels, or a changed file, misses
     FeatureCache(tmp_path / "cache", "toy", "2").compute(paths[:1], extract, read_image)
     assert len(calls) == 6
+    resized = image_source_tag(SimpleNamespace(size=(8, 8), draft=False))
+    assert image_source_tag(None) == image_source_tag(SimpleNamespace(size="original")) == "original" != resized
+    FeatureCache(tmp_path / "cache", "toy", "1", resized).compute(paths[:1], lambda image: extract(image[:8, :8]), read_image)
+    assert len(calls) == 7
+    calls.pop()
     Image.fromarray(np.full((16, 16, 3), 200, dtype=np.uint8)).save(paths[1])
     os.utime(paths[1], ns=(1, 1))
     changed = FeatureCache(tmp_path / "cache", "toy", "1").compute(paths[1:2], extract, read_image)

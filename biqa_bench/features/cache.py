@@ -2,7 +2,8 @@
 every split, every repeat and every later run.
 
 An entry is keyed by (feature name, feature version, absolute image path, file size, file
-mtime): editing or replacing an image, or bumping the feature version, misses the cache.
+mtime, image source): editing or replacing an image, bumping the feature version, or reading
+the images through a resizing image cache (:func:`image_source_tag`) misses the cache.
 Entries live under ``<cache_dir>/features/<name>-<version>/<k[:2]>/<k>.npy``, one small file
 per image, written atomically (temporary file + rename), so parallel jobs may share the cache
 and an interrupted extraction leaves no half entry. An unreadable entry counts as a miss.
@@ -17,7 +18,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,19 +34,29 @@ class CacheStats:
     misses: int = 0
 
 
+def image_source_tag(images: Any) -> str:
+    """What pixels an image source yields: ``original`` for plain file reads and for a decode-once
+    cache at original size (:mod:`biqa_bench.imagecache`), else its size and draft setting."""
+    size, draft = getattr(images, "size", "original"), getattr(images, "draft", False)
+    if images is None or (size == "original" and not draft):
+        return "original"
+    return f"size={size};draft={bool(draft)}"
+
+
 class FeatureCache:
     """Feature vectors of images for one (feature name, version)."""
 
-    def __init__(self, cache_dir: Path | str, name: str, version: str):
+    def __init__(self, cache_dir: Path | str, name: str, version: str, source: str = "original"):
         self.name = name
         self.version = version
+        self.source = source
         self.folder = Path(cache_dir) / "features" / safe_name(f"{name}-{version}")
         self.stats = CacheStats()
 
     def key(self, path: str | Path) -> str:
         path = Path(path).absolute()
         info = path.stat()  # a missing image is the caller's error, raised by its reader
-        text = "\0".join([self.name, self.version, str(path), str(info.st_size), str(info.st_mtime_ns)])
+        text = "\0".join([self.name, self.version, str(path), str(info.st_size), str(info.st_mtime_ns), self.source])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def _entry(self, key: str) -> Path:
