@@ -31,6 +31,7 @@ pixels, so images must be at least 161x161 (the embedded sets use 256x256).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,22 @@ def _luma(x):
     return (x * weights).sum(dim=1, keepdim=True)
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run torch with ``n`` intra-op threads (None: leave as is), restoring the setting after."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def fsim_shared_reference(x, reference):
     """piq's FSIMc of every image in ``x`` (Nx3xHxW, 0-1) against one ``reference`` (1x3xHxW).
 
@@ -123,11 +140,14 @@ def fsim_shared_reference(x, reference):
     return score.sum(dim=[1, 2, 3]) / pc_max.sum(dim=[1, 2, 3])
 
 
-def fr_metrics(distorted, reference, batch_size: int = 8) -> pd.DataFrame:
+def fr_metrics(distorted, reference, batch_size: int = 8, threads: int | None = 1) -> pd.DataFrame:
     """Raw values of the six metrics, one row per distorted image.
 
     ``distorted``: NxHxWx3 uint8 (or one HxWx3 image); ``reference``: one HxWx3 image shared by all
-    rows, or NxHxWx3 matched row by row.
+    rows, or NxHxWx3 matched row by row. ``threads``: torch intra-op threads while scoring; one by
+    default, because piq's many small convolutions gain little from threads and become ~10x slower
+    when the cores are busy (the generators parallelise over processes instead); None keeps the
+    current setting.
     """
     import piq
     import torch
@@ -145,7 +165,7 @@ def fr_metrics(distorted, reference, batch_size: int = 8) -> pd.DataFrame:
             f"images of {h}x{w} pixels are too small for MS-SSIM; use images of at least {MIN_SIDE}x{MIN_SIDE}"
         )
     columns: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(threads):
         for start in range(0, dist.shape[0], batch_size):
             x = torch.from_numpy(np.ascontiguousarray(dist[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255.0
             y = torch.from_numpy(np.ascontiguousarray(ref[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255.0
@@ -177,8 +197,8 @@ class PseudoMOS:
     qualities: pd.DataFrame  # mapped 0-100 per metric
 
 
-def pseudo_mos(distorted, reference, batch_size: int = 8) -> PseudoMOS:
+def pseudo_mos(distorted, reference, batch_size: int = 8, threads: int | None = 1) -> PseudoMOS:
     """Pseudo-MOS of distorted images against their reference (see the module docstring)."""
-    raw = fr_metrics(distorted, reference, batch_size=batch_size)
+    raw = fr_metrics(distorted, reference, batch_size=batch_size, threads=threads)
     qualities = metric_qualities(raw)
     return PseudoMOS(score=qualities.mean(axis=1).to_numpy(), raw=raw, qualities=qualities)

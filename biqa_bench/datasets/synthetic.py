@@ -280,16 +280,17 @@ def _init_worker() -> None:
 
 
 def _embedded_job(args: tuple) -> pd.DataFrame:
-    content_index, kind, seed, out_root = args
+    content_index, kind, seed, out_root, size, blends = args
     content = EMBEDDED_CONTENTS[content_index]
     return generate_content(
-        content.image(),
+        content.image(size),
         content.content_id,
         kind,
         seed,
         Path(out_root),
         image_dir=f"images/{content.content_id}",
         reference_path=f"reference/{content.content_id}.png",
+        per_content=blends if kind == "authentic" else None,
     )
 
 
@@ -307,10 +308,15 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def embedded_folder(name: str, seed: int = 0, contents: int | None = None) -> Path:
+def embedded_folder(
+    name: str, seed: int = 0, contents: int | None = None, size: int = IMAGE_SIZE, blends: int = MIXED_PER_CONTENT
+) -> Path:
+    """Where an embedded build lives; non-default options are part of the name."""
     from ..config import cache_dir
 
     suffix = "" if contents is None or contents >= len(EMBEDDED_CONTENTS) else f"-c{contents}"
+    suffix += "" if size == IMAGE_SIZE else f"-s{size}"
+    suffix += "" if name != "mixed" or blends == MIXED_PER_CONTENT else f"-b{blends}"
     return cache_dir() / "embedded" / f"{name}-{GENERATOR_VERSION}-seed{seed}{suffix}"
 
 
@@ -323,15 +329,22 @@ def build_embedded(
     contents: int | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    size: int = IMAGE_SIZE,
+    blends: int = MIXED_PER_CONTENT,
 ) -> Path:
     """Build (or find) the embedded set ``name`` ('synthetic' or 'mixed'); return its folder.
 
-    ``contents`` limits the build to the first N contents (for quick tests); ``workers`` defaults
-    to min(2, CPUs) processes.
+    ``contents`` limits the build to the first N contents, ``size`` sets the image side (at least
+    161 for MS-SSIM), ``blends`` the blends per content of ``mixed`` (smaller builds for quick
+    tests); ``workers`` defaults to min(2, CPUs) processes.
     """
     if name not in _KIND_OF:
         raise DatasetError(f"no embedded dataset '{name}'; the embedded sets are {sorted(_KIND_OF)}")
-    folder = embedded_folder(name, seed, contents)
+    from .pseudo_mos import MIN_SIDE
+
+    if int(size) < MIN_SIDE:
+        raise DatasetError(f"dataset '{name}': size must be at least {MIN_SIDE} (MS-SSIM), not {size}")
+    folder = embedded_folder(name, seed, contents, size, blends)
     if (folder / MANIFEST_FILE).exists() and (folder / ITEMS_FILE).exists():
         return folder
     selected = list(range(len(EMBEDDED_CONTENTS)))[: contents or None]
@@ -343,7 +356,7 @@ def build_embedded(
     started = time.perf_counter()
     report = progress or _progress or (lambda done, total: None)
     try:
-        jobs = [(i, kind, seed, str(tmp)) for i in selected]
+        jobs = [(i, kind, seed, str(tmp), int(size), int(blends)) for i in selected]
         workers = default_workers() if workers is None else max(1, int(workers))
         frames: dict[int, pd.DataFrame] = {}
         report(0, len(jobs))
@@ -367,7 +380,8 @@ def build_embedded(
             "kind": kind,
             "generator_version": GENERATOR_VERSION,
             "seed": seed,
-            "image_size": IMAGE_SIZE,
+            "image_size": int(size),
+            "blends_per_content": int(blends) if kind == "authentic" else None,
             "contents": [
                 {"content_id": EMBEDDED_CONTENTS[i].content_id, "source": EMBEDDED_CONTENTS[i].source,
                  "window": [EMBEDDED_CONTENTS[i].top, EMBEDDED_CONTENTS[i].left, EMBEDDED_CONTENTS[i].side]}
@@ -417,10 +431,12 @@ def _parse_int_option(dataset: str, option: str, value, minimum: int) -> int:
     return number
 
 
-def load_embedded(name: str, info: DatasetInfo, seed=0, contents=None) -> "Dataset":  # noqa: F821
+def load_embedded(name: str, info: DatasetInfo, seed=0, contents=None, size=IMAGE_SIZE, blends=MIXED_PER_CONTENT):
     seed = _parse_int_option(name, "seed", seed, 0)
     contents = None if contents is None else _parse_int_option(name, "contents", contents, 1)
-    folder = build_embedded(name, seed=seed, contents=contents)
+    size = _parse_int_option(name, "size", size, 161)
+    blends = _parse_int_option(name, "blends", blends, 1)
+    folder = build_embedded(name, seed=seed, contents=contents, size=size, blends=blends)
     items = pd.read_csv(folder / ITEMS_FILE, dtype={"level": str, "labels": str})
     if name == "synthetic":
         items["level"] = items["level"].astype(int)
@@ -430,7 +446,9 @@ def load_embedded(name: str, info: DatasetInfo, seed=0, contents=None) -> "Datas
 _OPTIONS = {
     "seed": "seed of every random choice of the generator (default 0)",
     "contents": f"build only the first N of the {len(EMBEDDED_CONTENTS)} contents (quick tests)",
+    "size": f"image side in pixels (default {IMAGE_SIZE}, at least 161)",
 }
+_MIXED_OPTIONS = dict(_OPTIONS, blends=f"blends per content (default {MIXED_PER_CONTENT})")
 
 SYNTHETIC_INFO = DatasetInfo(
     name="synthetic",
@@ -463,17 +481,17 @@ MIXED_INFO = DatasetInfo(
     ),
     download="none: built on first use from photos shipped with scikit-image, scikit-learn and matplotlib",
     needs_root=False,
-    options=dict(_OPTIONS),
+    options=_MIXED_OPTIONS,
 )
 
 
 @register_dataset(SYNTHETIC_INFO)
-def load_synthetic(root=None, seed=0, contents=None):
+def load_synthetic(root=None, seed=0, contents=None, size=IMAGE_SIZE):
     """The embedded single-distortion set (root is ignored: it builds itself in the cache)."""
-    return load_embedded("synthetic", SYNTHETIC_INFO, seed=seed, contents=contents)
+    return load_embedded("synthetic", SYNTHETIC_INFO, seed=seed, contents=contents, size=size)
 
 
 @register_dataset(MIXED_INFO)
-def load_mixed(root=None, seed=0, contents=None):
+def load_mixed(root=None, seed=0, contents=None, size=IMAGE_SIZE, blends=MIXED_PER_CONTENT):
     """The embedded authentic-like blend set (root is ignored: it builds itself in the cache)."""
-    return load_embedded("mixed", MIXED_INFO, seed=seed, contents=contents)
+    return load_embedded("mixed", MIXED_INFO, seed=seed, contents=contents, size=size, blends=blends)
