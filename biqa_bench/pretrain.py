@@ -457,6 +457,11 @@ def pretrain_image_source(pset: PretrainSet, size: int, workers: int | None = No
 
 
 def epoch_batches(n_items: int, per_item: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Every row ``per_item`` times in a seeded random order, cut into batches (last may be short)."""
+    """Every row ``per_item`` times in a seeded random order, cut into batches. The last may be
+    short; a last batch of one row joins the one before it (batch norm cannot train on one crop
+    whose feature map is 1 x 1)."""
     rows = rng.permutation(np.repeat(np.arange(n_items), per_item))
-    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches

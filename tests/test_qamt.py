@@ -1,0 +1,218 @@
+"""QAMT: stage-1 network and losses against hand-computed values, the cached pre-training stage,
+the ablation switch, and save/load."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+import methods.qamt as Q
+from biqa_bench.datasets.registry import DatasetInfo, make_dataset
+from biqa_bench.errors import MethodError
+from biqa_bench.methods import Context, create_method
+from biqa_bench.nn.backbones import LoadedWeights
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_backbone(pretrained, weights):
+    """A small ResNet (one basic block per stage, 512-d) standing in for ResNet-50."""
+    model = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+    model.fc = nn.Identity()
+    return model, 512, LoadedWeights(None, None)
+
+
+class Linear4(nn.Module):
+    """A 'backbone' whose feature is the first 4 inputs: lets a test compute the heads by hand."""
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)[:, :4]
+
+
+def test_multitask_network_shapes_and_forward_by_hand():
+    torch.manual_seed(0)
+    net = Q.MultiTaskNet(Linear4(), 4, 39, "cls+reg", hidden=6, reg_hidden=5)
+    x = torch.randn(3, 4)
+    logits, score = net(x)
+    assert logits.shape == (3, 39) and score.shape == (3,)
+    c1 = x @ net.cfc1.weight.T + net.cfc1.bias
+    s1 = x @ net.rfc1.weight.T + net.rfc1.bias
+    m1 = torch.relu(torch.cat([s1, c1], 1))  # eq. 5: s1 first, then c1
+    expected = torch.relu(m1 @ net.rfc2.weight.T + net.rfc2.bias) @ net.rfc3.weight.T + net.rfc3.bias
+    assert torch.allclose(score, expected.squeeze(1), atol=1e-6)
+    assert torch.allclose(logits, torch.relu(c1) @ net.cfc2.weight.T + net.cfc2.bias, atol=1e-6)
+    assert net.rfc2.in_features == 12  # 2 x hidden
+    cls_only = Q.MultiTaskNet(Linear4(), 4, 26, "cls", hidden=6)
+    logits, score = cls_only(x)
+    assert logits.shape == (3, 26) and score is None and not cls_only.regression_modules()
+    reg_only = Q.MultiTaskNet(Linear4(), 4, 39, "reg", hidden=6, reg_hidden=5)
+    logits, score = reg_only(x)
+    assert logits is None and score.shape == (3,) and reg_only.rfc2.in_features == 6
+
+
+def test_paper_sizes_on_resnet50():
+    backbone, dim, loaded = Q.build_backbone("none", None)
+    net = Q.MultiTaskNet(backbone, dim, 39).eval()
+    assert dim == 2048 and loaded.sha256 is None
+    assert (net.cfc1.in_features, net.cfc1.out_features, net.cfc2.out_features) == (2048, 1024, 39)
+    assert (net.rfc1.out_features, net.rfc2.in_features, net.rfc3.out_features) == (1024, 2048, 1)
+    with torch.no_grad():
+        logits, score = net(torch.randn(1, 3, 64, 64))
+    assert logits.shape == (1, 39) and score.shape == (1,)
+    head = Q.QualityRegressor(nn.Identity(), 2048).head
+    assert [type(m).__name__ for m in head] == ["Dropout", "Linear", "ReLU", "Linear"]
+    assert head[0].p == 0.5 and (head[1].out_features, head[3].out_features) == (256, 1)
+
+
+def test_losses_against_hand_computed_values():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 1.5]])
+    classes = torch.tensor([0, 2])
+    ce = [-(2.0 - math.log(math.exp(2) + 1 + math.exp(-1))), -(1.5 - math.log(2 * math.exp(0.5) + math.exp(1.5)))]
+    assert Q.classification_loss(logits, classes, "synthetic").item() == pytest.approx(np.mean(ce), rel=1e-6)
+
+    multi = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    bce = [
+        -sum(t * math.log(sig(z)) + (1 - t) * math.log(1 - sig(z)) for z, t in zip(row_z, row_t))
+        for row_z, row_t in zip(logits.tolist(), multi.tolist())
+    ]
+    assert Q.classification_loss(logits, multi, "authentic").item() == pytest.approx(np.mean(bce), rel=1e-6)  # eq. 4
+
+    score, pmos = torch.tensor([3.0, 7.5]), torch.tensor([4.0, 5.0])
+    total, parts = Q.multitask_loss(logits, score, classes, pmos, "synthetic")
+    assert parts["l_s"] == pytest.approx(1.75)  # (1 + 2.5) / 2, eq. 6
+    assert total.item() == pytest.approx(1.75 + np.mean(ce), rel=1e-6)  # eq. 7
+    total, parts = Q.multitask_loss(None, score, classes, pmos, "synthetic")
+    assert total.item() == pytest.approx(1.75) and set(parts) == {"l_s"}
+    total, parts = Q.multitask_loss(logits, None, multi, pmos, "authentic")
+    assert total.item() == pytest.approx(np.mean(bce), rel=1e-6) and set(parts) == {"l_c"}
+
+
+# --------------------------------------------------------------------------- end to end (tiny)
+
+
+def make_items(folder: Path, n: int, size: int = 64, seed: int = 0, prefix: str = "i") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        quality = float(rng.uniform(0, 100))
+        image = (rng.integers(0, 256, (size, size, 3)) * (0.2 + 0.8 * quality / 100)).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"img{i}.png")
+        rows.append({"item_id": f"{prefix}{i}", "path": f"img{i}.png", "score": quality, "content_id": f"{prefix}{i}", "class_index": i % 39})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    """A tiny authentic target and a tiny named synthetic pre-training set 'presynth'."""
+    monkeypatch.setattr(Q, "build_backbone", tiny_backbone)
+    target = make_dataset(DatasetInfo("tgt", "authentic", "MOS", True, (0.0, 100.0)), make_items(tmp_path / "tgt", 8), tmp_path / "tgt")
+    pre = make_dataset(
+        DatasetInfo("presynth", "synthetic", "MOS", True, (0.0, 100.0), needs_root=False),
+        make_items(tmp_path / "pre", 6, size=72, seed=1, prefix="p"), tmp_path / "pre",
+    )
+    monkeypatch.setattr("biqa_bench.datasets.registry.load_dataset", lambda spec, root=None: pre)
+    calls = []
+    original = Q.QAMT._train_stage1
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.pretrain_task)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Q.QAMT, "_train_stage1", counted)
+    items = target.with_abspaths()
+    return target, items, calls
+
+
+def ctx_for(tmp_path, target, seed=1, work="run"):
+    return Context(device="cpu", seed=seed, cache_dir=tmp_path / "cache", work_dir=tmp_path / work, log=logging.getLogger("test"), dataset=target)
+
+
+def fake_pseudo_mos(distorted, reference, batch_size=8):
+    """A fast stand-in for the six FR metrics (their own tests live with the generator)."""
+    from biqa_bench.datasets.pseudo_mos import METRICS, PseudoMOS
+
+    error = np.abs(np.asarray(distorted, float) - np.asarray(reference, float)).mean(axis=(1, 2, 3))
+    raw = pd.DataFrame({m: error for m in METRICS})
+    return PseudoMOS(score=np.clip(100 - error, 0, 100), raw=raw, qualities=raw)
+
+
+QUICK = dict(recipe="quick", pretrained="none", pretrain_data="presynth", epochs=1, batch_size=2, crop=32, image_size="source")
+
+
+def test_stage1_is_cached_across_splits_and_a_changed_recipe_retrains(tmp_path, setup):
+    target, items, calls = setup
+    first = create_method("qamt", **QUICK).fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target, seed=1, work="s1"))
+    stage = first.pretraining_manifest["stages"][0]
+    assert calls == ["cls+reg"] and stage["reused"] is False
+    assert Path(stage["folder"]).parent.name == "pretrain" and (Path(stage["folder"]) / "weights.pt").is_file()
+    assert stage["inputs"]["data"]["kind"] == "synthetic" and stage["inputs"]["data"]["n_items"] == 6
+    # another split (other seed, other training items): the synthetic set's stage is reused
+    second = create_method("qamt", **QUICK).fit(items.iloc[2:6], items.iloc[6:7], ctx_for(tmp_path, target, seed=2, work="s2"))
+    assert calls == ["cls+reg"] and second.pretraining_manifest["stages"][0]["reused"] is True
+    assert second.pretraining_manifest["stages"][0]["key"] == stage["key"]
+    # a changed stage-1 recipe, task or seed is another stage
+    third = create_method("qamt", **QUICK, pretrain_epochs=2).fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target, work="s3"))
+    assert calls == ["cls+reg", "cls+reg"] and third.pretraining_manifest["stages"][0]["key"] != stage["key"]
+    fourth = create_method("qamt", **{**QUICK, "pretrain_task": "reg"}).fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target, work="s4"))
+    assert calls[-1] == "reg" and fourth.pretraining_manifest["stages"][0]["key"] not in {stage["key"]}
+    # FT: no pre-training at all
+    plain = create_method("qamt", **{**QUICK, "pretrain_task": "none"}).fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target, work="s5"))
+    assert len(calls) == 3 and plain.pretraining_manifest == {"pretrain_task": "none", "stages": []}
+
+
+def test_fine_tuning_starts_from_the_stage1_backbone(tmp_path, setup):
+    target, items, calls = setup
+    method = create_method("qamt", **QUICK)
+    settings = method.settings()
+    result = method.pretrain(items.iloc[:4], ctx_for(tmp_path, target), settings)
+    state = result.state_dict()
+    assert any(k.startswith("cfc2.") for k in state) and state["cfc2.weight"].shape[0] == 39
+    method._stage1_backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    model, _ = method.build_model(settings, "none", None)
+    for name, value in model.backbone.state_dict().items():
+        assert torch.equal(value, state[f"backbone.{name}"]), name
+
+
+def test_authentic_target_pretrains_on_its_own_training_blends(tmp_path, setup, monkeypatch):
+    monkeypatch.setattr("biqa_bench.datasets.pseudo_mos.pseudo_mos", fake_pseudo_mos)
+    target, items, calls = setup
+    params = {**QUICK, "pretrain_data": "auto", "blends_per_image": 2}
+    method = create_method("qamt", **params).fit(items.iloc[:3], items.iloc[3:4], ctx_for(tmp_path, target))
+    data = method.pretraining_manifest["stages"][0]["inputs"]["data"]
+    assert data["name"] == "target" and data["kind"] == "authentic" and data["n_items"] == 6 and data["n_sources"] == 3
+    generated = pd.read_csv(Path(data["folder"]) / "items.csv")
+    assert set(generated["source_item_id"]) == {"i0", "i1", "i2"}
+    with pytest.raises(MethodError, match="pretrain_task"):
+        create_method("qamt", **{**QUICK, "pretrain_task": "both"}).fit(items.iloc[:3], items.iloc[3:4], ctx_for(tmp_path, target))
+
+
+def test_save_load_gives_identical_predictions(tmp_path, setup):
+    target, items, calls = setup
+    ctx = ctx_for(tmp_path, target)
+    method = create_method("qamt", **QUICK).fit(items.iloc[:4], items.iloc[4:5], ctx)
+    before = method.predict(items.iloc[5:], ctx)
+    method.save(tmp_path / "model")
+    loaded = create_method("qamt").load(tmp_path / "model")
+    after = loaded.predict(items.iloc[5:], ctx)
+    assert before.shape == (3,) and np.isfinite(before).all()
+    np.testing.assert_array_equal(before, after)
+    assert loaded.pretraining_manifest == json.loads(json.dumps(method.pretraining_manifest))
+    assert len(calls) == 1
