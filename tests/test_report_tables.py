@@ -102,18 +102,21 @@ def test_ties_are_marked_alike():
     # lower is better
     ranks = _table([3.0, 1.0, 2.0], better="lower").ranks()[("d", "SROCC")].tolist()
     assert ranks == [0, 1, 2]
+    # two values: the better is bold, the other (last) is not underlined; one value: unmarked
+    assert _table([0.5, 0.6]).ranks()[("d", "SROCC")].tolist() == [0, 1]
+    assert _table([0.5, float("nan")]).ranks()[("d", "SROCC")].tolist() == [0, 0]
 
 
 def test_undefined_prints_dash_and_is_never_marked():
-    table = _table([0.7, float("nan"), 0.6])
-    assert table.ranks()[("d", "SROCC")].tolist() == [1, 0, 2]
+    table = _table([0.7, float("nan"), 0.6, 0.5])
+    assert table.ranks()[("d", "SROCC")].tolist() == [1, 0, 2, 0]
     assert "| m1 | \u2013 |" in T.to_markdown(table)
     assert re.search(r"m1 & -- \\\\", T.to_latex(table))
     assert "m1," in T.to_csv(table) and "m1,\n" in T.to_csv(table)
 
 
 def test_decimals_and_negative_numbers():
-    table = _table([0.123456, -0.5], decimals=2)
+    table = _table([0.123456, -0.5, -0.7], decimals=2)
     latex = T.to_latex(table)
     assert "\\textbf{0.12}" in latex and "\\underline{$-$0.50}" in latex
     assert "**0.12**" in T.to_markdown(table) and "<ins>-0.50</ins>" in T.to_markdown(table)

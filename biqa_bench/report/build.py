@@ -54,7 +54,7 @@ class _Builder:
     def table(self, section: Section, table: T.Table) -> None:
         self.result_tables[table.name] = T.write_table(table, self.out_dir / "tables")
         section.tables.append(table.name)
-        self.md_parts.append(T.to_markdown(table))
+        self.md_parts.append(T.to_markdown(table) + "\n")
 
     def figure(self, section: Section, fig, stem: str, caption: str) -> None:
         paths = F.save_figure(fig, self.out_dir / "figures", stem)
@@ -227,8 +227,8 @@ def build_report(
     )
     if (low["status"] == "ok").any():
         b.table(section, T.low_quality_table(low, ("srocc", "plcc"), aggregate, decimals,
-                                             definition=f"quality below {threshold:g} on the 0-100 scale "
-                                                        "(the lowest quarter of the nominal score range)"))
+                                             definition=f"quality below {threshold:g} on the 0-100 scale, "
+                                                        "the lowest quarter of the nominal score range"))
     else:
         b.skipped["low-quality table"] = f"no dataset has {min_items} or more low-quality test items with varying scores"
         section.text += f" No dataset has {min_items} or more low-quality test items, so there is no table."

@@ -17,7 +17,7 @@ Marking rule. Per column, values are compared as printed (rounded to ``decimals`
 rank is 1 + the number of values strictly better, so ties share a rank: rank 1 is bold, rank 2
 underlined. Two methods tied for best are both bold and no value is underlined (nobody is
 second with one method ahead of it and one level with it). Columns with fewer than two defined
-values are not marked. Undefined figures (NaN) print as an en dash.
+values are not marked, and with exactly two only the best is (second would mean last). Undefined figures (NaN) print as an en dash.
 
 Splits. Each figure is the mean (or median) over the splits on which it is defined; a figure
 resting on fewer splits than were run carries a dagger, and the caption says so.
@@ -93,9 +93,11 @@ class Table:
             if defined.sum() < 2:
                 continue
             signed = values if direction == "higher" else -values
+            # with two values "second" would just mean "last": underline only from three on
+            worst_marked = 2 if defined.sum() >= 3 else 1
             for i in np.flatnonzero(defined):
                 rank = 1 + int(np.sum(signed[defined] > signed[i]))
-                if rank <= 2:
+                if rank <= worst_marked:
                     ranks.iloc[i, ranks.columns.get_loc(column)] = rank
         return ranks
 
@@ -320,7 +322,7 @@ def low_quality_table(
     metrics=("srocc", "plcc"),
     aggregate: str = "mean",
     decimals: int = 3,
-    definition: str = "quality below 25 on the 0-100 scale (the lowest quarter of the nominal score range)",
+    definition: str = "quality below 25 on the 0-100 scale, the lowest quarter of the nominal score range",
     name: str = "low_quality",
 ) -> Table:
     """Methods x (dataset, metric) on the low-quality subset, with a weighted average (IEIT Table II)."""
