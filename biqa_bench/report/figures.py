@@ -172,7 +172,9 @@ def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "
                 values = frame[(frame["method"] == method) & (frame["subset"] == name)][metric].astype(float).dropna()
                 centre = r_index - 0.4 + width * (k + 0.5)
                 if values.empty:
-                    ax.text(centre, 0.01, "n/d", rotation=90, ha="center", va="bottom", fontsize=6, color="0.35")
+                    # x in data, y in axes units: the mark sits at the bottom whatever the limits
+                    ax.text(centre, 0.03, "n/d", rotation=90, ha="center", va="bottom", fontsize=7, color="0.3",
+                            transform=ax.get_xaxis_transform())
                     continue
                 centres.append(centre)
                 heights.append(float(getattr(values, aggregate)()))
@@ -183,6 +185,7 @@ def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "
                        error_kw=dict(elinewidth=0.8, ecolor="0.2"), label=method)
                 low = min(low, min(h - e for h, e in zip(heights, errors)))
         ax.axhline(0, color="0.3", linewidth=0.6)
+        ax.set_xlim(-0.5, len(ranges) - 0.5)
         ax.set_xticks(range(len(ranges)))
         ax.set_xticklabels([f"{r}\n{RANGE_LIMITS[r]}" for r in ranges])
         ax.set_xlabel("ACR range of the ground-truth quality (0\u2013100 scale)")
