@@ -438,9 +438,10 @@ def n_classes(kind: str) -> int:
 # --------------------------------------------------------------------------- training helpers
 
 
-def pretrain_image_source(pset: PretrainSet, size: int, workers: int | None = None, progress=None):
+def pretrain_image_source(pset: PretrainSet, size, workers: int | None = None, progress=None):
     """A decode-once :class:`~biqa_bench.imagecache.ImageCache` of the pre-training images at
-    ``size`` x ``size`` (QAMT 4.1 scales them to 256 x 256), keyed by their paths and files."""
+    ``size``: an int N for N x N (QAMT 4.1 scales them to 256 x 256) or an image-cache size spec
+    (``'short384'``); keyed by their paths and files."""
     from types import SimpleNamespace
 
     from .imagecache import ImageCache
@@ -453,7 +454,8 @@ def pretrain_image_source(pset: PretrainSet, size: int, workers: int | None = No
     if workers is None:
         workers = 1 if len(items) < 256 else max(1, min(8, os.cpu_count() or 1))
     report = (lambda done, total: progress("decoding pre-training images", done, total)) if progress else None
-    return ImageCache.open_or_build(view, size=(int(size), int(size)), workers=workers, progress=report)
+    spec = (int(size), int(size)) if isinstance(size, (int, np.integer)) else size
+    return ImageCache.open_or_build(view, size=spec, workers=workers, progress=report)
 
 
 def epoch_batches(n_items: int, per_item: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
