@@ -12,7 +12,6 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from torch import nn
 
 import methods.hcl as H
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset

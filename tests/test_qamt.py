@@ -216,3 +216,17 @@ def test_save_load_gives_identical_predictions(tmp_path, setup):
     np.testing.assert_array_equal(before, after)
     assert loaded.pretraining_manifest == json.loads(json.dumps(method.pretraining_manifest))
     assert len(calls) == 1
+
+
+def test_runner_reuses_stage1_across_splits_and_each_manifest_names_it(tmp_path, setup):
+    from biqa_bench.runner import train_runs
+    from biqa_bench.splits import make_splits
+
+    target, items, calls = setup
+    split_set = make_splits(target, repeats=2, seed=0, test_fraction=0.25, val_fraction=0.2)
+    outcomes = train_runs("qamt", QUICK, target, split_set, tmp_path / "results")
+    assert [o.status for o in outcomes] == ["done", "done"] and calls == ["cls+reg"]
+    manifests = [json.loads((o.folder / "manifest.json").read_text()) for o in outcomes]
+    stages = [m["pretraining"]["stages"][0] for m in manifests]
+    assert stages[0]["key"] == stages[1]["key"] and [s["reused"] for s in stages] == [False, True]
+    assert manifests[0]["method_seed"] != manifests[1]["method_seed"]  # different split seeds, one stage
