@@ -10,14 +10,14 @@ Pure functions, following the authors' reference MATLAB code (``brisque_feature.
 * asymmetric GGD (AGGD) fits of the products of each coefficient with its horizontal,
   vertical, main-diagonal and anti-diagonal neighbour (``circshift`` wrap-around kept, as in
   the reference): shape, mean, left variance, right variance (4 x 4 features);
-* the same 18 features on the image downsampled by 2 (bicubic with anti-aliasing, like
-  MATLAB's ``imresize(I, 0.5)``): 36 features in all.
+* the same 18 features on the image downsampled by 2 (bicubic with anti-aliasing and
+  symmetric padding, like MATLAB's ``imresize(I, 0.5)``): 36 features in all.
 
 Shapes are estimated by the moment-matching grid search of the paper (shape grid 0.2:0.001:10).
 
-One known difference from the reference code: its local mean and variance use ``filter2``'s
-zero padding, which creates false edges on a 3-pixel border; here the border is mirrored
-(``scipy.ndimage`` mode ``reflect``), so a constant image has MSCN coefficients of exactly zero.
+The local mean and variance use zero padding at the border, as the reference code's
+``filter2(..., 'same')`` does (``border="mirror"`` is available for other uses). Checked against
+piq's independent implementation in the tests.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from scipy import ndimage
 from scipy.special import gammaln
 
 #: Bump when the features change: the feature cache is keyed by it.
-FEATURE_VERSION = "brisque-1"
+FEATURE_VERSION = "brisque-2"
 N_FEATURES = 36
 FEATURE_NAMES = [
     f"s{scale}_{name}"
@@ -46,6 +46,9 @@ _GGD_RATIO = np.exp(gammaln(1 / _SHAPE_GRID) + gammaln(3 / _SHAPE_GRID) - 2 * ga
 _AGGD_RATIO = 1.0 / _GGD_RATIO
 # Neighbour offsets (rows, cols) of the reference code's circshift: H, V, D1, D2.
 _PAIR_SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
+# MATLAB's rgb2gray weights (the luminance row of the inverse of the YIQ matrix).
+_RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+_BORDER_MODES = {"zero": "constant", "mirror": "reflect"}
 
 
 @dataclass(frozen=True)
@@ -78,21 +81,28 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] < 3:
         raise ValueError(f"expected an HxW or HxWx3 image, got shape {image.shape}")
     rgb = image[..., :3].astype(np.float64)
-    grey = rgb @ np.array([0.2989, 0.5870, 0.1140])
+    grey = rgb @ _RGB2GRAY
     if image.dtype == np.uint8:
         grey = np.clip(np.round(grey), 0, 255)
     return grey
 
 
-def mscn(grey: np.ndarray, window: np.ndarray | None = None, c: float = 1.0) -> np.ndarray:
-    """Mean-subtracted contrast-normalised coefficients of a grey image in [0, 255]."""
+def mscn(grey: np.ndarray, window: np.ndarray | None = None, c: float = 1.0, border: str = "zero") -> np.ndarray:
+    """Mean-subtracted contrast-normalised coefficients of a grey image in [0, 255].
+
+    ``border="zero"`` pads with zeros like the reference code's ``filter2(..., 'same')``;
+    ``"mirror"`` reflects the image instead (no false edges on the 3-pixel border).
+    """
+    if border not in _BORDER_MODES:
+        raise ValueError(f"border must be one of {sorted(_BORDER_MODES)}, got {border!r}")
+    mode = _BORDER_MODES[border]
     grey = np.asarray(grey, dtype=np.float64)
     window = gaussian_window() if window is None else window
     g = window[window.shape[0] // 2]
     g = g / g.sum()  # separable: the outer product of this 1-d kernel is the window
 
     def blur(a: np.ndarray) -> np.ndarray:
-        return ndimage.correlate1d(ndimage.correlate1d(a, g, axis=0, mode="reflect"), g, axis=1, mode="reflect")
+        return ndimage.correlate1d(ndimage.correlate1d(a, g, axis=0, mode=mode, cval=0.0), g, axis=1, mode=mode, cval=0.0)
 
     mu = blur(grey)
     sigma = np.sqrt(np.abs(blur(grey * grey) - mu * mu))
@@ -140,9 +150,9 @@ def paired_products(coefficients: np.ndarray) -> list[np.ndarray]:
     return [coefficients * np.roll(coefficients, shift, axis=(0, 1)) for shift in _PAIR_SHIFTS]
 
 
-def scale_features(grey: np.ndarray) -> np.ndarray:
+def scale_features(grey: np.ndarray, border: str = "zero") -> np.ndarray:
     """The 18 features of one scale."""
-    coefficients = mscn(grey)
+    coefficients = mscn(grey, border=border)
     ggd = fit_ggd(coefficients)
     features = [ggd.shape, ggd.variance]
     for product in paired_products(coefficients):
@@ -152,16 +162,26 @@ def scale_features(grey: np.ndarray) -> np.ndarray:
 
 
 def downsample_half(grey: np.ndarray) -> np.ndarray:
-    """Halve an image as MATLAB's ``imresize(I, 0.5)`` (bicubic, a=-0.5, anti-aliased kernel)."""
+    """Halve an image as MATLAB's ``imresize(I, 0.5)``: bicubic (a = -0.5) with the kernel
+    widened for anti-aliasing, symmetric padding at the border, ceil(size / 2) output.
+
+    PIL's bicubic resize uses the same widened kernel and sample positions for an exact factor
+    of 2, but renormalises the kernel at the border instead of padding; so the image is padded
+    symmetrically (8 pixels, more than the kernel radius of 4, plus one on an odd side), resized
+    by exactly 2 and cropped.
+    """
+    grey = np.asarray(grey, dtype=np.float64)
     height, width = grey.shape
-    size = (max(1, int(np.ceil(width / 2))), max(1, int(np.ceil(height / 2))))
-    resized = Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(size, Image.Resampling.BICUBIC)
-    return np.asarray(resized, dtype=np.float64)
+    pad = 8
+    padded = np.pad(grey, ((pad, pad + height % 2), (pad, pad + width % 2)), mode="symmetric")
+    size = (padded.shape[1] // 2, padded.shape[0] // 2)
+    resized = np.asarray(Image.fromarray(padded.astype(np.float32)).resize(size, Image.Resampling.BICUBIC), dtype=np.float64)
+    return resized[pad // 2:pad // 2 + (height + 1) // 2, pad // 2:pad // 2 + (width + 1) // 2]
 
 
-def brisque_features(image: np.ndarray) -> np.ndarray:
+def brisque_features(image: np.ndarray, border: str = "zero") -> np.ndarray:
     """The 36 BRISQUE features of an RGB uint8 (or grey) image, in the order of FEATURE_NAMES."""
     grey = to_grey(image)
     if min(grey.shape) < 8:
         raise ValueError(f"image of shape {grey.shape} is too small for BRISQUE (needs at least 8x8)")
-    return np.concatenate([scale_features(grey), scale_features(downsample_half(grey))])
+    return np.concatenate([scale_features(grey, border), scale_features(downsample_half(grey), border)])
