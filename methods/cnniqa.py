@@ -41,6 +41,7 @@ from biqa_bench.methods import Context, Method, register_method
 from biqa_bench.store import atomic_write_bytes, atomic_write_json
 
 PATCH = 32
+PREDICT_CHUNK = 64  # test images decoded and scored at a time
 
 
 def local_normalise(grey: np.ndarray, window: int = 3, c: float = 1.0) -> np.ndarray:
@@ -244,7 +245,14 @@ class CNNIQA(Method):
             return np.empty(0)
         self.net_.to(ctx.device)
         try:
-            return self._predict_images(self._load(items, ctx, "test"), None, self.test_stride, ctx.device)
+            # in chunks of images, so memory stays flat on large test sets
+            predictions = []
+            for start in range(0, len(items), PREDICT_CHUNK):
+                chunk = items.iloc[start:start + PREDICT_CHUNK]
+                images = self._load(chunk, ctx, "test")
+                predictions.append(self._predict_images(images, None, self.test_stride, ctx.device))
+                ctx.progress("cnniqa: predicting", min(start + PREDICT_CHUNK, len(items)), len(items))
+            return np.concatenate(predictions)
         finally:
             self.net_.to("cpu")
 

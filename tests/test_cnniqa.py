@@ -75,7 +75,7 @@ def blur_split(tmp_path_factory):
     return items[items.content_id < 6], items[items.content_id.isin([6, 7])], items[items.content_id >= 8]
 
 
-def test_cnniqa_learns_blur_selects_on_validation_and_reproduces(blur_split, tmp_path):
+def test_cnniqa_learns_blur_selects_on_validation_and_reproduces(blur_split, tmp_path, monkeypatch):
     train, val, test = blur_split
     threads = torch.get_num_threads()
     ctx = Context(seed=1, cache_dir=tmp_path / "cache")
@@ -96,6 +96,11 @@ def test_cnniqa_learns_blur_selects_on_validation_and_reproduces(blur_split, tmp
     loaded = CNNIQA().load(tmp_path / "run")
     assert loaded.get_params() == method.get_params()
     np.testing.assert_array_equal(loaded.predict(test, ctx), prediction)
+
+    import methods.cnniqa as adapter
+
+    monkeypatch.setattr(adapter, "PREDICT_CHUNK", 5)  # chunked prediction gives the same figures
+    np.testing.assert_allclose(loaded.predict(test, ctx), prediction, rtol=1e-6)
 
 
 def test_cnniqa_without_validation_keeps_last_epoch(blur_split, tmp_path):
