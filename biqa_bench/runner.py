@@ -122,9 +122,7 @@ def _run_one(
     method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip, kind="run"
 ):
     started = time.perf_counter()
-    if folder.exists():  # an incomplete run from a crash: start it afresh
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    _clear_incomplete(folder, keep_checkpoints=bool(params.get("resume")))
     ctx = Context(
         device=device,
         seed=method_seed(seed, split.index),
@@ -181,6 +179,16 @@ def _run_one(
     }
     write_run(folder, predictions, manifest)
     return RunOutcome(split.index, folder, "done", time.perf_counter() - started)
+
+
+def _clear_incomplete(folder: Path, keep_checkpoints: bool) -> None:
+    """Start an incomplete run afresh; with resume, keep its epoch checkpoints for the method."""
+    if folder.exists():
+        for entry in folder.iterdir():
+            if keep_checkpoints and entry.name == "checkpoints":
+                continue
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _checked_prediction(method: Method, items: pd.DataFrame, ctx: Context) -> np.ndarray:

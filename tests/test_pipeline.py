@@ -129,3 +129,16 @@ def test_import_predictions_and_its_errors(tiny_dataset, tmp_path):
     with pytest.raises(RunError, match="no 'prediction' column"):
         import_predictions("ext", tiny_dataset, [_write(tmp_path, no_column)], split_set, out)
     assert set(items["item_id"]) >= set(good["item_id"])
+
+
+def test_resume_keeps_checkpoints_of_the_split_in_flight(tiny_dataset, tmp_path):
+    from biqa_bench.runner import _clear_incomplete
+
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "epoch_001.pt").write_text("x")
+    (folder / "predictions.csv").write_text("partial")
+    _clear_incomplete(folder, keep_checkpoints=True)
+    assert (folder / "checkpoints" / "epoch_001.pt").exists() and not (folder / "predictions.csv").exists()
+    _clear_incomplete(folder, keep_checkpoints=False)
+    assert folder.is_dir() and not any(folder.iterdir())
