@@ -225,14 +225,27 @@ def test_pseudo_mos_is_top_on_identity_and_falls_with_blur(photo176):
         P.pseudo_mos(photo176[:100, :100], photo176[:100, :100])
 
 
-def test_shared_reference_fsim_equals_piq():
+@pytest.mark.parametrize("height,width,n", [(170, 180, 2), (384, 400, 1)])  # 384x400: piq pools by 2 first
+def test_shared_reference_fsim_and_vsi_equal_piq(height, width, n):
     import piq
 
     torch.manual_seed(0)
-    reference = torch.rand(1, 3, 170, 180)
-    distorted = (reference + 0.08 * torch.randn(3, 3, 170, 180)).clamp(0, 1)
-    expected = piq.fsim(distorted, reference.expand_as(distorted), data_range=1.0, reduction="none")
-    torch.testing.assert_close(P.fsim_shared_reference(distorted, reference), expected, rtol=1e-5, atol=1e-6)
+    reference = torch.rand(1, 3, height, width)
+    distorted = (reference + 0.08 * torch.randn(n, 3, height, width)).clamp(0, 1)
+    expanded = reference.expand_as(distorted)
+    with P.torch_threads(1), torch.inference_mode():
+        expected = piq.fsim(distorted, expanded, data_range=1.0, reduction="none")
+        torch.testing.assert_close(P.fsim_shared_reference(distorted, reference), expected, rtol=1e-5, atol=1e-6)
+        expected = piq.vsi(distorted, expanded, data_range=1.0, reduction="none")
+        torch.testing.assert_close(P.vsi_shared_reference(distorted, reference), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pseudo_mos_with_matched_references_equals_shared(photo176):
+    distorted = np.stack(_ladder("white_noise", "synthetic", photo176)[:3])
+    shared = P.pseudo_mos(distorted, photo176)
+    matched = P.pseudo_mos(distorted, np.stack([photo176] * 3))
+    np.testing.assert_allclose(shared.score, matched.score, rtol=1e-5)
+    pd.testing.assert_frame_equal(shared.raw, matched.raw, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------- embedded sets
@@ -250,7 +263,7 @@ def test_embedded_sets_build_once_with_counts_and_columns(tmp_path, monkeypatch)
         mixed = load_dataset("mixed:contents=1,size=176,blends=6")
     finally:
         S.set_progress(None)
-    assert calls[-1] == (1, 1)
+    assert calls[0] == (0, 39) and calls[-1] == (6, 6)
     assert synthetic.info.kind == "synthetic" and mixed.info.kind == "authentic"
     items = synthetic.items
     assert len(items) == 39 and items["content_id"].nunique() == 1
@@ -376,3 +389,17 @@ def test_synthesize_folder_names_the_bad_input(tmp_path):
         synthesize_folder(small, tmp_path / "o3", workers=1)
     with pytest.raises(BiqaError, match="kind"):
         synthesize_folder(small, tmp_path / "o4", kind="natural", workers=1)
+
+
+def test_embedded_build_does_not_depend_on_workers(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIQA_CONFIG", str(tmp_path / "config.json"))
+    built = []
+    for workers in (1, 2):
+        monkeypatch.setenv("BIQA_CACHE", str(tmp_path / f"cache{workers}"))
+        folder = S.build_embedded("mixed", seed=2, contents=1, size=176, blends=20, workers=workers)  # 2 parts
+        built.append(pd.read_csv(folder / S.ITEMS_FILE))
+        images = sorted((folder / "images").rglob("*.png"))
+        built.append([np.asarray(Image.open(p)) for p in images])
+    pd.testing.assert_frame_equal(built[0], built[2])
+    for a, b in zip(built[1], built[3]):
+        np.testing.assert_array_equal(a, b)

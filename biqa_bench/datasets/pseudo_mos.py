@@ -140,7 +140,46 @@ def fsim_shared_reference(x, reference):
     return score.sum(dim=[1, 2, 3]) / pc_max.sum(dim=[1, 2, 3])
 
 
-def fr_metrics(distorted, reference, batch_size: int = 8, threads: int | None = 1) -> pd.DataFrame:
+def vsi_shared_reference(x, reference):
+    """piq's VSI of every image in ``x`` (Nx3xHxW, 0-1) against one ``reference`` (1x3xHxW).
+
+    The same computation as ``piq.vsi(x, reference.expand_as(x))`` with piq's default parameters
+    (tested to agree), with the reference's saliency map (SDSP) computed once.
+    """
+    import torch
+    from piq.functional import gradient_map, rgb2lmn, scharr_filter, similarity_map
+    from piq.vsi import sdsp
+    from torch.nn.functional import avg_pool2d, pad
+
+    c1, c2, c3, alpha, beta = 1.27, 386.0, 130.0, 0.4, 0.02
+    x = x * 255.0
+    y = reference * 255.0
+    vs_x = sdsp(x, data_range=255, omega_0=0.021, sigma_f=1.34, sigma_d=145.0, sigma_c=0.001)
+    vs_y = sdsp(y, data_range=255, omega_0=0.021, sigma_f=1.34, sigma_d=145.0, sigma_c=0.001)
+    x_lmn, y_lmn = rgb2lmn(x), rgb2lmn(y)
+    kernel_size = max(1, round(min(vs_x.size()[-2:]) / 256))
+    padding = kernel_size // 2
+    if padding:
+        pads = [padding, (kernel_size - 1) // 2, padding, (kernel_size - 1) // 2]
+        vs_x, vs_y = pad(vs_x, pad=pads, mode="replicate"), pad(vs_y, pad=pads, mode="replicate")
+        x_lmn, y_lmn = pad(x_lmn, pad=pads, mode="replicate"), pad(y_lmn, pad=pads, mode="replicate")
+    vs_x, vs_y = avg_pool2d(vs_x, kernel_size=kernel_size), avg_pool2d(vs_y, kernel_size=kernel_size)
+    x_lmn, y_lmn = avg_pool2d(x_lmn, kernel_size=kernel_size), avg_pool2d(y_lmn, kernel_size=kernel_size)
+    sch = scharr_filter(device=x_lmn.device, dtype=x_lmn.dtype)
+    kernels = torch.stack([sch, sch.transpose(1, 2)])
+    gm_x, gm_y = gradient_map(x_lmn[:, :1], kernels), gradient_map(y_lmn[:, :1], kernels)
+    s_vs = similarity_map(vs_x, vs_y, c1)
+    s_gm = similarity_map(gm_x, gm_y, c2)
+    s_c = similarity_map(x_lmn[:, 1:2], y_lmn[:, 1:2], c3) * similarity_map(x_lmn[:, 2:], y_lmn[:, 2:], c3)
+    # s_c ** beta for a possibly negative s_c, real part (as piq does it)
+    s_c_real_pow = s_c.abs() ** beta * torch.cos(torch.atan2(torch.zeros_like(s_c), s_c) * beta)
+    vs_max = torch.max(vs_x, vs_y)
+    eps = torch.finfo(vs_max.dtype).eps
+    output = s_vs * s_gm.pow(alpha) * s_c_real_pow * vs_max
+    return ((output.sum(dim=(-1, -2)) + eps) / (vs_max.sum(dim=(-1, -2)) + eps)).squeeze(-1)
+
+
+def fr_metrics(distorted, reference, batch_size: int = 2, threads: int | None = 1) -> pd.DataFrame:
     """Raw values of the six metrics, one row per distorted image.
 
     ``distorted``: NxHxWx3 uint8 (or one HxWx3 image); ``reference``: one HxWx3 image shared by all
@@ -154,28 +193,31 @@ def fr_metrics(distorted, reference, batch_size: int = 8, threads: int | None = 
 
     dist = _as_batch(distorted)
     ref = _as_batch(reference)
-    shared = ref.shape[0] == 1  # one reference for all rows: FSIM reuses its maps
-    if shared and dist.shape[0] > 1:
-        ref = np.broadcast_to(ref, dist.shape)
-    if ref.shape != dist.shape:
+    shared = ref.shape[0] == 1  # one reference for all rows: FSIM and VSI reuse its maps
+    if (not shared and ref.shape != dist.shape) or ref.shape[1:] != dist.shape[1:]:
         raise PseudoMOSError(f"distorted images {dist.shape} and references {ref.shape} differ in shape")
     h, w = dist.shape[1:3]
     if min(h, w) < MIN_SIDE:
         raise PseudoMOSError(
             f"images of {h}x{w} pixels are too small for MS-SSIM; use images of at least {MIN_SIDE}x{MIN_SIDE}"
         )
+
+    def to_tensor(array):
+        return torch.from_numpy(np.array(array, dtype=np.float32)).permute(0, 3, 1, 2) / 255.0
+
     columns: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
     with torch.inference_mode(), torch_threads(threads):
+        ref_one = to_tensor(ref[:1]) if shared else None
         for start in range(0, dist.shape[0], batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(dist[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255.0
-            y = torch.from_numpy(np.ascontiguousarray(ref[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255.0
+            x = to_tensor(dist[start : start + batch_size])
+            y = ref_one.expand_as(x) if shared else to_tensor(ref[start : start + batch_size])
             x_luma, y_luma = _luma(x), _luma(y)
             values = {
                 "ssim": piq.ssim(x_luma, y_luma, data_range=1.0, reduction="none"),
                 "ms_ssim": piq.multi_scale_ssim(x_luma, y_luma, data_range=1.0, reduction="none"),
                 "mdsi": piq.mdsi(x, y, data_range=1.0, reduction="none"),
-                "vsi": piq.vsi(x, y, data_range=1.0, reduction="none"),
-                "fsim": fsim_shared_reference(x, y[:1]) if shared else piq.fsim(x, y, data_range=1.0, reduction="none"),
+                "vsi": vsi_shared_reference(x, ref_one) if shared else piq.vsi(x, y, data_range=1.0, reduction="none"),
+                "fsim": fsim_shared_reference(x, ref_one) if shared else piq.fsim(x, y, data_range=1.0, reduction="none"),
                 "gmsd": piq.gmsd(x, y, data_range=1.0, reduction="none"),
             }
             for metric, value in values.items():
@@ -197,7 +239,7 @@ class PseudoMOS:
     qualities: pd.DataFrame  # mapped 0-100 per metric
 
 
-def pseudo_mos(distorted, reference, batch_size: int = 8, threads: int | None = 1) -> PseudoMOS:
+def pseudo_mos(distorted, reference, batch_size: int = 2, threads: int | None = 1) -> PseudoMOS:
     """Pseudo-MOS of distorted images against their reference (see the module docstring)."""
     raw = fr_metrics(distorted, reference, batch_size=batch_size, threads=threads)
     qualities = metric_qualities(raw)

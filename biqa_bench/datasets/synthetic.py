@@ -22,7 +22,7 @@ no half set. Every random draw comes from ``SeedSequence([seed, content key, ite
 result does not depend on the number of workers or the order they finish in.
 
 Progress: register a callback with :func:`set_progress` (``callback(done, total)``, counted in
-contents); the registry loader calls it while building.
+images); the registry loader calls it while building.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -49,6 +49,7 @@ from .registry import DatasetInfo, make_dataset, register_dataset
 GENERATOR_VERSION = "1"
 IMAGE_SIZE = 256
 MIXED_PER_CONTENT = 28
+JOB_IMAGES = 13  # images per worker job in embedded builds (parts of a content)
 ITEMS_FILE = "items.csv"
 MANIFEST_FILE = "manifest.json"
 
@@ -57,7 +58,7 @@ _progress: Progress | None = None
 
 
 def set_progress(callback: Progress | None) -> None:
-    """Register ``callback(done, total)`` (contents) for the next embedded builds; None removes it."""
+    """Register ``callback(done, total)`` (images) for the next embedded builds; None removes it."""
     global _progress
     _progress = callback
 
@@ -228,18 +229,24 @@ def generate_content(
     image_dir: str,
     reference_path: str,
     per_content: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = 2,
+    part: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Distort one pristine image, write the PNGs under ``out_root``, return its rows.
 
     Paths in the rows are relative to ``out_root``: images go to ``image_dir/<item>.png``. The
-    reference image itself is written to ``reference_path``.
+    reference image itself is written to ``reference_path``. ``part=(start, stop)`` generates
+    only those recipes of the content's plan (the part starting at 0 writes the reference), so a
+    content can be shared among workers with identical results.
     """
     from .pseudo_mos import pseudo_mos
 
     out_root = Path(out_root)
     plans = plan_items(content_id, kind, seed, per_content)
-    _write_png(out_root / reference_path, reference)
+    start, stop = part if part is not None else (0, len(plans))
+    plans = plans[start:stop]
+    if start == 0:
+        _write_png(out_root / reference_path, reference)
     images = []
     rows = []
     for plan in plans:
@@ -280,7 +287,7 @@ def _init_worker() -> None:
 
 
 def _embedded_job(args: tuple) -> pd.DataFrame:
-    content_index, kind, seed, out_root, size, blends = args
+    content_index, kind, seed, out_root, size, blends, part = args
     content = EMBEDDED_CONTENTS[content_index]
     return generate_content(
         content.image(size),
@@ -291,6 +298,7 @@ def _embedded_job(args: tuple) -> pd.DataFrame:
         image_dir=f"images/{content.content_id}",
         reference_path=f"reference/{content.content_id}.png",
         per_content=blends if kind == "authentic" else None,
+        part=part,
     )
 
 
@@ -356,24 +364,31 @@ def build_embedded(
     started = time.perf_counter()
     report = progress or _progress or (lambda done, total: None)
     try:
-        jobs = [(i, kind, seed, str(tmp), int(size), int(blends)) for i in selected]
+        per_content = len(D.SYNTHETIC_CLASSES) if kind == "synthetic" else int(blends)
+        # parts of about a dozen images: even load across workers, nothing big in flight
+        n_parts = max(1, round(per_content / JOB_IMAGES))
+        bounds = np.linspace(0, per_content, n_parts + 1).round().astype(int)
+        jobs = [(i, kind, seed, str(tmp), int(size), int(blends), (int(a), int(b)))
+                for i in selected for a, b in zip(bounds[:-1], bounds[1:])]
         workers = default_workers() if workers is None else max(1, int(workers))
-        frames: dict[int, pd.DataFrame] = {}
-        report(0, len(jobs))
+        frames: dict[tuple, pd.DataFrame] = {}
+        total = len(selected) * per_content
+        done = 0
+        report(0, total)
         if workers == 1 or len(jobs) == 1:
             for job in jobs:
-                frames[job[0]] = _embedded_job(job)
-                report(len(frames), len(jobs))
+                frames[(job[0], job[6])] = _embedded_job(job)
+                done += len(frames[(job[0], job[6])])
+                report(done, total)
         else:
             context = _pool_context()
             with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-                futures = {pool.submit(_embedded_job, job): job[0] for job in jobs}
-                from concurrent.futures import as_completed
-
+                futures = {pool.submit(_embedded_job, job): (job[0], job[6]) for job in jobs}
                 for future in as_completed(futures):
                     frames[futures[future]] = future.result()
-                    report(len(frames), len(jobs))
-        items = pd.concat([frames[i] for i in selected], ignore_index=True)
+                    done += len(frames[futures[future]])
+                    report(done, total)
+        items = pd.concat([frames[key] for key in sorted(frames)], ignore_index=True)
         items.to_csv(tmp / ITEMS_FILE, index=False)
         manifest = {
             "dataset": name,
