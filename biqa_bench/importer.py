@@ -17,7 +17,7 @@ from .datasets.registry import Dataset, info_to_dict
 from .errors import RunError
 from .runner import versions
 from .splits import SplitSet
-from .store import run_dir, write_run
+from .store import predictions_frame, run_dir, write_run
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -70,17 +70,7 @@ def import_predictions(
         if missing:
             raise RunError(f"{path}: no prediction for {len(missing)} test items of split {split.index} (e.g. {missing[:3]})")
         test = dataset.subset(split.test)
-        predictions = pd.DataFrame(
-            {
-                "item_id": test["item_id"].to_numpy(),
-                "dataset": dataset.name,
-                "split": split.index,
-                "subset": "test",
-                "quality": test["quality"].to_numpy(),
-                "score": test["score"].to_numpy(),
-                "prediction": lookup.loc[test["item_id"]].to_numpy(dtype=float),
-            }
-        )
+        predictions = predictions_frame(test, dataset.name, split.index, lookup.loc[test["item_id"]].to_numpy(dtype=float))
         folder = run_dir(out, dataset.name, method, split.index)
         manifest = {
             "kind": "run",

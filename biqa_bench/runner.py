@@ -29,7 +29,7 @@ from .datasets.registry import Dataset, info_to_dict
 from .errors import MethodError, RunError
 from .methods import Context, Method, create_method
 from .splits import SplitSet
-from .store import MANIFEST, atomic_write_csv, is_complete, run_dir, safe_name, write_run
+from .store import MANIFEST, atomic_write_csv, is_complete, predictions_frame, run_dir, safe_name, write_run
 
 Progress = Callable[[str, float, "float | None"], None]
 
@@ -143,17 +143,7 @@ def _run_one(
     prediction = _checked_prediction(method, test, ctx) if len(test) else np.zeros(0)
     predict_seconds = time.perf_counter() - t0
     method.save(folder / "model")
-    predictions = pd.DataFrame(
-        {
-            "item_id": test["item_id"].to_numpy(),
-            "dataset": dataset.name,
-            "split": split.index,
-            "subset": "test",
-            "quality": test["quality"].to_numpy(),
-            "score": test["score"].to_numpy(),
-            "prediction": prediction,
-        }
-    )
+    predictions = predictions_frame(test, dataset.name, split.index, prediction)
     manifest = {
         "kind": kind,
         "method": method_name,

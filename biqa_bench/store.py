@@ -28,16 +28,20 @@ MANIFEST = "manifest.json"
 PREDICTIONS = "predictions.csv"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never half a file."""
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never half a file.
+
+    ``fsync=False`` skips the flush to disk, for cache entries that are cheap to recompute.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -84,6 +88,21 @@ def run_dir(out: Path, dataset: str, method: str, split_index: int) -> Path:
 
 def is_complete(folder: Path) -> bool:
     return (Path(folder) / MANIFEST).is_file() and (Path(folder) / PREDICTIONS).is_file()
+
+
+def predictions_frame(items: pd.DataFrame, dataset: str, split: int, prediction) -> pd.DataFrame:
+    """The predictions table of one run from its test items (as the items table has them)."""
+    return pd.DataFrame(
+        {
+            "item_id": items["item_id"].to_numpy(),
+            "dataset": dataset,
+            "split": split,
+            "subset": "test",
+            "quality": items["quality"].to_numpy(),
+            "score": items["score"].to_numpy(),
+            "prediction": prediction,
+        }
+    )
 
 
 def write_run(folder: Path, predictions: pd.DataFrame, manifest: dict[str, Any]) -> None:

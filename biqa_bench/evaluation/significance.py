@@ -32,7 +32,6 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -40,8 +39,7 @@ from scipy import stats
 
 from ..errors import AnalysisError
 from .logistic import fit_logistic
-from .metrics import METRICS, score_predictions
-from .ranges import GROUP_KEYS, check_predictions
+from .ranges import check_predictions
 
 TESTS = ("paired", "welch", "wilcoxon")
 ALTERNATIVES = ("two-sided", "greater")
@@ -296,20 +294,15 @@ def compare_methods(
 
 
 def split_metric_table(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Every metric per (method, train dataset, dataset, split) on the test rows.
+    """Every metric per (method, train dataset, dataset, split) on the test rows, validated.
 
-    PLCC and RMSE use the logistic fitted on that split's test items (truth = quality, 0-100).
+    The figures are those of :func:`biqa_bench.evaluation.metrics.evaluate_predictions` (PLCC
+    and RMSE after the logistic fitted on that split's test items); this adds the checks of
+    :func:`check_predictions` (needed columns, no NaN).
     """
-    frame = check_predictions(predictions)
-    rows = []
-    for keys, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
-        scores = score_predictions(group["quality"].to_numpy(float), group["prediction"].to_numpy(float))
-        row = dict(zip(GROUP_KEYS, keys))
-        row["n"] = scores.n
-        row.update({m: getattr(scores, m) for m in METRICS})
-        row["mapping_ok"] = scores.mapping_ok
-        rows.append(row)
-    return pd.DataFrame(rows)
+    from .metrics import evaluate_predictions
+
+    return evaluate_predictions(check_predictions(predictions))
 
 
 def check_split_hashes(runs: pd.DataFrame) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..store import safe_name
+from ..store import atomic_write_bytes, safe_name
 
 ImageReader = Callable[[str], np.ndarray]
 Extractor = Callable[[np.ndarray], np.ndarray]
@@ -78,17 +76,7 @@ class FeatureCache:
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(features), allow_pickle=False)
         # No fsync: a cache entry lost in a power cut is simply recomputed.
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(buffer.getvalue())
-            os.replace(tmp, entry)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write_bytes(entry, buffer.getvalue(), fsync=False)
 
     def compute(
         self,
