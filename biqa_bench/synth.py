@@ -171,6 +171,24 @@ def synthesize_folder(
     classes; authentic: number of blends, default 28). ``progress(done, total)`` counts sources.
     Returns ``out_dir``; raises :class:`SynthError` (a BiqaError) naming the file at fault.
     """
+    return synthesize_files(find_images(images_dir), images_dir, out_dir, kind=kind, seed=seed, workers=workers,
+                            progress=progress, size=size, per_image=per_image)
+
+
+def synthesize_files(
+    files,
+    root: Path | str,
+    out_dir: Path | str,
+    kind: str = "synthetic",
+    seed: int = 0,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    size: int | None = None,
+    per_image: int | None = None,
+) -> Path:
+    """:func:`synthesize_folder` on an explicit list of image files under ``root`` (content names
+    come from the paths relative to ``root``). Use it to generate from a subset, for example only
+    the training images of a split, so no test content reaches a pre-training set."""
     if kind not in ("synthetic", "authentic"):
         raise SynthError(f"kind must be 'synthetic' or 'authentic', not '{kind}'")
     if size is not None and int(size) < MIN_SIDE:
@@ -181,10 +199,19 @@ def synthesize_folder(
         limit = len(D.SYNTHETIC_CLASSES) if kind == "synthetic" else None
         if per_image < 1 or (limit is not None and per_image > limit):
             raise SynthError(f"per_image must be between 1 and {limit or 'many'}, not {per_image}")
-    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    images_dir, out_dir = Path(root), Path(out_dir)
     started = time.perf_counter()
-    sources = find_images(images_dir)
-    relative = [p.relative_to(images_dir).as_posix() for p in sources]
+    sources = [Path(f) for f in files]
+    if not sources:
+        raise SynthError(f"{images_dir}: no source images given; pass at least one image file")
+    for source in sources:
+        if not source.is_file():
+            raise SynthError(f"{source}: source image not found; check the path")
+    try:
+        relative = [p.resolve().relative_to(images_dir.resolve()).as_posix() for p in sources]
+    except ValueError:
+        outside = next(p for p in sources if not p.resolve().is_relative_to(images_dir.resolve()))
+        raise SynthError(f"{outside}: not inside {images_dir}; pass the folder that holds all sources as root") from None
     content_ids = [content_id_for(r) for r in relative]
     duplicates = sorted({c for c in content_ids if content_ids.count(c) > 1})
     if duplicates:

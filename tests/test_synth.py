@@ -403,3 +403,19 @@ def test_embedded_build_does_not_depend_on_workers(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(built[0], built[2])
     for a, b in zip(built[1], built[3]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_synthesize_files_uses_only_the_listed_sources(tmp_path):
+    from biqa_bench.synth import synthesize_files
+
+    sources = tmp_path / "pristine"
+    _write_sources(sources, count=2)
+    train = [sources / "photo1.png"]  # e.g. the training images of a split
+    folder = synthesize_files(train, sources, tmp_path / "gen", kind="authentic", seed=0, workers=1, per_image=1)
+    labels = pd.read_csv(folder / "labels.csv")
+    assert set(labels["content"]) == {"photo1_png"} and len(labels) == 1
+    assert not (folder / "images" / "photo0_png").exists()
+    elsewhere = tmp_path / "other"
+    _write_sources(elsewhere, count=1)
+    with pytest.raises(BiqaError, match="not inside"):
+        synthesize_files([elsewhere / "photo0.png"], sources, tmp_path / "gen2", workers=1)

@@ -474,7 +474,7 @@ SYNTHETIC_INFO = DatasetInfo(
     n_contents=len(EMBEDDED_CONTENTS),
     n_items=len(EMBEDDED_CONTENTS) * len(D.SYNTHETIC_CLASSES),
     description=(
-        "embedded: 13 photos from installed packages x 39 single distortions (QAMT/DB-CNN classes: "
+        f"embedded: {len(EMBEDDED_CONTENTS)} photos from installed packages x 39 single distortions (QAMT/DB-CNN classes: "
         "7 types x 5 levels + over/under-exposure x 2), pseudo-MOS of six FR metrics"
     ),
     download="none: built on first use from photos shipped with scikit-image, scikit-learn and matplotlib",
@@ -491,7 +491,7 @@ MIXED_INFO = DatasetInfo(
     n_contents=len(EMBEDDED_CONTENTS),
     n_items=len(EMBEDDED_CONTENTS) * MIXED_PER_CONTENT,
     description=(
-        "embedded: 13 photos x 28 authentic-like blends of 2-3 of over/under-exposure, motion blur, "
+        f"embedded: {len(EMBEDDED_CONTENTS)} photos x {MIXED_PER_CONTENT} authentic-like blends of 2-3 of over/under-exposure, motion blur, "
         "defocus, vignetting, contrast loss, JPEG; 26-way multi-label target; pseudo-MOS"
     ),
     download="none: built on first use from photos shipped with scikit-image, scikit-learn and matplotlib",
