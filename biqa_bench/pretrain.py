@@ -467,3 +467,19 @@ def epoch_batches(n_items: int, per_item: int, batch_size: int, rng: np.random.G
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [np.concatenate(batches[-2:])]
     return batches
+
+
+def run_stage_phase(name: str, net, data, optimizer, loss, train_modules, settings: dict[str, Any], prefix: str, ctx, device, label: str, key: str):
+    """Train a stage's network for one phase: constant rates, one crop per item per epoch
+    (:func:`epoch_batches`), no validation set (the last epoch is kept), resumable from the stage's
+    work folder. ``prefix`` names the stage's settings (``<prefix>_epochs``, ``_batch_size``,
+    ``_max_steps``)."""
+    from .nn.trainer import Phase, StepDecay, run_phase
+
+    n, batch = len(data.item_ids), int(settings[f"{prefix}_batch_size"])
+    phase = Phase(
+        name=name, epochs=int(settings[f"{prefix}_epochs"]), optimizer=optimizer, schedule=StepDecay([]),
+        batches=lambda epoch, rng: epoch_batches(n, 1, batch, rng), loss=loss, train_modules=train_modules,
+        evaluate=None, max_steps=settings.get(f"{prefix}_max_steps"),
+    )
+    return run_phase(phase, net, data, ctx, device, label, key, resume=True)

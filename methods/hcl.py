@@ -73,7 +73,7 @@ from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages, resnet50
 from biqa_bench.nn.data import MemoryImages, resize_to
 from biqa_bench.nn.method import DeepMethod
-from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay, TrainData, resolve_device, run_phase
+from biqa_bench.nn.trainer import PhaseResult, TrainData, resolve_device
 
 ABLATIONS = ("none", "no_c1", "no_c2", "no_c3")
 STAGE_VERSION = "1"
@@ -205,6 +205,8 @@ class HCL(DeepMethod):
             c2_epochs=1, c2_batch_size=4, c2_image_size=72, c2_crop=64, c2_lr=1e-3, c2_max_steps=2,
         ),
     }
+    RECIPE_OVERRIDES = {"blends_per_image": "blends_per_image", "crops_per_image": "crops_per_image"}
+    EXTRA_STATE = ("pretraining_manifest",)
 
     def __init__(
         self,
@@ -237,11 +239,7 @@ class HCL(DeepMethod):
     def settings(self) -> dict[str, Any]:
         if self.ablation not in ABLATIONS:
             raise MethodError(f"hcl: ablation must be one of {', '.join(ABLATIONS)}, not {self.ablation!r}")
-        merged = super().settings()
-        for key in ("blends_per_image", "crops_per_image"):
-            if getattr(self, key) is not None:
-                merged[key] = getattr(self, key)
-        return merged
+        return super().settings()
 
     @property
     def databases(self) -> list[str]:
@@ -283,8 +281,7 @@ class HCL(DeepMethod):
             if k % 64 == 0:
                 ctx.progress("hcl: loading restoration pairs", k + 1, len(items))
         source = MemoryImages(pairs)  # 6 channels: both images get the same crop and flip
-        n, batch = len(items), int(settings["c1_batch_size"])
-        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.zeros(n), source=source, crop=crop)
+        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.zeros(len(items)), source=source, crop=crop)
         optimizer = torch.optim.Adam(
             [{"params": net.encoder.parameters(), "lr": settings["c1_lr_encoder"]}, {"params": net.decoder.parameters(), "lr": settings["c1_lr_decoder"]}]
         )
@@ -293,12 +290,7 @@ class HCL(DeepMethod):
             value = restoration_loss(net(pixels[:, :3]), pixels[:, 3:])
             return value, {"l1_restoration": float(value.detach())}
 
-        phase = Phase(
-            name="c1", epochs=int(settings["c1_epochs"]), optimizer=optimizer, schedule=StepDecay([]),
-            batches=lambda epoch, rng: P.epoch_batches(n, 1, batch, rng), loss=loss, train_modules=[net],
-            evaluate=None, max_steps=settings.get("c1_max_steps"),
-        )
-        return run_phase(phase, net, data, ctx, device, "hcl curriculum 1", key, resume=True)
+        return P.run_stage_phase("c1", net, data, optimizer, loss, [net], settings, "c1", ctx, device, "hcl curriculum 1", key)
 
     # ------------------------------------------------------------------ curriculum 2
 
@@ -335,7 +327,7 @@ class HCL(DeepMethod):
 
     def _train_c2(self, net: HCLNet, union: P.PretrainSet, settings, ctx, device, key) -> PhaseResult:
         items = union.items
-        n, batch = len(items), int(settings["c2_batch_size"])
+        n = len(items)
         source = P.pretrain_image_source(union, settings["c2_image_size"], progress=ctx.progress)
         database = torch.tensor(items["database"].to_numpy(np.int64), device=device)
         quality = torch.as_tensor(items["quality"].to_numpy(np.float32), device=device)
@@ -355,13 +347,8 @@ class HCL(DeepMethod):
             value = database_loss(net.database_scores(feature), database[rows], quality[rows])
             return value, {"l1_own_database": float(value.detach())}
 
-        phase = Phase(
-            name="c2", epochs=int(settings["c2_epochs"]), optimizer=optimizer, schedule=StepDecay([]),
-            batches=lambda epoch, rng: P.epoch_batches(n, 1, batch, rng), loss=loss, train_modules=net.quality_modules(),
-            evaluate=None, max_steps=settings.get("c2_max_steps"),
-        )
         try:
-            return run_phase(phase, net, data, ctx, device, "hcl curriculum 2", key, resume=True)
+            return P.run_stage_phase("c2", net, data, optimizer, loss, net.quality_modules(), settings, "c2", ctx, device, "hcl curriculum 2", key)
         finally:
             for parameter in net.encoder.parameters():
                 parameter.requires_grad_(True)
@@ -416,28 +403,11 @@ class HCL(DeepMethod):
             trained = [model]
             rest = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
             groups = [{"params": model.encoder.parameters(), "lr": settings["lr_encoder"]}, {"params": rest, "lr": settings["lr_rest"]}]
-        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), weight_decay=settings["weight_decay"])
-        n, per_image, batch = len(data.item_ids), int(settings["crops_per_image"]), int(settings["batch_size"])
-
-        def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
-            value = F.l1_loss(model(images).float(), quality)
-            return value, {"l1": float(value.detach())}
-
-        phase = Phase(
-            name="c3" if self.ablation != "no_c3" else "fusion", epochs=int(settings["epochs"]), optimizer=optimizer,
-            schedule=StepDecay([]), batches=lambda epoch, rng: P.epoch_batches(n, per_image, batch, rng), loss=loss,
-            train_modules=trained, evaluate=evaluate, max_steps=settings.get("max_steps"),
-        )
         for parameter in frozen:
             parameter.requires_grad_(False)
         try:
-            return [run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
+            phase_name = "c3" if self.ablation != "no_c3" else "fusion"
+            return [self.train_l1(phase_name, model, groups, trained, data, evaluate, ctx, device, settings, run_fingerprint, P.epoch_batches)]
         finally:
             for parameter in frozen:
                 parameter.requires_grad_(True)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"pretraining_manifest": self.pretraining_manifest}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.pretraining_manifest = state.get("pretraining_manifest")

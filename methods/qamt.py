@@ -69,7 +69,8 @@ from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet50
 from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
-from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay, TrainData, resolve_device, run_phase
+from biqa_bench.nn.trainer import PhaseResult, TrainData, resolve_device
+from methods.resnet50 import fine_tune
 
 TASKS = ("cls+reg", "cls", "reg", "none")
 STAGE1_VERSION = "1"
@@ -190,6 +191,11 @@ class QAMT(DeepMethod):
             s1_lr_cls_synthetic=1e-4, s1_lr_cls_authentic=1e-4, s1_lr_reg=1e-4, s1_max_steps=3, blends_per_image=2,
         ),
     }
+    RECIPE_OVERRIDES = {
+        "lr_backbone": "lr_backbone", "lr_head": "lr_head", "crops_per_image": "crops_per_image",
+        "pretrain_epochs": "s1_epochs", "blends_per_image": "blends_per_image",
+    }
+    EXTRA_STATE = ("pretraining_manifest",)
 
     def __init__(
         self,
@@ -230,13 +236,7 @@ class QAMT(DeepMethod):
     def settings(self) -> dict[str, Any]:
         if self.pretrain_task not in TASKS:
             raise MethodError(f"qamt: pretrain_task must be one of {', '.join(TASKS)}, not {self.pretrain_task!r}")
-        merged = super().settings()
-        overrides = {
-            "lr_backbone": self.lr_backbone, "lr_head": self.lr_head, "crops_per_image": self.crops_per_image,
-            "s1_epochs": self.pretrain_epochs, "blends_per_image": self.blends_per_image,
-        }
-        merged.update({k: v for k, v in overrides.items() if v is not None})
-        return merged
+        return super().settings()
 
     # ------------------------------------------------------------------ stage 1
 
@@ -294,19 +294,13 @@ class QAMT(DeepMethod):
         # The trainer hands each step its rows' "quality"; here that is the row index, from which
         # the loss looks up the class target and the pseudo-MOS of each crop.
         data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.arange(n, dtype=np.float64), source=source, crop=int(settings["s1_crop"]))
-        batch = int(settings["s1_batch_size"])
 
         def loss(images: torch.Tensor, rows: torch.Tensor, epoch: int):
             rows = rows.long()
             logits, score = net(images)
             return multitask_loss(logits, score, class_target[rows], pmos[rows], pset.kind)
 
-        phase = Phase(
-            name="stage1", epochs=int(settings["s1_epochs"]), optimizer=optimizer, schedule=StepDecay([]),
-            batches=lambda epoch, rng: P.epoch_batches(n, 1, batch, rng), loss=loss, train_modules=[net],
-            evaluate=None, max_steps=settings.get("s1_max_steps"),
-        )
-        return run_phase(phase, net, data, ctx, device, "qamt pre-training", key, resume=True)
+        return P.run_stage_phase("stage1", net, data, optimizer, loss, [net], settings, "s1", ctx, device, "qamt pre-training", key)
 
     # ------------------------------------------------------------------ protocol
 
@@ -333,31 +327,4 @@ class QAMT(DeepMethod):
         return QualityRegressor(backbone, feature_dim, self.dropout), loaded
 
     def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
-        if not self.resume:
-            init_bias_to_mean(model.head[3], data.quality)
-        optimizer = torch.optim.Adam(
-            [
-                {"params": model.backbone.parameters(), "lr": settings["lr_backbone"]},
-                {"params": model.head.parameters(), "lr": settings["lr_head"]},
-            ],
-            betas=(0.9, 0.999),
-            weight_decay=settings["weight_decay"],
-        )
-        n, per_image, batch = len(data.item_ids), int(settings["crops_per_image"]), int(settings["batch_size"])
-
-        def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
-            l1 = F.l1_loss(model(images).float(), quality)
-            return l1, {"l1": float(l1.detach())}
-
-        phase = Phase(
-            name="finetune", epochs=int(settings["epochs"]), optimizer=optimizer, schedule=StepDecay([]),
-            batches=lambda epoch, rng: P.epoch_batches(n, per_image, batch, rng), loss=loss, train_modules=[model],
-            evaluate=evaluate, max_steps=settings.get("max_steps"),
-        )
-        return [run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"pretraining_manifest": self.pretraining_manifest}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.pretraining_manifest = state.get("pretraining_manifest")
+        return fine_tune(self, model, data, evaluate, ctx, device, settings, run_fingerprint, "finetune", P.epoch_batches)

@@ -26,7 +26,7 @@ from torch import nn
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet50
 from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
-from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay, TrainData, run_phase
+from biqa_bench.nn.trainer import PhaseResult, TrainData
 
 
 class ResNet50Regressor(nn.Module):
@@ -65,6 +65,7 @@ class ResNet50Baseline(DeepMethod):
             lr_backbone=1e-4, lr_head=1e-3, crops_per_image=1, weight_decay=0.0, eval_batch_size=16, max_steps=3,
         ),
     }
+    RECIPE_OVERRIDES = {"lr_backbone": "lr_backbone", "lr_head": "lr_head", "crops_per_image": "crops_per_image"}
 
     def __init__(
         self,
@@ -88,43 +89,25 @@ class ResNet50Baseline(DeepMethod):
         self.crops_per_image = crops_per_image
         self.dropout = dropout
 
-    def settings(self) -> dict[str, Any]:
-        merged = super().settings()
-        for key in ("lr_backbone", "lr_head", "crops_per_image"):
-            if getattr(self, key) is not None:
-                merged[key] = getattr(self, key)
-        return merged
-
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         backbone, loaded = resnet50(pretrained, weights)
         return ResNet50Regressor(backbone, self.dropout), loaded
 
     def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
-        if not self.resume:
-            init_bias_to_mean(model.head[3], data.quality)
-        optimizer = torch.optim.Adam(
-            [
-                {"params": model.backbone.parameters(), "lr": settings["lr_backbone"]},
-                {"params": model.head.parameters(), "lr": settings["lr_head"]},
-            ],
-            betas=(0.9, 0.999),
-            weight_decay=settings["weight_decay"],
-        )
-        n, per_image, batch = len(data.item_ids), int(settings["crops_per_image"]), int(settings["batch_size"])
+        return fine_tune(self, model, data, evaluate, ctx, device, settings, run_fingerprint, "train", epoch_rows)
 
-        def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
-            l1 = torch.nn.functional.l1_loss(model(images).float(), quality)
-            return l1, {"l1": l1.detach()}
 
-        phase = Phase(
-            name="train",
-            epochs=int(settings["epochs"]),
-            optimizer=optimizer,
-            schedule=StepDecay([]),
-            batches=lambda epoch, rng: epoch_rows(n, per_image, batch, rng),
-            loss=loss,
-            train_modules=[model],
-            evaluate=evaluate,
-            max_steps=settings.get("max_steps"),
-        )
-        return [run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
+def fine_tune(
+    method: DeepMethod, model: nn.Module, data: TrainData, evaluate: Callable[[], float], ctx, device, settings: dict[str, Any],
+    run_fingerprint: str, phase_name: str, batches: Callable[[int, int, int, np.random.Generator], list[np.ndarray]],
+) -> list[PhaseResult]:
+    """The baseline's training: backbone and head end to end, L1, rates ``lr_backbone`` and
+    ``lr_head``; the output bias starts at the mean quality. QAMT's stage 2 is this on its
+    pre-trained backbone (its own phase name and batch sampler keep its runs reproducible)."""
+    if not method.resume:
+        init_bias_to_mean(model.head[3], data.quality)
+    groups = [
+        {"params": model.backbone.parameters(), "lr": settings["lr_backbone"]},
+        {"params": model.head.parameters(), "lr": settings["lr_head"]},
+    ]
+    return [method.train_l1(phase_name, model, groups, [model], data, evaluate, ctx, device, settings, run_fingerprint, batches)]

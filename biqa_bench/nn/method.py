@@ -24,25 +24,30 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import MethodError
 from ..methods import Context, Method
 from ..store import atomic_write_bytes, atomic_write_json
 from .backbones import LoadedWeights
 from .data import image_source
-from .trainer import PhaseResult, TrainData, fingerprint, predict_items, resolve_device, validation_metric
+from .trainer import Phase, PhaseResult, StepDecay, TrainData, fingerprint, predict_items, resolve_device, run_phase, validation_metric
 
 
 class DeepMethod(Method):
     """Shared machinery; subclasses set ``RECIPES`` and implement the hooks below."""
 
     RECIPES: dict[str, dict[str, Any]] = {}
+    # A subclass's hyper-parameters that replace a recipe value unless None: {attribute: recipe key}.
+    RECIPE_OVERRIDES: dict[str, str] = {}
+    # Attributes learned besides the network, saved into model.pt by extra_state.
+    EXTRA_STATE: tuple[str, ...] = ()
     weights_sha256: str | None = None
 
     def _init_common(self, recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size) -> None:
@@ -74,11 +79,12 @@ class DeepMethod(Method):
         return image_source(items, ctx, settings["image_size"], settings["crop"])
 
     def extra_state(self) -> dict[str, Any]:
-        """Fitted state besides the network (saved into model.pt)."""
-        return {}
+        """Fitted state besides the network (saved into model.pt): the ``EXTRA_STATE`` attributes."""
+        return {name: getattr(self, name) for name in self.EXTRA_STATE}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        return None
+        for name in self.EXTRA_STATE:
+            setattr(self, name, state.get(name))
 
     # ------------------------------------------------------------------ settings
 
@@ -95,6 +101,10 @@ class DeepMethod(Method):
                 raise MethodError(f"{self.name}: {key} must be at least 1, not {merged[key]}")
         if int(merged["test_crops"]) < 0:
             raise MethodError(f"{self.name}: test_crops must be 0 (whole image) or a positive number of crops")
+        for attribute, key in self.RECIPE_OVERRIDES.items():
+            value = getattr(self, attribute)
+            if value is not None:
+                merged[key] = value
         return merged
 
     # ------------------------------------------------------------------ protocol
@@ -164,6 +174,28 @@ class DeepMethod(Method):
             int(settings["test_crops"]), device, ctx.seed, batch_size=int(settings.get("eval_batch_size", 64)),
             progress=ctx.progress, label=f"{self.name} predicting",
         )
+
+    def train_l1(
+        self, phase_name: str, model: nn.Module, groups: list[dict[str, Any]], train_modules: Sequence[nn.Module], data: TrainData,
+        evaluate: Callable[[], float], ctx: Context, device: torch.device, settings: dict[str, Any], run_fingerprint: str,
+        batches: Callable[[int, int, int, np.random.Generator], list[np.ndarray]],
+    ) -> PhaseResult:
+        """One phase of L1 regression on the 0-100 quality (the ResNet-50 baseline, QAMT stage 2, HCL
+        curriculum 3): Adam (0.9, 0.999) on ``groups`` with the recipe's weight decay at constant
+        rates; each epoch ``batches(n_items, crops_per_image, batch_size, rng)`` gives the rows."""
+        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), weight_decay=settings["weight_decay"])
+        n, per_image, batch = len(data.item_ids), int(settings["crops_per_image"]), int(settings["batch_size"])
+
+        def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
+            l1 = F.l1_loss(model(images).float(), quality)
+            return l1, {"l1": l1.detach()}
+
+        phase = Phase(
+            name=phase_name, epochs=int(settings["epochs"]), optimizer=optimizer, schedule=StepDecay([]),
+            batches=lambda epoch, rng: batches(n, per_image, batch, rng), loss=loss, train_modules=train_modules,
+            evaluate=evaluate, max_steps=settings.get("max_steps"),
+        )
+        return run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)
 
     @staticmethod
     def _to_device(model: nn.Module, device: torch.device) -> nn.Module:
