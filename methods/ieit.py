@@ -39,7 +39,6 @@ skipped (logged).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable
 
 import numpy as np

@@ -65,7 +65,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
