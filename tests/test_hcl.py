@@ -3,36 +3,25 @@ ablations, and save/load."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torchvision
 from PIL import Image
 
 import methods.hcl as H
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
-from biqa_bench.methods import Context, create_method
+from biqa_bench.methods import create_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from _deep_helpers import ctx_for, one_thread, tiny_resnet  # noqa: F401 (autouse fixture)
 
 
 def tiny_encoder(pretrained, weights):
-    """A small ResNet (one basic block per stage: 64..512 channels) standing in for ResNet-50."""
     torch.manual_seed(0)  # the same start whether called for the sha or for training
-    model = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
-    return ResNetStages(model), LoadedWeights(None, None)
+    return ResNetStages(tiny_resnet()), LoadedWeights(None, None)
 
 
 def test_restoration_network_shapes_and_loss():
@@ -128,10 +117,6 @@ def setup(tmp_path, monkeypatch):
 
         monkeypatch.setattr(H.HCL, stage, counted)
     return target, target.with_abspaths(), calls
-
-
-def ctx_for(tmp_path, target, seed=1, work="run"):
-    return Context(device="cpu", seed=seed, cache_dir=tmp_path / "cache", work_dir=tmp_path / work, log=logging.getLogger("test"), dataset=target)
 
 
 QUICK = dict(recipe="quick", pretrained="none", restoration_data="dba", iqa_databases="dba,dbb", epochs=1, batch_size=2, crop=32, image_size="source")

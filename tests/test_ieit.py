@@ -22,16 +22,7 @@ from biqa_bench.nn.data import MemoryImages
 from biqa_bench.nn.trainer import TrainData, run_phase
 from methods import ieit
 from methods.ieit import IEITNet, low_quality, make_stage1, make_stage2_backbone, make_stage2_regressor
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch, tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("BIQA_CONFIG", str(tmp_path / "config.json"))
-    yield
-    torch.set_num_threads(threads)
+from _deep_helpers import make_ctx, one_thread_tmp_env  # noqa: F401 (autouse fixture)
 
 
 def tiny_vit(seed: int) -> VisionTransformer:
@@ -231,7 +222,7 @@ def test_quick_fit_save_load_identical(tmp_path, monkeypatch):
     seeds = iter(range(100))
     monkeypatch.setattr(ieit.IEIT, "make_backbone", lambda self, *a, **k: (tiny_vit(next(seeds)), LoadedWeights(None, None)))
     items = make_items(tmp_path / "img", 12)
-    ctx = Context(device="cpu", seed=2, cache_dir=tmp_path / "cache", work_dir=tmp_path / "run", log=logging.getLogger("test"))
+    ctx = make_ctx(tmp_path, seed=2)
     method = create_method("ieit", recipe="quick", pretrained="none", selection="always")
     method.fit(items.iloc[:8], items.iloc[8:10], ctx)
     assert [r["name"] for r in method._history] == ["stage1", "stage2-v2", "stage2-r1"]
@@ -246,7 +237,7 @@ def test_without_imagenet_weights_selection_falls_back_to_originals(tmp_path, mo
     monkeypatch.setattr(ieit.IEIT, "make_backbone", lambda self, *a, **k: (tiny_vit(0), LoadedWeights(None, None)))
     items = make_items(tmp_path / "img", 4)
     method = create_method("ieit", recipe="quick", pretrained="none")
-    ctx = Context(device="cpu", seed=2, cache_dir=tmp_path / "cache", log=logging.getLogger("test"))
+    ctx = make_ctx(tmp_path, None, seed=2)
     source = method.prepare_source(items, ctx, method.settings(), torch.device("cpu"))
     assert method._enhancement_log["selection"] == "never" and method._enhancement_log["kept"] == 0
     pair = source.read_item("e0")

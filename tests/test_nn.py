@@ -4,33 +4,20 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torchvision
-from PIL import Image
 from torch import nn
 
 from biqa_bench.errors import MethodError
-from biqa_bench.methods import Context, create_method
+from biqa_bench.methods import create_method
 from biqa_bench.nn import backbones
 from biqa_bench.nn.data import MemoryImages, Normalizer, resize_to
 from biqa_bench.nn.trainer import Phase, StepDecay, TrainData, WarmupPlateau, predict_items, run_phase
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch, tmp_path):
-    # Two torch threads on a busy 2-core machine are several times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("BIQA_CONFIG", str(tmp_path / "config.json"))
-    yield
-    torch.set_num_threads(threads)
+from _deep_helpers import make_ctx, make_items, one_thread_tmp_env  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture
@@ -40,23 +27,6 @@ def no_weight_caches(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return tmp_path / "hub" / "checkpoints"
-
-
-def make_items(folder: Path, n: int, size=(40, 48), seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        quality = float(rng.uniform(0, 100))
-        image = (rng.integers(0, 256, (*size, 3)) * (0.2 + 0.8 * quality / 100)).astype(np.uint8)
-        path = folder / f"img{i}.png"
-        Image.fromarray(image).save(path)
-        rows.append({"item_id": f"i{i}", "path": str(path), "quality": quality, "score": quality, "content_id": f"i{i}"})
-    return pd.DataFrame(rows)
-
-
-def make_ctx(tmp_path: Path, work: str | None = "run") -> Context:
-    return Context(device="cpu", seed=3, cache_dir=tmp_path / "cache", work_dir=(tmp_path / work) if work else None, log=logging.getLogger("test"))
 
 
 # --------------------------------------------------------------------------- weights

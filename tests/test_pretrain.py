@@ -17,15 +17,7 @@ from biqa_bench.datasets import distortions as D
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import Context
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # one torch thread: the pseudo-MOS metrics are several times slower with two on a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from _deep_helpers import fake_pseudo_mos, one_thread  # noqa: F401 (autouse fixture)
 
 
 def counting_train(calls: list):
@@ -164,7 +156,7 @@ def test_authentic_pretraining_set_holds_training_content_only(tmp_path, monkeyp
         expected = {D.AUTHENTIC_CLASSES.index(c) for c in components} | {D.AUTHENTIC_CLASSES.index((name, 0)) for name, _ in components}
         assert set(np.flatnonzero(target_row)) == expected
     # cached: the same training items give the same folder without generating again
-    monkeypatch.setattr("biqa_bench.datasets.pseudo_mos.pseudo_mos", _fake_pseudo_mos)
+    monkeypatch.setattr("biqa_bench.datasets.pseudo_mos.pseudo_mos", fake_pseudo_mos)
     again = P.resolve_pretrain_set("target", train, ctx, seed=0, per_source=2)
     assert again.fingerprint == pset.fingerprint
     other = P.resolve_pretrain_set("target", items.iloc[1:3], ctx, seed=0, per_source=2)
@@ -173,7 +165,7 @@ def test_authentic_pretraining_set_holds_training_content_only(tmp_path, monkeyp
 
 def test_synthetic_target_set_uses_training_references(tmp_path, monkeypatch):
     """Synthetic targets: single distortions of the training contents' reference images."""
-    monkeypatch.setattr("biqa_bench.datasets.pseudo_mos.pseudo_mos", _fake_pseudo_mos)
+    monkeypatch.setattr("biqa_bench.datasets.pseudo_mos.pseudo_mos", fake_pseudo_mos)
     target = _target(tmp_path, n=4)
     items = target.items.assign(content_id=["r0", "r0", "r1", "r1"], reference_path=["img0.png", "img0.png", "img2.png", "img2.png"])
     target = make_dataset(DatasetInfo("tgt", "synthetic", "DMOS", False, (0.0, 10.0)), items, target.root)
@@ -183,15 +175,6 @@ def test_synthetic_target_set_uses_training_references(tmp_path, monkeypatch):
     assert pset.kind == "synthetic" and len(pset.items) == 3
     assert set(pset.items["source_content_id"]) == {"r0"}
     assert P.classification_targets(pset.items, "synthetic").min() >= 0
-
-
-def _fake_pseudo_mos(distorted, reference, batch_size=8):
-    from biqa_bench.datasets.pseudo_mos import METRICS, PseudoMOS
-
-    distorted = np.asarray(distorted, dtype=float)
-    error = np.abs(distorted - np.asarray(reference, dtype=float)).mean(axis=(1, 2, 3))
-    raw = pd.DataFrame({m: error for m in METRICS})
-    return PseudoMOS(score=np.clip(100 - error, 0, 100), raw=raw, qualities=raw)
 
 
 def test_epoch_batches_cover_every_row_and_never_end_with_one():

@@ -4,7 +4,6 @@ the ablation switch, and save/load."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -12,28 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torchvision
-from PIL import Image
 from torch import nn
 
 import methods.qamt as Q
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
-from biqa_bench.methods import Context, create_method
+from biqa_bench.methods import create_method
 from biqa_bench.nn.backbones import LoadedWeights
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from _deep_helpers import ctx_for, fake_pseudo_mos, make_items, one_thread, tiny_resnet  # noqa: F401 (autouse fixture)
 
 
 def tiny_backbone(pretrained, weights):
-    """A small ResNet (one basic block per stage, 512-d) standing in for ResNet-50."""
-    model = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+    model = tiny_resnet()
     model.fc = nn.Identity()
     return model, 512, LoadedWeights(None, None)
 
@@ -107,26 +96,20 @@ def test_losses_against_hand_computed_values():
 # --------------------------------------------------------------------------- end to end (tiny)
 
 
-def make_items(folder: Path, n: int, size: int = 64, seed: int = 0, prefix: str = "i") -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        quality = float(rng.uniform(0, 100))
-        image = (rng.integers(0, 256, (size, size, 3)) * (0.2 + 0.8 * quality / 100)).astype(np.uint8)
-        Image.fromarray(image).save(folder / f"img{i}.png")
-        rows.append({"item_id": f"{prefix}{i}", "path": f"img{i}.png", "score": quality, "content_id": f"{prefix}{i}", "class_index": i % 39})
-    return pd.DataFrame(rows)
+def make_labels(folder: Path, n: int, size: int = 64, seed: int = 0, prefix: str = "i") -> pd.DataFrame:
+    """The shared test images as a dataset's label table: paths relative to ``folder``, a class each."""
+    items = make_items(folder, n, (size, size), seed, prefix)
+    return items.assign(path=[Path(p).name for p in items["path"]], class_index=np.arange(n) % 39)
 
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     """A tiny authentic target and a tiny named synthetic pre-training set 'presynth'."""
     monkeypatch.setattr(Q, "build_backbone", tiny_backbone)
-    target = make_dataset(DatasetInfo("tgt", "authentic", "MOS", True, (0.0, 100.0)), make_items(tmp_path / "tgt", 8), tmp_path / "tgt")
+    target = make_dataset(DatasetInfo("tgt", "authentic", "MOS", True, (0.0, 100.0)), make_labels(tmp_path / "tgt", 8), tmp_path / "tgt")
     pre = make_dataset(
         DatasetInfo("presynth", "synthetic", "MOS", True, (0.0, 100.0), needs_root=False),
-        make_items(tmp_path / "pre", 6, size=72, seed=1, prefix="p"), tmp_path / "pre",
+        make_labels(tmp_path / "pre", 6, size=72, seed=1, prefix="p"), tmp_path / "pre",
     )
     monkeypatch.setattr("biqa_bench.datasets.registry.load_dataset", lambda spec, root=None: pre)
     calls = []
@@ -139,19 +122,6 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setattr(Q.QAMT, "_train_stage1", counted)
     items = target.with_abspaths()
     return target, items, calls
-
-
-def ctx_for(tmp_path, target, seed=1, work="run"):
-    return Context(device="cpu", seed=seed, cache_dir=tmp_path / "cache", work_dir=tmp_path / work, log=logging.getLogger("test"), dataset=target)
-
-
-def fake_pseudo_mos(distorted, reference, batch_size=8):
-    """A fast stand-in for the six FR metrics (their own tests live with the generator)."""
-    from biqa_bench.datasets.pseudo_mos import METRICS, PseudoMOS
-
-    error = np.abs(np.asarray(distorted, float) - np.asarray(reference, float)).mean(axis=(1, 2, 3))
-    raw = pd.DataFrame({m: error for m in METRICS})
-    return PseudoMOS(score=np.clip(100 - error, 0, 100), raw=raw, qualities=raw)
 
 
 QUICK = dict(recipe="quick", pretrained="none", pretrain_data="presynth", epochs=1, batch_size=2, crop=32, image_size="source")

@@ -4,7 +4,6 @@ network shapes, optimisation on a tiny batch, save/load."""
 from __future__ import annotations
 
 import itertools
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,9 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from torchvision.models.resnet import BasicBlock, ResNet
 
 from biqa_bench.errors import MethodError
-from biqa_bench.methods import Context, create_method
+from biqa_bench.methods import create_method
 from biqa_bench.nn.backbones import ResNetStages
 from methods import reqa
 from methods.reqa import (
@@ -30,21 +28,11 @@ from methods.reqa import (
     reqa_loss,
     tolerance_loss,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch, tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("BIQA_CONFIG", str(tmp_path / "config.json"))
-    yield
-    torch.set_num_threads(threads)
+from _deep_helpers import make_ctx, one_thread_tmp_env, tiny_resnet  # noqa: F401 (autouse fixture)
 
 
 def tiny_stages() -> ResNetStages:
-    """A one-block-per-stage BasicBlock ResNet (channels 64..512): fast, same interface."""
-    return ResNetStages(ResNet(BasicBlock, [1, 1, 1, 1]))
+    return ResNetStages(tiny_resnet())
 
 
 T = torch.tensor
@@ -195,7 +183,7 @@ def make_items(folder: Path, n: int) -> pd.DataFrame:
 def test_quick_fit_save_load_identical(tmp_path, monkeypatch):
     monkeypatch.setattr(reqa.REQA, "make_stages", lambda self, pretrained, weights: (tiny_stages(), reqa.LoadedWeights(None, None)))
     items = make_items(tmp_path / "img", 14)
-    ctx = Context(device="cpu", seed=1, cache_dir=tmp_path / "cache", work_dir=tmp_path / "run", log=logging.getLogger("test"))
+    ctx = make_ctx(tmp_path, seed=1)
     method = create_method("reqa", recipe="quick", pretrained="none", image_size="68x68")
     method.fit(items.iloc[:10], items.iloc[10:12], ctx)
     history = method._history[0]["history"]

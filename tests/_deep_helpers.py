@@ -1,0 +1,77 @@
+"""Helpers shared by the deep-method tests (test_nn, test_reqa, test_ieit, test_qamt, test_hcl,
+test_pretrain). Importing a fixture into a test module makes pytest use it there."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from biqa_bench.methods import Context
+
+
+def _one_torch_thread():
+    # Two torch threads on a busy 2-core machine are several times slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    yield from _one_torch_thread()
+
+
+@pytest.fixture(autouse=True)
+def one_thread_tmp_env(monkeypatch, tmp_path):
+    """One torch thread; config and cache under the test's own tmp_path."""
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BIQA_CONFIG", str(tmp_path / "config.json"))
+    yield from _one_torch_thread()
+
+
+def tiny_resnet() -> torchvision.models.resnet.ResNet:
+    """A one-BasicBlock-per-stage ResNet (channels 64..512, 512-d pooled): a fast stand-in for ResNet-50."""
+    return torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+
+
+def make_items(folder: Path, n: int, size=(40, 48), seed: int = 0, prefix: str = "i") -> pd.DataFrame:
+    """``n`` random images ``img<i>.png`` whose brightness follows a uniform 0-100 quality."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        quality = float(rng.uniform(0, 100))
+        image = (rng.integers(0, 256, (*size, 3)) * (0.2 + 0.8 * quality / 100)).astype(np.uint8)
+        path = folder / f"img{i}.png"
+        Image.fromarray(image).save(path)
+        rows.append({"item_id": f"{prefix}{i}", "path": str(path), "quality": quality, "score": quality, "content_id": f"{prefix}{i}"})
+    return pd.DataFrame(rows)
+
+
+def make_ctx(tmp_path: Path, work: str | None = "run", seed: int = 3, dataset=None) -> Context:
+    return Context(
+        device="cpu", seed=seed, cache_dir=tmp_path / "cache", work_dir=(tmp_path / work) if work else None,
+        log=logging.getLogger("test"), dataset=dataset,
+    )
+
+
+def ctx_for(tmp_path: Path, target, seed: int = 1, work: str = "run") -> Context:
+    """The context of a fit on ``target`` (the pre-training methods read it from ctx.dataset)."""
+    return make_ctx(tmp_path, work, seed, dataset=target)
+
+
+def fake_pseudo_mos(distorted, reference, batch_size=8):
+    """A fast stand-in for the six FR metrics (their own tests live with the generator)."""
+    from biqa_bench.datasets.pseudo_mos import METRICS, PseudoMOS
+
+    error = np.abs(np.asarray(distorted, dtype=float) - np.asarray(reference, dtype=float)).mean(axis=(1, 2, 3))
+    raw = pd.DataFrame({m: error for m in METRICS})
+    return PseudoMOS(score=np.clip(100 - error, 0, 100), raw=raw, qualities=raw)
