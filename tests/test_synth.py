@@ -325,7 +325,7 @@ def test_synthesize_folder_writes_labels_and_resumes(tmp_path):
     _write_sources(sources)
     out = tmp_path / "out"
     seen = []
-    folder = synthesize_folder(sources, out, kind="authentic", seed=3, workers=1, per_image=2,
+    folder = synthesize_folder(sources, out, kind="authentic", seed=3, workers=2, per_image=2,  # process pool
                                progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (2, 2)
     labels = pd.read_csv(folder / "labels.csv", dtype={"labels": str, "level": str})
@@ -340,7 +340,7 @@ def test_synthesize_folder_writes_labels_and_resumes(tmp_path):
     first = labels["content"].iloc[0]
     (folder / "parts" / f"{first}.csv").unlink()
     (folder / "labels.csv").unlink()
-    synthesize_folder(sources, out, kind="authentic", seed=3, workers=2, per_image=2)
+    synthesize_folder(sources, out, kind="authentic", seed=3, workers=1, per_image=2)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["generated_this_run"] == 2
     again = pd.read_csv(folder / "labels.csv", dtype={"labels": str, "level": str})

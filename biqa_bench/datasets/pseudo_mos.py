@@ -103,80 +103,109 @@ def torch_threads(n: int | None):
         torch.set_num_threads(previous)
 
 
-def fsim_shared_reference(x, reference):
-    """piq's FSIMc of every image in ``x`` (Nx3xHxW, 0-1) against one ``reference`` (1x3xHxW).
+class SharedReference:
+    """piq's FSIMc and VSI of many images against one reference, the reference's maps computed once.
 
-    The same computation as ``piq.fsim(x, reference.expand_as(x))`` (tested to agree), but the
-    reference's phase-congruency and gradient maps are computed once instead of N times: phase
-    congruency is most of FSIM's cost, so this nearly halves it when many distortions of one
-    image are scored. Uses piq's filter and phase-congruency helpers with piq's default parameters.
+    ``fsim(x)`` equals ``piq.fsim(x, reference.expand_as(x))`` and ``vsi(x)`` equals
+    ``piq.vsi(x, reference.expand_as(x))`` with piq's default parameters (tested to agree), for
+    Nx3xHxW images in [0, 1]. Phase congruency (FSIM) and saliency (VSI) are most of their cost;
+    computing the reference's only once nearly halves it when many distortions of one image are
+    scored. Uses piq's own filter, phase-congruency, saliency and similarity helpers.
     """
-    import torch
-    from piq.fsim import _construct_filters, _phase_congruency
-    from piq.functional import gradient_map, rgb2yiq, scharr_filter, similarity_map
 
-    scales, orientations, k = 4, 4, 2.0
-    x = x * 255.0
-    y = reference * 255.0
-    kernel_size = max(1, round(min(x.shape[-2:]) / 256))
-    x = torch.nn.functional.avg_pool2d(x, kernel_size)
-    y = torch.nn.functional.avg_pool2d(y, kernel_size)
-    x_yiq, y_yiq = rgb2yiq(x), rgb2yiq(y)
-    x_lum, y_lum = x_yiq[:, :1], y_yiq[:, :1]
-    filters = _construct_filters(x_lum, scales, orientations, 6, 2, 0.55, 1.2)
-    pc_x = _phase_congruency(x_lum, filters=filters, scales=scales, orientations=orientations, k=k)
-    pc_y = _phase_congruency(y_lum, filters=filters, scales=scales, orientations=orientations, k=k)
-    sch = scharr_filter(device=x_lum.device, dtype=x_lum.dtype)
-    kernels = torch.stack([sch, sch.transpose(-1, -2)])
-    grad_x, grad_y = gradient_map(x_lum, kernels), gradient_map(y_lum, kernels)
-    t1, t2, t3, t4, lmbda = 0.85, 160, 200, 200, 0.03
-    pc_sim = similarity_map(pc_x, pc_y, t1)
-    gm_sim = similarity_map(grad_x, grad_y, t2)
-    pc_max = torch.where(pc_x > pc_y, pc_x, pc_y)
-    score = gm_sim * pc_sim * pc_max
-    s_i = similarity_map(x_yiq[:, 1:2], y_yiq[:, 1:2], t3)
-    s_q = similarity_map(x_yiq[:, 2:], y_yiq[:, 2:], t4)
-    score = score * torch.abs(s_i * s_q) ** lmbda
-    return score.sum(dim=[1, 2, 3]) / pc_max.sum(dim=[1, 2, 3])
+    def __init__(self, reference):
+        self.reference = reference  # 1x3xHxW, 0-1
+        self._fsim_maps = None
+        self._vsi_maps = None
+
+    # FSIMc (piq.fsim, chromatic=True, scales=4, orientations=4, min_length=6, mult=2,
+    # sigma_f=0.55, delta_theta=1.2, k=2)
+    @staticmethod
+    def _fsim_side(images, filters=None):
+        import torch
+        from piq.fsim import _construct_filters, _phase_congruency
+        from piq.functional import gradient_map, rgb2yiq, scharr_filter
+
+        images = images * 255.0
+        kernel_size = max(1, round(min(images.shape[-2:]) / 256))
+        images = torch.nn.functional.avg_pool2d(images, kernel_size)
+        yiq = rgb2yiq(images)
+        lum = yiq[:, :1]
+        if filters is None:
+            filters = _construct_filters(lum, 4, 4, 6, 2, 0.55, 1.2)
+        pc = _phase_congruency(lum, filters=filters, scales=4, orientations=4, k=2.0)
+        sch = scharr_filter(device=lum.device, dtype=lum.dtype)
+        grad = gradient_map(lum, torch.stack([sch, sch.transpose(-1, -2)]))
+        return {"yiq": yiq, "pc": pc, "grad": grad, "filters": filters}
+
+    def fsim(self, x):
+        import torch
+        from piq.functional import similarity_map
+
+        if self._fsim_maps is None:
+            self._fsim_maps = self._fsim_side(self.reference)
+        ref = self._fsim_maps
+        dist = self._fsim_side(x, ref["filters"])
+        t1, t2, t3, t4, lmbda = 0.85, 160, 200, 200, 0.03
+        pc_max = torch.where(dist["pc"] > ref["pc"], dist["pc"], ref["pc"])
+        score = similarity_map(dist["grad"], ref["grad"], t2) * similarity_map(dist["pc"], ref["pc"], t1) * pc_max
+        s_i = similarity_map(dist["yiq"][:, 1:2], ref["yiq"][:, 1:2], t3)
+        s_q = similarity_map(dist["yiq"][:, 2:], ref["yiq"][:, 2:], t4)
+        score = score * torch.abs(s_i * s_q) ** lmbda
+        return score.sum(dim=[1, 2, 3]) / pc_max.sum(dim=[1, 2, 3])
+
+    # VSI (piq.vsi defaults: c1=1.27, c2=386, c3=130, alpha=0.4, beta=0.02, omega_0=0.021,
+    # sigma_f=1.34, sigma_d=145, sigma_c=0.001)
+    @staticmethod
+    def _vsi_side(images):
+        import torch
+        from piq.functional import gradient_map, rgb2lmn, scharr_filter
+        from piq.vsi import sdsp
+        from torch.nn.functional import avg_pool2d, pad
+
+        images = images * 255.0
+        vs = sdsp(images, data_range=255, omega_0=0.021, sigma_f=1.34, sigma_d=145.0, sigma_c=0.001)
+        lmn = rgb2lmn(images)
+        kernel_size = max(1, round(min(vs.size()[-2:]) / 256))
+        padding = kernel_size // 2
+        if padding:
+            pads = [padding, (kernel_size - 1) // 2, padding, (kernel_size - 1) // 2]
+            vs, lmn = pad(vs, pad=pads, mode="replicate"), pad(lmn, pad=pads, mode="replicate")
+        vs, lmn = avg_pool2d(vs, kernel_size=kernel_size), avg_pool2d(lmn, kernel_size=kernel_size)
+        sch = scharr_filter(device=lmn.device, dtype=lmn.dtype)
+        grad = gradient_map(lmn[:, :1], torch.stack([sch, sch.transpose(1, 2)]))
+        return {"vs": vs, "lmn": lmn, "grad": grad}
+
+    def vsi(self, x):
+        import torch
+        from piq.functional import similarity_map
+
+        if self._vsi_maps is None:
+            self._vsi_maps = self._vsi_side(self.reference)
+        ref = self._vsi_maps
+        dist = self._vsi_side(x)
+        c1, c2, c3, alpha, beta = 1.27, 386.0, 130.0, 0.4, 0.02
+        s_vs = similarity_map(dist["vs"], ref["vs"], c1)
+        s_gm = similarity_map(dist["grad"], ref["grad"], c2)
+        s_c = similarity_map(dist["lmn"][:, 1:2], ref["lmn"][:, 1:2], c3) * similarity_map(
+            dist["lmn"][:, 2:], ref["lmn"][:, 2:], c3
+        )
+        # s_c ** beta for a possibly negative s_c, real part (as piq does it)
+        s_c_real_pow = s_c.abs() ** beta * torch.cos(torch.atan2(torch.zeros_like(s_c), s_c) * beta)
+        vs_max = torch.max(dist["vs"], ref["vs"])
+        eps = torch.finfo(vs_max.dtype).eps
+        output = s_vs * s_gm.pow(alpha) * s_c_real_pow * vs_max
+        return ((output.sum(dim=(-1, -2)) + eps) / (vs_max.sum(dim=(-1, -2)) + eps)).squeeze(-1)
+
+
+def fsim_shared_reference(x, reference):
+    """``piq.fsim(x, reference.expand_as(x))`` via :class:`SharedReference`."""
+    return SharedReference(reference).fsim(x)
 
 
 def vsi_shared_reference(x, reference):
-    """piq's VSI of every image in ``x`` (Nx3xHxW, 0-1) against one ``reference`` (1x3xHxW).
-
-    The same computation as ``piq.vsi(x, reference.expand_as(x))`` with piq's default parameters
-    (tested to agree), with the reference's saliency map (SDSP) computed once.
-    """
-    import torch
-    from piq.functional import gradient_map, rgb2lmn, scharr_filter, similarity_map
-    from piq.vsi import sdsp
-    from torch.nn.functional import avg_pool2d, pad
-
-    c1, c2, c3, alpha, beta = 1.27, 386.0, 130.0, 0.4, 0.02
-    x = x * 255.0
-    y = reference * 255.0
-    vs_x = sdsp(x, data_range=255, omega_0=0.021, sigma_f=1.34, sigma_d=145.0, sigma_c=0.001)
-    vs_y = sdsp(y, data_range=255, omega_0=0.021, sigma_f=1.34, sigma_d=145.0, sigma_c=0.001)
-    x_lmn, y_lmn = rgb2lmn(x), rgb2lmn(y)
-    kernel_size = max(1, round(min(vs_x.size()[-2:]) / 256))
-    padding = kernel_size // 2
-    if padding:
-        pads = [padding, (kernel_size - 1) // 2, padding, (kernel_size - 1) // 2]
-        vs_x, vs_y = pad(vs_x, pad=pads, mode="replicate"), pad(vs_y, pad=pads, mode="replicate")
-        x_lmn, y_lmn = pad(x_lmn, pad=pads, mode="replicate"), pad(y_lmn, pad=pads, mode="replicate")
-    vs_x, vs_y = avg_pool2d(vs_x, kernel_size=kernel_size), avg_pool2d(vs_y, kernel_size=kernel_size)
-    x_lmn, y_lmn = avg_pool2d(x_lmn, kernel_size=kernel_size), avg_pool2d(y_lmn, kernel_size=kernel_size)
-    sch = scharr_filter(device=x_lmn.device, dtype=x_lmn.dtype)
-    kernels = torch.stack([sch, sch.transpose(1, 2)])
-    gm_x, gm_y = gradient_map(x_lmn[:, :1], kernels), gradient_map(y_lmn[:, :1], kernels)
-    s_vs = similarity_map(vs_x, vs_y, c1)
-    s_gm = similarity_map(gm_x, gm_y, c2)
-    s_c = similarity_map(x_lmn[:, 1:2], y_lmn[:, 1:2], c3) * similarity_map(x_lmn[:, 2:], y_lmn[:, 2:], c3)
-    # s_c ** beta for a possibly negative s_c, real part (as piq does it)
-    s_c_real_pow = s_c.abs() ** beta * torch.cos(torch.atan2(torch.zeros_like(s_c), s_c) * beta)
-    vs_max = torch.max(vs_x, vs_y)
-    eps = torch.finfo(vs_max.dtype).eps
-    output = s_vs * s_gm.pow(alpha) * s_c_real_pow * vs_max
-    return ((output.sum(dim=(-1, -2)) + eps) / (vs_max.sum(dim=(-1, -2)) + eps)).squeeze(-1)
+    """``piq.vsi(x, reference.expand_as(x))`` via :class:`SharedReference`."""
+    return SharedReference(reference).vsi(x)
 
 
 def fr_metrics(distorted, reference, batch_size: int = 2, threads: int | None = 1) -> pd.DataFrame:
@@ -208,6 +237,7 @@ def fr_metrics(distorted, reference, batch_size: int = 2, threads: int | None = 
     columns: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
     with torch.inference_mode(), torch_threads(threads):
         ref_one = to_tensor(ref[:1]) if shared else None
+        cached = SharedReference(ref_one) if shared else None
         for start in range(0, dist.shape[0], batch_size):
             x = to_tensor(dist[start : start + batch_size])
             y = ref_one.expand_as(x) if shared else to_tensor(ref[start : start + batch_size])
@@ -216,8 +246,8 @@ def fr_metrics(distorted, reference, batch_size: int = 2, threads: int | None = 
                 "ssim": piq.ssim(x_luma, y_luma, data_range=1.0, reduction="none"),
                 "ms_ssim": piq.multi_scale_ssim(x_luma, y_luma, data_range=1.0, reduction="none"),
                 "mdsi": piq.mdsi(x, y, data_range=1.0, reduction="none"),
-                "vsi": vsi_shared_reference(x, ref_one) if shared else piq.vsi(x, y, data_range=1.0, reduction="none"),
-                "fsim": fsim_shared_reference(x, ref_one) if shared else piq.fsim(x, y, data_range=1.0, reduction="none"),
+                "vsi": cached.vsi(x) if shared else piq.vsi(x, y, data_range=1.0, reduction="none"),
+                "fsim": cached.fsim(x) if shared else piq.fsim(x, y, data_range=1.0, reduction="none"),
                 "gmsd": piq.gmsd(x, y, data_range=1.0, reduction="none"),
             }
             for metric, value in values.items():
