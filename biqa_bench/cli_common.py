@@ -25,8 +25,15 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+INTERRUPTED = "interrupted: what was complete is kept; run the same command again to resume"
+
+
 def run_command(fn: Callable) -> Callable:
-    """Decorator for a command: a BiqaError becomes one line and exit code 2."""
+    """Decorator for a command: a BiqaError becomes one line and exit code 2; Ctrl-C one line and 130.
+
+    Typer turns KeyboardInterrupt into a silent exit 130 before ``biqa_bench.cli.main`` sees it,
+    so the interrupt line is printed here, inside the command.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -34,14 +41,26 @@ def run_command(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except BiqaError as exc:
             fail(str(exc))
+        except KeyboardInterrupt:
+            err_console.print(INTERRUPTED, highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
 
     return wrapper
 
 
+def warn(message: str) -> None:
+    """One yellow line on stderr: something the user should look at, without failing."""
+    err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, float, float | None], None]]:
-    """Yield ``report(description, completed, total)`` drawing one Rich bar per description."""
-    if not enabled:
+    """Yield ``report(description, completed, total)`` drawing one Rich bar per description.
+
+    Off when stderr is not a terminal: Rich would not animate there, and its transient bar
+    would leave a stray blank line before any error message.
+    """
+    if not enabled or not err_console.is_terminal:
         yield lambda *args: None
         return
     columns = [
@@ -75,6 +94,43 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+def check_param_types(method: str, cls: type, params: dict[str, Any]) -> None:
+    """Refuse a ``-p key=value`` whose value cannot be of the type of the parameter's default.
+
+    Catches ``-p n_jobs=abc`` or ``-p c_grid=abc`` at once rather than as a traceback deep in
+    ``fit``, minutes later. Parameters without a default (or a None default) are not checked.
+    """
+    import inspect
+
+    try:
+        signature = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return
+    for key, value in params.items():
+        parameter = signature.parameters.get(key)
+        if parameter is None or parameter.default is inspect.Parameter.empty or parameter.default is None:
+            continue
+        default = parameter.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if isinstance(default, int) and isinstance(value, float):
+                ok = value.is_integer()
+        elif isinstance(default, (list, tuple)):
+            ok = isinstance(value, (list, tuple))
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            kind = "a list such as [1, 2]" if isinstance(default, (list, tuple)) else f"a {type(default).__name__}"
+            raise BiqaError(
+                f"-p {key}={value!r} for method '{method}': expected {kind} (default {json.dumps(default)}), "
+                f"e.g. -p {key}={json.dumps(default, separators=(',', ':'))}"
+            )
 
 
 def json_records(frame) -> str:
