@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from ..cli_common import console, json_records, print_json, progress_bar, run_command
+from ..cli_common import console, print_json, progress_bar, run_command, warn
 from ..errors import DatasetError
 
-app = typer.Typer(help="List, inspect, register and check datasets.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "List, inspect, register and check datasets.\n\n"
+        "Example: biqa datasets info koniq && biqa datasets root koniq ~/data/koniq10k && biqa datasets check koniq"
+    ),
+    no_args_is_help=True,
+)
+
+SHOWN_PER_KIND = 20  # `datasets check` lists this many files per kind of problem; --json has them all
+
+
+def _custom_spec(name: str) -> dict | None:
+    from ..config import load_config
+
+    return load_config().get("datasets", {}).get(name)
+
+
+def _root_text(name: str, info) -> str:
+    """Where a dataset's images are: the remembered root, a user dataset's folder, or 'embedded'."""
+    from ..config import dataset_root
+
+    root = dataset_root(name)
+    if root:
+        return str(root)
+    spec = _custom_spec(name)
+    if spec is not None:
+        return str(spec["root"])
+    return "embedded" if not info.needs_root else "-"
 
 
 def register(main: typer.Typer) -> None:
@@ -25,33 +53,28 @@ def list_datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON
 
     Example: biqa datasets list
     """
-    import pandas as pd
-
-    from ..config import dataset_root
     from ..datasets.registry import registered
 
     rows = []
     for name, entry in sorted(registered().items()):
         info = entry.info
-        root = dataset_root(name)
         rows.append(
             {
                 "name": name,
                 "kind": info.kind,
                 "score": info.score_type,
-                "range": f"{info.score_range[0]:g}-{info.score_range[1]:g}",
+                "range": f"{info.score_range[0]:g}..{info.score_range[1]:g}",
                 "higher_is_better": info.higher_is_better,
                 "items": info.n_items,
                 "contents": info.n_contents,
-                "root": "embedded" if not info.needs_root else (str(root) if root else "-"),
+                "root": _root_text(name, info),
             }
         )
-    frame = pd.DataFrame(rows)
     if as_json:
-        print_json(json_records(frame))
+        print_json(json.dumps(rows, indent=1))
         return
     table = Table(title="Datasets")
-    for column in frame.columns:
+    for column in rows[0] if rows else ():
         table.add_column(column)
     for row in rows:
         table.add_row(*["-" if v is None else str(v) for v in row.values()])
@@ -65,7 +88,6 @@ def info(name: str = typer.Argument(..., help="Dataset name, e.g. koniq.")) -> N
 
     Example: biqa datasets info koniq
     """
-    from ..config import dataset_root
     from ..datasets.registry import get_entry
 
     meta = get_entry(name).info
@@ -76,8 +98,12 @@ def info(name: str = typer.Argument(..., help="Dataset name, e.g. koniq.")) -> N
     for option, text in meta.options.items():
         console.print(f"option {option}: {text}  (use --dataset {name}:{option}=VALUE)")
     console.print(f"download: {meta.download or '-'}")
-    root = dataset_root(name)
-    console.print(f"root: {root if root else ('embedded (built on first use)' if not meta.needs_root else 'not set: biqa datasets root ' + name + ' DIR')}")
+    root = _root_text(name, meta)
+    if root == "embedded":
+        root = "embedded (built on first use)"
+    elif root == "-":
+        root = f"not set: biqa datasets root {name} DIR"
+    console.print(f"root: {root}")
 
 
 @app.command("root")
@@ -117,11 +143,68 @@ def add(
     """
     from ..datasets.custom import add_custom_dataset
 
+    _check_new_name(name)
+    if not score_range[0] < score_range[1]:
+        raise DatasetError(f"--score-range takes LO HI with LO < HI, not {score_range[0]:g} {score_range[1]:g}")
+    _check_labels_csv(csv, root, path_column)
     info = add_custom_dataset(
         name, csv, root, score_range, lower_better, path_column, score_column, std_column, content_column,
         kind="synthetic" if synthetic else "authentic",
     )
     console.print(f"registered dataset '{info.name}' ({info.score_type} {info.score_range[0]:g}-{info.score_range[1]:g})")
+    _warn_after_add(name)
+
+
+def _check_new_name(name: str) -> None:
+    from ..datasets.registry import registered
+
+    entry = registered().get(name)
+    if entry is not None and _custom_spec(name) is None:
+        raise DatasetError(f"'{name}' is a built-in dataset; choose another name")
+    if ":" in name or "/" in name or not name.strip():
+        raise DatasetError(f"dataset name '{name}' may not be empty or contain ':' or '/'; choose another name")
+
+
+def _check_labels_csv(csv: Path, root: Path, path_column: str) -> None:
+    """Catch the commonest mistakes before registering: an empty CSV, or a --root where no image is."""
+    import pandas as pd
+
+    if not csv.is_file() or not root.is_dir():
+        return  # the library names the missing file or folder
+    try:
+        table = pd.read_csv(csv)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{csv}: the labels CSV is empty; it needs a header (e.g. path,score) and one row per image") from None
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError):
+        return  # the library reports unreadable files
+    if len(table) == 0:
+        raise DatasetError(f"{csv}: the labels CSV has a header but no rows; add one row per image")
+    if path_column not in table.columns:
+        return
+    paths = table[path_column].dropna().astype(str).tolist()
+    if paths and not any((root / p).is_file() for p in paths):
+        raise DatasetError(
+            f"{root}: none of the {len(paths)} images named in {csv} exists there (e.g. {root / paths[0]}); "
+            f"pass --root the folder the '{path_column}' column is relative to"
+        )
+
+
+def _warn_after_add(name: str) -> None:
+    """Warnings that do not stop registration: a few missing images, scores outside the range."""
+    from ..datasets.registry import load_dataset
+
+    dataset = load_dataset(name)
+    items = dataset.items
+    missing = [p for p in items["path"] if not dataset.abspath(p).is_file()]
+    if missing:
+        warn(f"{len(missing)} of {len(items)} labelled images are missing under {dataset.root} "
+             f"(e.g. {missing[0]}); list them with `biqa datasets check {name}`")
+    low, high = dataset.info.score_range
+    scores = items["score"].astype(float)
+    outside = int(((scores < low) | (scores > high)).sum())
+    if outside:
+        warn(f"{outside} scores lie outside --score-range {low:g} {high:g} (they span {scores.min():g}..{scores.max():g}); "
+             f"if the range is wrong, re-add with the right --score-range")
 
 
 @app.command("check")
@@ -136,12 +219,17 @@ def check(
 
     Exits non-zero when anything is wrong. Example: biqa datasets check clive --root ~/data/ChallengeDB_release
     """
-    import json
-
     from ..datasets.check import check_dataset
     from ..datasets.registry import load_dataset
 
+    if root is not None and not root.is_dir():
+        raise DatasetError(f"{root}: no such folder; pass --root the folder the dataset is unpacked in")
     dataset = load_dataset(name, root)
+    if not Path(dataset.root).is_dir():
+        raise DatasetError(
+            f"dataset '{dataset.name}': its folder {dataset.root} does not exist; "
+            f"pass --root DIR or run `biqa datasets root {dataset.name} DIR`"
+        )
     with progress_bar(not as_json) as report:
         result = check_dataset(dataset, workers=workers, progress=lambda done, total: report("checking images", done, total))
     if as_json:
@@ -149,29 +237,43 @@ def check(
     else:
         console.print(f"{dataset.name}: {result.n_items} items, {result.n_contents} contents, "
                       f"scores {result.score_min:g}..{result.score_max:g}")
+        if result.n_expected and result.n_expected != result.n_items:
+            console.print(f"  [yellow]the official release has {result.n_expected} items[/]")
         for label, names in (("missing", result.missing), ("unreadable", result.unreadable), ("unlabelled", result.unlabelled)):
-            for item in names:
-                console.print(f"  {label}: {item}")
+            for item in names[:SHOWN_PER_KIND]:
+                reason = f"  ({result.errors[item]})" if label == "unreadable" and item in result.errors else ""
+                console.print(f"  {label}: {item}{reason}", highlight=False)
+            if len(names) > SHOWN_PER_KIND:
+                console.print(f"  ... and {len(names) - SHOWN_PER_KIND} more {label} (all of them: --json)")
+        if result.ok:
+            console.print(f"  all {result.n_items} images present and readable")
     if not result.ok:
+        fixes = []
+        if result.missing or result.unreadable:
+            fixes.append("re-download the missing/unreadable files or pass --skip-broken to `biqa train`")
+        if result.unlabelled:
+            fixes.append("remove the unlabelled files or check that --root is the right release")
         raise DatasetError(
             f"{dataset.name}: {len(result.missing)} missing, {len(result.unreadable)} unreadable, "
-            f"{len(result.unlabelled)} unlabelled files under {dataset.root}; re-download them or pass --skip-broken to runs"
+            f"{len(result.unlabelled)} unlabelled files under {dataset.root}; " + "; ".join(fixes)
         )
 
 
 @app.command("synth")
 @run_command
 def synth(
-    images: Path = typer.Option(..., "--images", help="Folder of pristine images."),
+    images: Path = typer.Option(..., "--images", help="Folder of pristine images (at least 161x161, or pass --size)."),
     name: str = typer.Option(..., "--name", help="Name to register the generated dataset under."),
     kind: str = typer.Option("synthetic", "--kind", help="synthetic (single distortions) or authentic (blends)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the cache folder)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Resize each source to this short side and centre-crop a square (default: native size)."),
+    per_image: Optional[int] = typer.Option(None, "--per-image", help="Distorted images per source (default: all 39 classes; 28 blends)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (written to the manifest)."),
     workers: int = typer.Option(2, "--workers", help="Worker processes."),
 ) -> None:
     """Generate a distorted dataset with pseudo-MOS labels from your own pristine images.
 
-    Resumable: re-running continues where it stopped. Example: biqa datasets synth --images ~/pristine --name mysynth
+    Resumable: re-running continues where it stopped. Example: biqa datasets synth --images ~/pristine --name mysynth --size 384
     """
     from ..config import cache_dir
     from ..datasets.custom import add_custom_dataset
@@ -179,10 +281,11 @@ def synth(
 
     if kind not in ("synthetic", "authentic"):
         raise DatasetError(f"--kind must be 'synthetic' or 'authentic', not '{kind}'")
+    _check_new_name(name)
     out = out or cache_dir() / "synth" / name
     with progress_bar() as report:
         folder = synthesize_folder(
-            images, out, kind=kind, seed=seed, workers=workers,
+            images, out, kind=kind, seed=seed, workers=workers, size=size, per_image=per_image,
             progress=lambda done, total: report(f"generating {name}", done, total),
         )
     add_custom_dataset(name, Path(folder) / "labels.csv", Path(folder), (0.0, 100.0), path_column="path",
