@@ -67,12 +67,12 @@ def significance_results(
 
     if metric not in METRICS:
         raise AnalysisError(f"unknown metric '{metric}'; use one of {', '.join(METRICS)}")
+    if not 0.0 < alpha < 1.0:
+        raise AnalysisError(f"--alpha must lie in (0, 1), not {alpha:g}; e.g. --alpha 0.05")
     predictions = load_predictions(results)
     runs = runs_table(results)
     if dataset is not None:
-        known = sorted(set(predictions["dataset"]))
-        if dataset not in known:
-            raise AnalysisError(f"no predictions on dataset '{dataset}' in {results}; datasets present: {known}")
+        _check_known("dataset", dataset, predictions["dataset"], results, "--dataset")
         predictions = predictions[predictions["dataset"] == dataset]
         trained = set(predictions["train_dataset"])
         runs = runs[runs["train_dataset"].isin(trained)]
@@ -110,13 +110,59 @@ def image_tests(
     confidence_level: float = 0.95,
     seed: int = 0,
 ) -> PerImageTests:
-    """Per-image tests of two methods on one test set of a results folder."""
+    """Per-image tests of two methods on one test set of a results folder.
+
+    The test set is checked here first, so a typo gets a did-you-mean and a missing
+    --dataset/--split the list of what there is.
+    """
     from ..store import load_predictions
 
+    predictions = load_predictions(results)
+    for method in (method_a, method_b):
+        _check_known("method", method, predictions["method"], results, "--per-image")
+    if dataset is not None:
+        _check_known("dataset", dataset, predictions["dataset"], results, "--dataset")
+    tested = predictions[predictions["subset"] == "test"] if "subset" in predictions else predictions
+    tested = tested[tested["method"].isin([method_a, method_b])]
+    if dataset is not None:
+        tested = tested[tested["dataset"] == dataset]
+    datasets = sorted(set(tested["dataset"]))
+    splits = sorted({int(v) for v in tested["split"]})
+    if split is not None and split not in splits:
+        where = f" on {dataset}" if dataset else ""
+        raise AnalysisError(f"--split {split}: no test predictions of {method_a} and {method_b}{where}; splits present: "
+                            f"{', '.join(map(str, splits)) or 'none'}")
+    needed = []
+    if dataset is None and len(datasets) > 1:
+        needed.append(f"--dataset (one of {', '.join(datasets)})")
+    if split is None and len(splits) > 1:
+        needed.append(f"--split ({_span(splits)})")
+    if needed:
+        example = (f" --dataset {datasets[0]}" if dataset is None and len(datasets) > 1 else "") + \
+                  (f" --split {splits[0]}" if split is None and len(splits) > 1 else "")
+        raise AnalysisError(f"per-image tests need exactly one test set; pass {' and '.join(needed)}, e.g.{example}")
     return per_image_tests(
-        load_predictions(results), method_a, method_b, dataset=dataset, split=split, metric=metric,
+        predictions, method_a, method_b, dataset=dataset, split=split, metric=metric,
         alternative=alternative, n_resamples=n_resamples, confidence_level=confidence_level, seed=seed,
     )
+
+
+def _span(values: list[int]) -> str:
+    if values and values == list(range(values[0], values[-1] + 1)) and len(values) > 2:
+        return f"{values[0]}..{values[-1]}"
+    return ", ".join(map(str, values))
+
+
+def _check_known(what: str, name: str, present, results: Path, option: str) -> None:
+    """AnalysisError with a did-you-mean when ``name`` is not among the ``present`` values."""
+    from ..datasets.registry import did_you_mean
+
+    known = sorted({str(v) for v in present})
+    if name not in known:
+        raise AnalysisError(
+            f"no predictions of {what} '{name}' in {results}.{did_you_mean(name, known)} "
+            f"Fix {option}; {what}s present: {', '.join(known)}"
+        )
 
 
 # ---------------------------------------------------------------- command
