@@ -65,7 +65,14 @@ def load_pool(pool: str):
     path = Path(pool).expanduser()
     if path.is_dir():
         return folder_pool(path)
+    if _looks_like_path(pool):
+        raise DatasetError(f"{path}: no such folder; pass --pool a folder of images or a dataset name (`biqa datasets list`)")
     return load_dataset(pool)
+
+
+def _looks_like_path(text: str) -> bool:
+    """A pool or truth spec meant as a file or folder rather than a dataset name."""
+    return "/" in text or "\\" in text or text.startswith((".", "~")) or Path(text).suffix.lower() == ".csv"
 
 
 def folder_pool(folder: Path):
@@ -199,13 +206,14 @@ def run_simulated(
     noise: float = 5.0,
     scale: str = "-100..100",
     seed: int = 0,
+    pool_name: str = "",
 ) -> gmad.GmadResult:
     """The whole competition with simulated observers (what `biqa demo` runs).
 
     Writes ``out/pairs.csv`` (and figures, test images), ``out/judgments.csv`` and ``out/analysis/``.
     """
     out = Path(out)
-    pairs = write_selection(scores, methods, out, pool_items, levels, tolerance)
+    pairs = write_selection(scores, methods, out, pool_items, levels, tolerance, pool_name=pool_name)
     judgments = gmad.simulate_judgments(pairs, truth, n_subjects=n_subjects, noise=noise, seed=seed, scale=scale)
     atomic_write_csv(out / "judgments.csv", judgments)
     pool_scores = pd.read_csv(out / POOL_SCORES, dtype={"item_id": str, "method": str})
@@ -266,8 +274,10 @@ def _truth(spec: Optional[str], pairs_path: Path) -> pd.Series:
             raise AnalysisError(
                 f"{items_path}: the pool is unlabelled; pass --truth DATASET or --truth CSV (item_id, quality)"
             )
-    elif Path(spec).is_file():
-        frame = _read_table(Path(spec), "ground truth", ["item_id", "quality"])
+    elif Path(spec).expanduser().is_file():
+        frame = _read_table(Path(spec).expanduser(), "ground truth", ["item_id", "quality"])
+    elif _looks_like_path(spec):
+        raise AnalysisError(f"{spec}: ground-truth CSV not found; pass --truth a CSV (item_id, quality) or a dataset name")
     else:
         from ..datasets.registry import load_dataset
 
@@ -334,7 +344,15 @@ def select(
         print_json(json_records(pairs))
         return
     console.print(_summary_table(pairs))
-    console.print(f"pairs: {out / 'pairs.csv'}   figures: {out / 'figures'}   test images: {out / 'test_images'}")
+    written = [f"pairs: {out / 'pairs.csv'}"]
+    if figures:
+        written.append(f"figures: {out / 'figures'}")
+    if export:
+        written.append(f"test images: {out / 'test_images'}")
+    console.print("   ".join(written))
+    real = f" (or collect observers' judgments of {out / 'test_images'})" if export else ""
+    console.print(f"next: biqa gmad simulate --pairs {out / 'pairs.csv'} --out {out / 'judgments.csv'}{real}",
+                  highlight=False)
 
 
 @gmad_app.command("simulate")
