@@ -24,14 +24,18 @@ def report(
     pdf: bool = typer.Option(False, "--pdf", help="Also compile report.pdf (needs pdflatex on PATH)."),
     min_items: int = typer.Option(10, "--min-items", help="Fewest items for a quality range or subset to be defined."),
 ) -> None:
-    """Write publication tables (LaTeX booktabs, Markdown, CSV), figures (PNG, PDF) and a
-    standalone report.tex for everything under RESULTS, in the layouts of the REQA, IEIT and
-    QAMT papers. Best value per column in bold, second underlined.
+    """Write publication tables, figures and a standalone report.tex for a results folder.
+
+    Tables in LaTeX booktabs, Markdown and CSV, figures in PNG and PDF, in the layouts of the
+    REQA, IEIT and QAMT papers; best value per column in bold, second underlined.
 
     Example: biqa report results --out paper/ --decimals 3 --aggregate median --pdf
     """
+    from ..errors import BiqaError
     from ..report.build import build_report
 
+    if aggregate not in ("mean", "median"):
+        raise BiqaError(f"--aggregate must be 'mean' or 'median', not '{aggregate}'")
     target = out or Path(results) / "report"
     result = build_report(results, target, decimals=decimals, aggregate=aggregate, pdf=pdf, min_items=min_items)
     console.print(f"[bold]report[/] {result.out_dir}: {len(result.tables)} tables, {len(result.figures)} figures")
