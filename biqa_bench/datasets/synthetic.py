@@ -281,8 +281,13 @@ def generate_content(
 
 
 def _init_worker() -> None:
+    """Worker set-up: one torch thread; Ctrl-C is the parent's to handle (it cancels the queue,
+    lets the parts in flight finish, and removes the temporary folder)."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 
@@ -384,10 +389,14 @@ def build_embedded(
             context = _pool_context()
             with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
                 futures = {pool.submit(_embedded_job, job): (job[0], job[6]) for job in jobs}
-                for future in as_completed(futures):
-                    frames[futures[future]] = future.result()
-                    done += len(frames[futures[future]])
-                    report(done, total)
+                try:
+                    for future in as_completed(futures):
+                        frames[futures[future]] = future.result()
+                        done += len(frames[futures[future]])
+                        report(done, total)
+                except BaseException:  # Ctrl-C or a failed job: do not run the queued jobs first
+                    pool.shutdown(wait=True, cancel_futures=True)  # the parts in flight finish first
+                    raise
         items = pd.concat([frames[key] for key in sorted(frames)], ignore_index=True)
         items.to_csv(tmp / ITEMS_FILE, index=False)
         manifest = {
