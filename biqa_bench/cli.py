@@ -15,6 +15,18 @@ from . import __version__
 from .cli_common import err_console
 from .errors import BiqaError
 
+try:  # recent Typer vendors Click; older Typer uses Click itself
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click.exceptions import ClickException, UsageError
+
+    try:
+        from click.exceptions import NoArgsIsHelpError
+    except ImportError:  # Click < 8.2 prints the help itself
+
+        class NoArgsIsHelpError(UsageError):  # type: ignore[no-redef]
+            pass
+
 app = typer.Typer(
     name="biqa",
     help=(
@@ -56,7 +68,20 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     try:
-        app(args=argv, standalone_mode=True)
+        result = app(args=argv, prog_name="biqa", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        return 0
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "biqa"
+        err_console.print(f"[bold red]error:[/] {exc.format_message()} (see `{where} --help`)", highlight=False, soft_wrap=True)
+        return 2
+    except ClickException as exc:
+        err_console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Abort:
+        err_console.print("interrupted: completed splits are kept; run the same command again to resume")
+        return 130
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 1
     except BiqaError as exc:
@@ -65,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted: completed splits are kept; run the same command again to resume")
         return 130
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

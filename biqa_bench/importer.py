@@ -7,6 +7,7 @@ each split are kept; every test item must have exactly one finite prediction.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .datasets.registry import Dataset, info_to_dict
 from .errors import RunError
 from .runner import versions
 from .splits import SplitSet
-from .store import predictions_frame, run_dir, write_run
+from .store import MANIFEST, predictions_frame, run_dir, write_run
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -35,7 +36,13 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def import_predictions(
-    method: str, dataset: Dataset, files: list[Path], split_set: SplitSet, out: Path, split_file: Path | None = None
+    method: str,
+    dataset: Dataset,
+    files: list[Path],
+    split_set: SplitSet,
+    out: Path,
+    split_file: Path | None = None,
+    force: bool = False,
 ) -> list[Path]:
     if not files:
         raise RunError("no predictions file given; pass --predictions FILE.csv")
@@ -43,7 +50,11 @@ def import_predictions(
     per_split: dict[int, tuple[Path, pd.DataFrame]] = {}
     if len(tables) == 1 and "split" in tables[0][1].columns:
         path, frame = tables[0]
-        for split, group in frame.groupby("split"):
+        try:
+            split_values = frame["split"].astype(int)
+        except (TypeError, ValueError):
+            raise RunError(f"{path}: the 'split' column must hold split indices (0, 1, ...)") from None
+        for split, group in frame.groupby(split_values):
             per_split[int(split)] = (path, group)
     else:
         if len(tables) > len(split_set.splits):
@@ -72,6 +83,11 @@ def import_predictions(
         test = dataset.subset(split.test)
         predictions = predictions_frame(test, dataset.name, split.index, lookup.loc[test["item_id"]].to_numpy(dtype=float))
         folder = run_dir(out, dataset.name, method, split.index)
+        existing = folder / MANIFEST
+        if existing.is_file() and not force:
+            previous = json.loads(existing.read_text()).get("params", {}).get("imported_from")
+            if previous != str(Path(path).resolve()):
+                raise RunError(f"{folder}: holds another run of '{method}'; import under another --method or pass --force")
         manifest = {
             "kind": "run",
             "method": method,
@@ -91,5 +107,8 @@ def import_predictions(
         write_run(folder, predictions, manifest)
         folders.append(folder)
     if not folders:
-        raise RunError("no split matched the predictions; check the split column or the number of files")
+        raise RunError(
+            f"no split matched the predictions: found splits {sorted(per_split)}, "
+            f"the split file has {[s.index for s in split_set.splits]}; check the split column or the number of files"
+        )
     return folders

@@ -140,6 +140,12 @@ class Run:
         missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
         if missing:
             raise RunError(f"{path}: missing columns {missing}; delete the run folder and re-run")
+        expected = self.manifest.get("n_test")
+        if expected is not None and len(frame) != int(expected):
+            raise RunError(
+                f"{path}: holds {len(frame)} predictions but its manifest says {expected}; "
+                "the file was changed or truncated: delete the run folder and re-run"
+            )
         frame.insert(0, "method", self.method)
         frame.insert(1, "train_dataset", self.train_dataset)
         return frame

@@ -9,12 +9,16 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..cli_common import console, json_records, parse_params, print_json, progress_bar, run_command
+from ..cli_common import check_param_types, console, json_records, parse_params, print_json, progress_bar, run_command
 from ..config import DEFAULT_RESULTS
-from ..errors import BiqaError
+from ..datasets.registry import did_you_mean
+from ..errors import BiqaError, MethodError
 
-splits_app = typer.Typer(help="Make and inspect seeded train/val/test split files.", no_args_is_help=True)
-methods_app = typer.Typer(help="List the method adapters.", no_args_is_help=True)
+splits_app = typer.Typer(
+    help="Make and inspect seeded train/val/test split files. Example: biqa splits make --dataset synthetic --repeats 10",
+    no_args_is_help=True,
+)
+methods_app = typer.Typer(help="List the method adapters. Example: biqa methods list", no_args_is_help=True)
 
 DEEP_FLAGS = ("recipe", "pretrained", "weights", "test_crops", "resume")
 
@@ -51,14 +55,22 @@ def method_params(method: str, params: list[str] | None, **flags) -> dict:
     from ..methods import discover
 
     values = parse_params(params)
-    cls = discover().get(method)
-    accepted = set(inspect.signature(cls.__init__).parameters) if cls else set()
+    registry = discover()
+    cls = registry.get(method)
+    if cls is None:
+        raise MethodError(f"unknown method '{method}'.{did_you_mean(method, registry)} See `biqa methods list`.")
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    unknown = sorted(set(values) - accepted)
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()):
+        known = ", ".join(sorted(accepted - {"self"}))
+        raise MethodError(f"method '{method}' has no parameter(s) {unknown}; it accepts: {known}")
     for key, value in flags.items():
         if value is None:
             continue
         if key not in accepted:
             raise BiqaError(f"method '{method}' has no '{key}' setting; drop --{key.replace('_', '-')}")
         values[key] = str(value) if isinstance(value, Path) else value
+    check_param_types(method, cls, values)
     return values
 
 
@@ -83,8 +95,11 @@ def image_source(dataset, spec: str, workers: int, report):
 
     size = spec
     if "x" in spec:
-        height, width = spec.split("x")
-        size = (int(height), int(width))
+        try:
+            height, width = (int(v) for v in spec.split("x"))
+        except ValueError:
+            raise BiqaError(f"--image-cache takes none, short<N>, original or HxW such as 384x512; not '{spec}'") from None
+        size = (height, width)
     return ImageCache.open_or_build(
         dataset, size=size, workers=workers, progress=lambda done, total: report("caching images", done, total)
     )
@@ -104,7 +119,7 @@ def splits_make(
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder (default: remembered root)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Split file (default: results/splits/<dataset>-seed<S>-r<N>.json)."),
 ) -> None:
-    """Make repeated seeded 80/20 splits (by content for synthetic sets) and save them.
+    """Make repeated seeded 80/20 train/test splits, val carved from train (by content for synthetic sets), and save them.
 
     Example: biqa splits make --dataset synthetic --repeats 10 --seed 0
     """
@@ -195,12 +210,20 @@ def train(
     """
     from ..runner import train_runs
 
-    data, skipped = load_with_skips(dataset, root, skip_broken, workers)
-    split_set, split_path = resolve_splits(data, splits, out, repeats, seed)
     params = method_params(
         method, param, recipe=recipe, pretrained=pretrained, weights=weights, test_crops=test_crops, resume=resume
     )
-    only_splits = [int(i) for i in only.split(",")] if only else None
+    try:
+        only_splits = [int(i) for i in only.split(",")] if only else None
+    except ValueError:
+        raise BiqaError(f"--only takes split indices separated by commas, e.g. --only 0,2; not '{only}'") from None
+    data, skipped = load_with_skips(dataset, root, skip_broken, workers)
+    split_set, split_path = resolve_splits(data, splits, out, repeats, seed)
+    if only_splits is not None:
+        known = {s.index for s in split_set.splits}
+        absent = sorted(set(only_splits) - known)
+        if absent:
+            raise BiqaError(f"--only names splits {absent} that {split_path} does not have (it has {sorted(known)})")
     with progress_bar(not quiet) as report:
         images = image_source(data, image_cache, workers, report)
         outcomes = train_runs(
@@ -223,6 +246,7 @@ def import_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the default split file."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder."),
     out: Path = typer.Option(DEFAULT_RESULTS, "--out", "-o", help="Results folder."),
+    force: bool = typer.Option(False, "--force", help="Replace runs of the same name that are not imports of these files."),
 ) -> None:
     """Import predictions made elsewhere as runs, so any external method can be benchmarked.
 
@@ -233,7 +257,7 @@ def import_cmd(
 
     data = load_dataset(dataset, root)
     split_set, split_path = resolve_splits(data, splits, out, repeats, seed)
-    folders = import_predictions(method, data, list(predictions), split_set, out, split_path)
+    folders = import_predictions(method, data, list(predictions), split_set, out, split_path, force=force)
     console.print(f"imported {len(folders)} splits of {method} on {data.name} into {out}")
 
 
@@ -299,7 +323,12 @@ def render_summary(summary, title: str) -> None:
         return f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
 
     for _, row in summary.iterrows():
-        note = "" if row.get("status", "ok") == "ok" else f"not defined: {row.get('reason', '')}"
+        if row.get("status", "ok") != "ok":
+            note = f"not defined: {row.get('reason', '')}"
+        elif row["srocc_mean"] != row["srocc_mean"]:
+            note = "not defined: constant predictions or truth"
+        else:
+            note = ""
         splits = f"{row['n_splits']}/{row['n_splits_total']}" if "n_splits_total" in row else str(row["n_splits"])
         table.add_row(row["method"], row["dataset"], row["subset"], splits, f"{row['n_mean']:.0f}",
                       cell(row, "srocc"), cell(row, "krocc"), cell(row, "plcc"), cell(row, "rmse"), note)
@@ -331,8 +360,8 @@ def cross(
     from ..runner import cross_train, predict_with_run
     from ..store import atomic_write_csv
 
+    params = method_params(method, param)
     train_data = load_dataset(train_set)
-    params = parse_params(param)
     rows = []
     with progress_bar(not quiet) as report:
         folder = cross_train(method, params, train_data, out, device=device, seed=seed, progress=report)

@@ -45,10 +45,16 @@ def demo(
     out = Path(out)
     with progress_bar(not quiet) as bar:
         # 1. data: built from photos shipped with scikit-image on first use, then cached
+        from ..datasets import synthetic as embedded
+
         datasets = {}
         for name in DEMO_DATASETS:
             spec = f"{name}:seed={seed}" if seed else name
-            datasets[name] = load_dataset(spec)
+            embedded.set_progress(lambda done, total, name=name: bar(f"building embedded '{name}'", done, total))
+            try:
+                datasets[name] = load_dataset(spec)
+            finally:
+                embedded.set_progress(None)
             console.print(f"[bold]data[/] {datasets[name].name}: {len(datasets[name].items)} images, "
                           f"{datasets[name].items['content_id'].nunique()} contents")
         # 2. splits and 3. training, every method on the same split files
@@ -104,7 +110,8 @@ def _demo_gmad(out: Path, scores, pool, seed: int) -> None:
     from .gmad import pool_items_table, run_simulated
 
     truth = pool.items.set_index("item_id")["quality"]
-    result = run_simulated(scores, truth, list(DEMO_METHODS), out / "gmad", pool_items=pool_items_table(pool), seed=seed)
+    result = run_simulated(scores, truth, list(DEMO_METHODS), out / "gmad", pool_items=pool_items_table(pool), seed=seed,
+                           pool_name=pool.name)
     console.print("[bold]gMAD[/] on the mixed pool (models trained on 'synthetic'; simulated observers, truth = pseudo-MOS):")
     console.print(f"aggressiveness (row attacks column):\n{result.aggressiveness.round(1).to_string()}")
     console.print(f"resistance (row defends against column):\n{result.resistance.round(1).to_string()}")

@@ -18,7 +18,7 @@ def _loader_for(name: str, spec: dict[str, Any]):
         root_path = Path(root) if root is not None else Path(spec["root"])
         try:
             table = pd.read_csv(csv_path)
-        except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DatasetError(f"{csv_path}: cannot read labels CSV ({exc}); fix the file or re-add the dataset") from None
         columns = {"path": spec["path_column"], "score": spec["score_column"]}
         for optional in ("std", "content"):

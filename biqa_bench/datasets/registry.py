@@ -218,7 +218,7 @@ def load_dataset(spec: str, root: Path | str | None = None) -> Dataset:
             f"`biqa datasets root {name} DIR` (download: {entry.info.download or 'see biqa datasets info'})"
         )
     root_path = Path(root) if root is not None else None
-    if root_path is not None and entry.info.needs_root and not root_path.is_dir():
+    if root_path is not None and not root_path.is_dir():
         raise DatasetError(f"dataset '{name}': root folder {root_path} does not exist; check the path")
     dataset = entry.loader(root_path, **options)
     canonical = name if not options else name + ":" + ",".join(f"{k}={v}" for k, v in sorted(options.items()))
