@@ -63,3 +63,15 @@ def test_mapped_plcc_at_least_raw_for_monotone_nonlinear_relation():
     result = score_predictions(truth, x)
     assert result.plcc > result.plcc_raw
     assert result.srocc == pytest.approx(stats.spearmanr(truth, x)[0])
+
+
+def test_mapping_cannot_flip_the_sign_of_an_inverted_method():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 100, 200)
+    inverted = -truth + rng.normal(0, 10, 200)
+    fit = fit_logistic(inverted, truth)
+    b1, b2, _, b4 = fit.params
+    assert b1 >= b2 and b4 > 0  # non-decreasing
+    result = score_predictions(truth, inverted)
+    assert result.srocc < -0.8
+    assert not result.plcc > 0.2  # an unconstrained (decreasing) logistic would give about +0.95

@@ -2,8 +2,13 @@
 
     f(x) = b2 + (b1 - b2) / (1 + exp(-(x - b3) / |b4|))
 
-Starting values (documented, deterministic): b1 = max(y), b2 = min(y), b3 = mean(x),
-b4 = std(x) / 4 (or 1 when x is constant). The fit is least squares (scipy ``curve_fit``, Levenberg-Marquardt, analytic Jacobian).
+The mapping is constrained to be non-decreasing (b1 >= b2, b4 > 0): every method's prediction
+is higher-is-better, so the mapping may not flip its sign. Without the constraint a method whose
+ranking is unrelated or inverted can get a decreasing logistic and a high positive PLCC, the
+same mistake as reporting ``abs()`` correlations. The fit runs in the parameters
+(a = b1 - b2 >= 0, b2, b3, b4 > 0) by bounded least squares (scipy ``curve_fit``, trust-region
+reflective, analytic Jacobian). Starting values (documented, deterministic): b1 = max(y),
+b2 = min(y), b3 = mean(x), b4 = std(x) / 4 (or 1 when x is constant).
 A fit that fails is reported in :class:`LogisticFit` (``success=False``, ``message``) and the
 mapping falls back to the best linear fit, so callers never crash on it.
 """
@@ -23,15 +28,17 @@ def logistic4(x, b1, b2, b3, b4):
     return b2 + (b1 - b2) / (1.0 + np.exp(z))
 
 
-def _jacobian(x, b1, b2, b3, b4):
+def _increasing(x, a, b2, b3, b4):
+    """f(x) with a = b1 - b2 >= 0 and b4 > 0: the parametrisation that is fitted."""
+    return logistic4(x, b2 + a, b2, b3, b4)
+
+
+def _increasing_jacobian(x, a, b2, b3, b4):
     # analytic derivatives: finite differences stall when a parameter starts at 0
     x = np.asarray(x, dtype=float)
-    scale = np.abs(b4) if b4 != 0 else 1e-12
-    s = 1.0 / (1.0 + np.exp(np.clip(-(x - b3) / scale, -500, 500)))
-    ds = -s * (1.0 - s)  # d s / d z with z = -(x - b3) / |b4|
-    d_b3 = (b1 - b2) * ds / scale
-    d_b4 = (b1 - b2) * ds * (x - b3) / scale**2 * np.sign(b4 if b4 != 0 else 1.0)
-    return np.stack([s, 1.0 - s, d_b3, d_b4], axis=1)
+    s = 1.0 / (1.0 + np.exp(np.clip(-(x - b3) / b4, -500, 500)))
+    ds = s * (1.0 - s)
+    return np.stack([s, np.ones_like(s), -a * ds / b4, -a * ds * (x - b3) / b4**2], axis=1)
 
 
 @dataclass(frozen=True)
@@ -73,14 +80,21 @@ def fit_logistic(x, y, maxfev: int = 20000) -> LogisticFit:
         return LogisticFit(None, False, f"too few points ({len(x)}) for a 4-parameter fit", linear)
     if np.ptp(x) == 0:
         return LogisticFit(None, False, "predictions are constant", linear)
-    p0 = starting_values(x, y)
+    b1, b2, b3, b4 = starting_values(x, y)
+    b4_floor = 1e-9 * max(float(np.ptp(x)), 1e-12)
+    lower = [0.0, -np.inf, -np.inf, b4_floor]
+    upper = [np.inf, np.inf, np.inf, np.inf]
+    p0 = [max(b1 - b2, 0.0), b2, b3, max(b4, 2 * b4_floor)]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            params, _ = curve_fit(logistic4, x, y, p0=p0, jac=_jacobian, maxfev=maxfev)
+            params, _ = curve_fit(
+                _increasing, x, y, p0=p0, jac=_increasing_jacobian, bounds=(lower, upper), max_nfev=maxfev
+            )
     except (RuntimeError, ValueError) as exc:
         return LogisticFit(None, False, f"logistic fit failed: {exc}", linear)
     if not np.all(np.isfinite(params)):
         return LogisticFit(None, False, "logistic fit gave non-finite parameters", linear)
-    return LogisticFit(tuple(float(p) for p in params), True, "ok", linear)
+    a, b2, b3, b4 = (float(p) for p in params)
+    return LogisticFit((b2 + a, b2, b3, b4), True, "ok", linear)
