@@ -84,16 +84,25 @@ def train_runs(
     only_splits: list[int] | None = None,
     force: bool = False,
     on_split: Callable[[RunOutcome], None] | None = None,
+    jobs: int = 1,
 ) -> list[RunOutcome]:
-    """Fit and test ``method_name`` on every split of ``split_set``; write one run per split."""
+    """Fit and test ``method_name`` on every split of ``split_set``; write one run per split.
+
+    ``jobs > 1`` runs that many splits at once in worker processes (a local process pool, for
+    CPU methods); runs communicate only through their folders, so the results are the same as
+    with ``jobs=1``. Progress callbacks are not forwarded from the workers.
+    """
     log = log or logging.getLogger("biqa")
     if split_set.fingerprint != dataset.fingerprint:
         raise RunError(
             f"split file for '{split_set.dataset}' does not match dataset '{dataset.name}'; re-make it with `biqa splits make`"
         )
     create_method(method_name, **params)  # fail fast on a bad name or parameters
+    if jobs < 1:
+        raise RunError(f"--jobs must be at least 1, not {jobs}")
     skip = set(skip_items or [])
     outcomes = []
+    pending = []
     for split in split_set.splits:
         if only_splits is not None and split.index not in only_splits:
             continue
@@ -109,24 +118,72 @@ def train_runs(
             raise RunError(
                 f"{folder}: holds a run with other parameters, seed or splits; use another --out, or --force to overwrite"
             )
-        outcome = _run_one(
-            method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip
+        pending.append((split, folder))
+    if jobs == 1 or len(pending) < 2:
+        for split, folder in pending:
+            outcome = _run_one(
+                method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip
+            )
+            outcomes.append(outcome)
+            if on_split:
+                on_split(outcome)
+    else:
+        outcomes.extend(
+            _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split)
         )
-        outcomes.append(outcome)
-        if on_split:
-            on_split(outcome)
+    return sorted(outcomes, key=lambda o: o.split)
+
+
+def _run_job(args: tuple) -> RunOutcome:
+    # module-level so that it pickles into a worker process; logs go to the worker's "biqa" logger
+    method_name, params, dataset, split_set, split, folder, split_file, device, seed, images, skip, cache = args
+    return _run_one(
+        method_name, params, dataset, split_set, split, folder, split_file, device, seed,
+        None, logging.getLogger("biqa"), images, skip, cache=cache,
+    )
+
+
+def _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split):
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # forkserver: no fork of a parent whose torch/OpenMP thread pools may already be running
+    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    outcomes = []
+    cache = _cache_dir()  # resolved here: a worker's environment may be older than the caller's
+    executor = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context)
+    try:
+        futures = {
+            executor.submit(
+                _run_job,
+                (method_name, params, dataset, split_set, split, folder, split_file, device, seed, images, skip, cache),
+            )
+            for split, folder in pending
+        }
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()
+                outcomes.append(outcome)
+                if on_split:
+                    on_split(outcome)
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
     return outcomes
 
 
 def _run_one(
-    method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip, kind="run"
+    method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
+    kind="run", cache=None,
 ):
     started = time.perf_counter()
     _clear_incomplete(folder, keep_checkpoints=bool(params.get("resume")))
     ctx = Context(
         device=device,
         seed=method_seed(seed, split.index),
-        cache_dir=_cache_dir(),
+        cache_dir=cache or _cache_dir(),
         work_dir=folder,
         progress=progress or (lambda *a: None),
         log=log,

@@ -142,3 +142,18 @@ def test_resume_keeps_checkpoints_of_the_split_in_flight(tiny_dataset, tmp_path)
     assert (folder / "checkpoints" / "epoch_001.pt").exists() and not (folder / "predictions.csv").exists()
     _clear_incomplete(folder, keep_checkpoints=False)
     assert folder.is_dir() and not any(folder.iterdir())
+
+
+def test_parallel_jobs_give_the_same_runs_as_serial(tiny_dataset, tmp_path):
+    # brisque lives in methods/, so worker processes find it (test-only methods would not be)
+    split_set = make_splits(tiny_dataset, repeats=2, seed=0)
+    params = {"c_grid": [10.0], "gamma_grid": [0.1], "n_jobs": 1}
+    serial = train_runs("brisque", params, tiny_dataset, split_set, tmp_path / "serial")
+    parallel = train_runs("brisque", params, tiny_dataset, split_set, tmp_path / "parallel", jobs=2)
+    assert [o.status for o in parallel] == ["done", "done"] and [o.split for o in parallel] == [0, 1]
+    a = load_predictions(tmp_path / "serial").sort_values(["split", "item_id"]).reset_index(drop=True)
+    b = load_predictions(tmp_path / "parallel").sort_values(["split", "item_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(serial) == 2
+    with pytest.raises(RunError, match="--jobs"):
+        train_runs("brisque", params, tiny_dataset, split_set, tmp_path / "x", jobs=0)

@@ -202,6 +202,7 @@ def train(
     image_cache: str = typer.Option("none", "--image-cache", help="Decode-once cache: none, short512, original or HxW."),
     workers: int = typer.Option(2, "--workers", help="Worker processes for checks and caches."),
     force: bool = typer.Option(False, "--force", help="Overwrite runs that exist with other settings."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Splits trained at once in worker processes (CPU methods)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train and test a method on every split; one run folder per split; re-running resumes.
@@ -229,7 +230,7 @@ def train(
         outcomes = train_runs(
             method, params, data, split_set, out, split_file=split_path, device=device, seed=seed,
             progress=report, log=logging.getLogger("biqa"), images=images, skip_items=skipped,
-            only_splits=only_splits, force=force,
+            only_splits=only_splits, force=force, jobs=jobs,
             on_split=lambda o: console.print(f"{method} on {data.name} split {o.split}: {o.status} ({o.seconds:.1f} s)"),
         )
     done = sum(o.status == "done" for o in outcomes)

@@ -24,6 +24,7 @@ def demo(
     repeats: int = typer.Option(5, "--repeats", "-n", help="Repeated splits per dataset."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data, the splits and the methods."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report at the end."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Splits trained at once in worker processes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """A complete small benchmark on the embedded data sets: splits, two methods, eval, ranges,
@@ -62,7 +63,7 @@ def demo(
             split_set, split_path = resolve_splits(data, None, out, repeats, seed)
             for method in DEMO_METHODS:
                 outcomes = train_runs(method, {}, data, split_set, out, split_file=split_path, seed=seed,
-                                      progress=bar, log=log)
+                                      progress=bar, log=log, jobs=jobs)
                 done = sum(o.status == "done" for o in outcomes)
                 seconds = sum(o.seconds for o in outcomes)
                 console.print(f"[bold]train[/] {method} on {data.name}: {done} splits trained "
