@@ -15,8 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import BiqaError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or logged output (CI, `| tee`) gets 120 columns instead of Rich's 80, so tables of
+# results keep their names and figures whole.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def fail(message: str, code: int = 2) -> None:

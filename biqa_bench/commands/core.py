@@ -315,7 +315,8 @@ def eval_cmd(
 def render_summary(summary, title: str) -> None:
     table = Table(title=title)
     for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE", "note"):
-        table.add_column(column, justify="right" if column not in ("method", "dataset", "subset") else "left")
+        text = column in ("method", "dataset", "subset", "note")
+        table.add_column(column, justify="left" if text else "right", no_wrap=column != "note")
 
     def cell(row, metric):
         mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
