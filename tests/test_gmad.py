@@ -276,3 +276,86 @@ def test_pair_figure_and_export(tmp_path):
         assert row.item_id == expected
         assert target.read_bytes() == (tmp_path / "pool" / f"{expected}.png").read_bytes()
     assert (tmp_path / "test" / "key.csv").is_file()
+
+
+# ------------------------------------------------------------ toolbox definitions: band, screening
+
+
+def test_absolute_band_as_in_the_toolbox():
+    # the toolbox takes the images within +-9 (on its 0..100 MOS scale) of each level's centre
+    scores, _ = _pool(n=400, seed=4)
+    pairs = gmad.select_pairs(scores, "oracle", "noisy", levels=6, band=gmad.TOOLBOX_BAND)
+    d = scores[scores["method"] == "oracle"].set_index("item_id")["score"]
+    width = (d.max() - d.min()) / 6
+    for pair in pairs.itertuples():
+        centre = d.min() + (pair.level - 0.5) * width
+        inside = d[(d - centre).abs() <= 9.0]
+        assert pair.tolerance == 9.0
+        assert pair.n_candidates == len(inside)
+        assert pair.weight == pytest.approx(len(inside) / len(d))
+        assert {pair.image_best, pair.image_worst} <= set(inside.index)
+    with pytest.raises(AnalysisError, match="positive half-width"):
+        gmad.select_pairs(scores, "oracle", "noisy", band=0)
+
+
+def _reference_screening(frame: pd.DataFrame) -> tuple[set[int], set[str]]:
+    """Row positions of outlier ratings and rejected subjects, by plain loops and scipy."""
+    outliers, counts = set(), {}
+    for _, group in frame.groupby("pair_id"):
+        v = group["preference"].to_numpy(float)
+        beta2 = stats.kurtosis(v, fisher=True, bias=True) + 3.0 if np.var(v) > 0 else 0.0
+        limit = (2.0 if 2 <= beta2 <= 4 else math.sqrt(20)) * np.std(v, ddof=1)
+        for position, subject, value in zip(group.index, group["subject"], v):
+            p, q, n = counts.get(subject, (0, 0, 0))
+            high, low = value - v.mean() > limit, value - v.mean() < -limit
+            counts[subject] = (p + high, q + low, n + 1)
+            if high or low:
+                outliers.add(position)
+    rejected = {s for s, (p, q, n) in counts.items() if p + q > 0.05 * n and abs(p - q) / (p + q) < 0.3}
+    return outliers, rejected
+
+
+def test_screening_matches_a_loop_reference_and_rejects_an_erratic_subject():
+    rng = np.random.default_rng(7)
+    n_pairs, n_subjects = 20, 15
+    ratings = np.rint(rng.uniform(0, 40, size=(n_pairs, n_subjects)))  # platykurtic crowd
+    # subject 'erratic' answers far above the crowd on some pairs and far below on others
+    ratings[:8, 0] = np.where(np.arange(8) % 2 == 0, 50, -10)
+    # subject 'keen' is far above the crowd on a few pairs, always in the same direction
+    ratings[8:12, 1] = 50
+    subjects = ["erratic", "keen"] + [f"s{j:02d}" for j in range(2, n_subjects)]
+    frame = pd.DataFrame(
+        [(f"p{i:02d}", subjects[j], ratings[i, j]) for i in range(n_pairs) for j in range(n_subjects)],
+        columns=["pair_id", "subject", "preference"],
+    )
+    outliers, rejected = _reference_screening(frame)
+    kept, report = gmad.screen_judgments(frame)
+    assert rejected == {"erratic"}  # the construction works as intended
+    assert set(report.rejected_subjects) == rejected
+    assert report.outlier_ratings == len(outliers) and len(outliers) > 0
+    removed = outliers | set(frame.index[frame["subject"].isin(rejected)])
+    assert report.removed_ratings == len(removed)
+    expected = frame.drop(index=sorted(removed)).reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, expected)
+    # 'keen' keeps its other ratings: one-sided outliers do not reject a subject
+    assert (kept["subject"] == "keen").sum() > 0
+
+
+def test_analyze_screens_graded_judgments_by_default_and_not_2afc():
+    scores, truth = _pool(n=300, seed=5)
+    pairs = gmad.select_all(scores)
+    judgments = gmad.simulate_judgments(pairs, truth, n_subjects=12, noise=5.0, seed=2)
+    ok = pairs.loc[pairs["status"] == "ok", "pair_id"].tolist()
+    # one subject answers at random, far from everyone
+    wild = judgments["subject"] == "sim01"
+    judgments.loc[wild, "preference"] = np.where(np.arange(wild.sum()) % 2 == 0, 100, -100)
+    screened = gmad.analyze(pairs, judgments, scores)
+    kept, report = gmad.screen_judgments(judgments)
+    manual = gmad.analyze(pairs, kept, scores, screen=False)
+    pd.testing.assert_frame_equal(screened.aggressiveness, manual.aggressiveness)
+    pd.testing.assert_frame_equal(screened.resistance, manual.resistance)
+    assert report.removed_ratings > 0 and any("screening removed" in note for note in screened.notes)
+    unscreened = gmad.analyze(pairs, judgments, scores, screen=False)
+    assert unscreened.per_pair.set_index("pair_id").loc[ok, "n"].sum() == len(judgments)
+    two = gmad.simulate_judgments(pairs, truth, n_subjects=6, seed=2, scale="2afc")
+    assert gmad.analyze(pairs, two, scores).per_pair["n"].sum() == len(two)

@@ -8,42 +8,77 @@ rates equal are found; another model, the *attacker*, picks among them the two i
 differently. If people see the attacker's "best" image as clearly better, the attacker wins and
 the defender has been falsified; if people see no difference, the defender resisted.
 
-Selection (:func:`select_pairs`)
-    The defender's score range on the pool, ``[min, max]``, is split into ``levels`` (default 6)
-    equal-width levels of width ``w``; level ``k`` (1-based) has centre
-    ``min + (k - 1/2) * w``. Its candidates are the pool images whose defender score lies within
-    ``tolerance * w`` of the centre (default ``tolerance = 0.25``: the middle half of the level,
-    so the defender's scores inside a pair differ by at most half a level width; the toolbox
-    also uses a small band around each level's centre, we could not check its exact value).
-    Among the candidates the attacker's highest- and lowest-rated images form the pair
-    (``image_best``, ``image_worst``); ties go to the smaller item id. A level with fewer than two
-    candidates gives a row with ``status='empty'`` and a ``reason``. Scores of every method are
-    taken as "higher is better" (biqa predictions are on the quality scale).
+Sources, and what each definition rests on
+    We could not read the text of the papers (CVPR 2016, TPAMI 2020) here; what is marked
+    *toolbox* was checked line by line against the authors' public MATLAB gMAD toolbox for IQA
+    (linked from kedema.org/project/gMAD): ``generate_test_images.m`` (selection),
+    ``data_analysis.m`` (screening, aggressiveness, resistance, weights, ranking),
+    ``initialization.m`` (scores mapped to the LIVE MOS scale) and the test GUI script (sign of
+    the preference). Equation numbers of the papers are therefore not cited.
+
+Selection (:func:`select_pairs`) -- toolbox
+    The defender's score range on the pool, ``[min, max]``, is split into ``levels`` (default 6,
+    the toolbox's ``rank = 6``) equal-width levels of width ``w``; level ``k`` (1-based) has
+    centre ``min + (k - 1/2) * w`` (toolbox ``check_points``). Its candidates are the pool images
+    whose defender score lies within a half-band ``h`` of the centre; among them the attacker's
+    highest- and lowest-rated images form the pair (``image_best``, ``image_worst``; toolbox
+    ``max``/``min`` of the attacker's scores); ties go to the smaller item id.
+
+    The half-band: the toolbox uses ``h = 9`` *absolute* (strict ``<``), on scores first mapped
+    by a logistic fit onto the LIVE MOS scale (about 0..100), so ``h`` is about 0.5-0.7 of a
+    level's width there. biqa scores are not mapped onto one common scale, so by default
+    ``h = tolerance * w`` with ``tolerance = 0.25`` (a module choice: the middle half of the
+    level); pass ``band=9`` to :func:`select_pairs` / :func:`select_all` for the toolbox's
+    absolute band when the scores are on a 0..100 MOS scale. We test ``<=`` instead of ``<``.
+    A level with fewer than two candidates gives a row with ``status='empty'`` and a
+    ``reason`` (the toolbox would fail there). Scores of every method are taken as "higher is
+    better" (biqa predictions are on the quality scale).
 
 Judgments (:func:`read_judgments`, :func:`simulate_judgments`)
     A CSV with one row per (pair, subject): ``pair_id``, ``subject``, ``preference``.
     ``preference > 0`` means the *first* image of the pair (``image_best``, the attacker's
-    favourite; exported as ``<pair_id>_1.<ext>``) looks better. Two scales:
+    favourite; exported as ``<pair_id>_1.<ext>``) looks better -- the toolbox's sign: its GUI
+    shows the pair in random left/right order and flips the score so that a positive value
+    favours the attacker's best image. Two scales:
 
     * ``-100..100``: a graded preference, -100 = the second is much better, 0 = same, 100 = the
-      first is much better (the scale of the gMAD IQA experiment);
+      first is much better (the toolbox's scale: its resistance is ``100 - |s|``);
     * ``2afc``: a two-alternative forced choice, ``1`` = first better, ``-1`` = second better.
-      It is analysed on the same scale as ``100 * (2 p - 1)``, p the share choosing the first.
+      It is analysed on the same scale as ``100 * (2 p - 1)``, p the share choosing the first
+      (a module extension; the toolbox has only the graded scale).
 
-Analysis (:func:`analyze`)
-    Per pair: mean preference ``s`` and its t-based 95 % confidence interval. With ``s^k`` the
-    mean preference of the pair at level ``k`` of (defender j, attacker i) and ``w_k`` the share
-    of pool images within the tolerance of level k's centre (by the defender's scores):
+Screening (:func:`screen_judgments`) -- toolbox, ITU-R BT.500 style
+    Before averaging, per pair: mean, standard deviation ``sd`` (n - 1) and kurtosis
+    ``beta2 = m4 / m2^2`` (central moments, n). A rating is an outlier when it lies more than
+    ``2 sd`` from the pair's mean if ``2 <= beta2 <= 4``, else more than ``sqrt(20) sd``.
+    With ``P``/``Q`` a subject's counts of high/low outliers, the subject is rejected when
+    ``P + Q > 0.05 * n_pairs`` and ``|P - Q| / (P + Q) < 0.3``. Outlier ratings *and* all
+    ratings of rejected subjects are dropped (as the toolbox does). ``n_pairs`` is the number of
+    pairs the subject rated (the toolbox's design is complete, where it is all pairs).
+    :func:`analyze` screens ``-100..100`` judgments by default and not ``2afc`` ones.
+
+Analysis (:func:`analyze`) -- toolbox
+    Per pair: mean preference ``s`` of the kept ratings and its t-based 95 % confidence
+    interval (the interval is a module addition). With ``s^k`` the mean preference of the pair
+    at level ``k`` of (defender j, attacker i) and ``w_k`` the share of pool images within the
+    half-band of level k's centre by the *defender's* scores (toolbox ``weight_o``/``weight_n``:
+    counts normalised over the levels):
 
     * aggressiveness of attacker i against defender j: ``a_ij = sum_k w_k s^k / sum_k w_k``
-      (in [-100, 100]; high when the attacker's favourite is indeed better);
+      (toolbox ``A``, rows attacker, columns defender; in [-100, 100]);
     * resistance of defender j against attacker i: ``r_ji = sum_k w_k (100 - |s^k|) / sum_k w_k``
-      (in [0, 100]; high when people see the pair as equal, as the defender claimed).
+      (toolbox ``R``, rows defender, columns attacker; in [0, 100]).
 
-    Levels without a pair or without judgments drop out of both sums. The ranking: each method's
-    mean aggressiveness and mean resistance over its opponents, ranked separately, and an overall
-    rank by the mean of the two ranks (ties broken by the mean of ``(a + 100) / 2`` and ``r``, both
-    on 0..100). The combined rank is this module's choice, not a formula from the papers.
+    Levels without a pair or without judgments drop out of both sums (the toolbox has no such
+    levels; with all levels present the normalisation is the toolbox's).
+
+Ranking -- NOT the toolbox's
+    The toolbox turns the matrices into global scores by a maximum-likelihood pairwise-
+    comparison scaling (``scale_ml`` applied to ``max(A, 0)`` and to ``R``, two separate
+    rankings); its code was not in the toolbox copy we could read, so it is not reproduced.
+    Here: each method's mean aggressiveness and mean resistance over its opponents, ranked
+    separately, and an overall rank by the mean of the two ranks (ties broken by the mean of
+    ``(a + 100) / 2`` and ``r``, both on 0..100). The combined rank is this module's choice.
 """
 
 from __future__ import annotations
@@ -63,6 +98,7 @@ from ..errors import AnalysisError
 
 DEFAULT_LEVELS = 6
 DEFAULT_TOLERANCE = 0.25  # fraction of a level's width on either side of its centre
+TOOLBOX_BAND = 9.0  # the toolbox's absolute half-band, on scores mapped to the LIVE MOS scale (~0..100)
 SCALES = ("-100..100", "2afc")
 JUDGMENT_COLUMNS = ["pair_id", "subject", "preference"]
 
@@ -110,7 +146,7 @@ def _pair_id(defender: str, attacker: str, level: int) -> str:
     return f"{clean(defender)}-vs-{clean(attacker)}-L{level}"
 
 
-def _levels(defender_scores: np.ndarray, levels: int, tolerance: float, defender: str):
+def _levels(defender_scores: np.ndarray, levels: int, tolerance: float, defender: str, band: float | None = None):
     low, high = float(np.min(defender_scores)), float(np.max(defender_scores))
     if not high > low:
         raise AnalysisError(
@@ -119,12 +155,17 @@ def _levels(defender_scores: np.ndarray, levels: int, tolerance: float, defender
         )
     width = (high - low) / levels
     centres = low + (np.arange(levels) + 0.5) * width
-    return centres, width, tolerance * width, low
+    half_band = float(band) if band is not None else tolerance * width
+    return centres, width, half_band, low
 
 
-def _check_settings(levels: int, tolerance: float) -> None:
+def _check_settings(levels: int, tolerance: float, band: float | None = None) -> None:
     if int(levels) < 1:
         raise AnalysisError(f"--levels must be at least 1, not {levels}")
+    if band is not None:
+        if not (np.isfinite(float(band)) and float(band) > 0):
+            raise AnalysisError(f"the absolute band is a positive half-width in score units, not {band}")
+        return
     if not (0 < float(tolerance) <= 0.5):
         raise AnalysisError(f"--tolerance is a fraction of a level's width in (0, 0.5], not {tolerance}")
 
@@ -135,20 +176,25 @@ def select_pairs(
     attacker: str,
     levels: int = DEFAULT_LEVELS,
     tolerance: float = DEFAULT_TOLERANCE,
+    band: float | None = None,
 ) -> pd.DataFrame:
     """The gMAD pairs of one (defender, attacker): one row per level (see the module docstring).
 
     ``scores`` is tidy: ``item_id``, ``method``, ``score`` (higher is better). Only images scored
     by both methods take part. ``tolerance`` is a fraction of the level width (0 < t <= 0.5 keeps
-    the levels' candidate sets apart). Returns the columns of :data:`PAIR_COLUMNS`.
+    the levels' candidate sets apart). ``band``, when given, replaces it by an absolute
+    half-width in score units (the toolbox's is :data:`TOOLBOX_BAND` on a 0..100 MOS scale).
+    Returns the columns of :data:`PAIR_COLUMNS`; ``tolerance`` there is the half-band used.
     """
     if defender == attacker:
         raise AnalysisError(f"gMAD needs two different methods, got '{defender}' twice")
-    _check_settings(levels, tolerance)
-    return _select_from_wide(_wide(scores, [defender, attacker]), defender, attacker, int(levels), float(tolerance))
+    _check_settings(levels, tolerance, band)
+    return _select_from_wide(_wide(scores, [defender, attacker]), defender, attacker, int(levels), float(tolerance), band)
 
 
-def _select_from_wide(wide: pd.DataFrame, defender: str, attacker: str, levels: int, tolerance: float) -> pd.DataFrame:
+def _select_from_wide(
+    wide: pd.DataFrame, defender: str, attacker: str, levels: int, tolerance: float, band: float | None = None
+) -> pd.DataFrame:
     if len(wide) < 2:
         raise AnalysisError(
             f"only {len(wide)} pool image(s) scored by both '{defender}' and '{attacker}'; gMAD needs a pool"
@@ -156,7 +202,7 @@ def _select_from_wide(wide: pd.DataFrame, defender: str, attacker: str, levels: 
     d = wide[defender].to_numpy(float)
     a = wide[attacker].to_numpy(float)
     ids = wide.index.to_numpy()
-    centres, width, half_band, _ = _levels(d, levels, float(tolerance), defender)
+    centres, width, half_band, _ = _levels(d, levels, float(tolerance), defender, band)
     rows = []
     for k, centre in enumerate(centres, start=1):
         inside = np.flatnonzero(np.abs(d - centre) <= half_band)
@@ -204,6 +250,7 @@ def select_all(
     methods: Sequence[str] | None = None,
     levels: int = DEFAULT_LEVELS,
     tolerance: float = DEFAULT_TOLERANCE,
+    band: float | None = None,
 ) -> pd.DataFrame:
     """:func:`select_pairs` over every ordered (defender, attacker) of ``methods``.
 
@@ -213,10 +260,10 @@ def select_all(
     methods = list(methods) if methods is not None else sorted(frame["method"].unique())
     if len(methods) < 2 or len(set(methods)) != len(methods):
         raise AnalysisError(f"gMAD needs at least two different methods, got {methods}")
-    _check_settings(levels, tolerance)
+    _check_settings(levels, tolerance, band)
     wide = _wide(frame, methods)  # once: the pool is the images every method scored
     tables = [
-        _select_from_wide(wide[[defender, attacker]], defender, attacker, int(levels), float(tolerance))
+        _select_from_wide(wide[[defender, attacker]], defender, attacker, int(levels), float(tolerance), band)
         for defender in methods
         for attacker in methods
         if defender != attacker
@@ -351,6 +398,55 @@ def _validate_judgments(judgments: pd.DataFrame, pairs: pd.DataFrame, scale: str
     return frame, scale
 
 
+@dataclass
+class Screening:
+    """What :func:`screen_judgments` removed."""
+
+    n_ratings: int
+    outlier_ratings: int  # single ratings beyond the 2 sd / sqrt(20) sd limit
+    rejected_subjects: list[str]
+    removed_ratings: int  # outlier ratings plus every rating of a rejected subject
+
+
+def screen_judgments(judged: pd.DataFrame, value: str = "preference") -> tuple[pd.DataFrame, Screening]:
+    """Outlier ratings and subjects removed as in the gMAD toolbox (ITU-R BT.500 style).
+
+    ``judged`` holds ``pair_id``, ``subject`` and the rating column ``value``. Per pair: mean,
+    ``sd`` (n - 1) and kurtosis ``m4 / m2**2`` (central moments over n); a rating further than
+    ``2 sd`` from the mean when ``2 <= kurtosis <= 4``, else further than ``sqrt(20) sd``, is an
+    outlier (high: ``P``, low: ``Q``). A subject with ``P + Q > 0.05 * (pairs rated)`` and
+    ``|P - Q| / (P + Q) < 0.3`` is rejected. Returns the kept rows and a :class:`Screening`.
+    """
+    frame = judged.reset_index(drop=True)
+    x = frame[value].to_numpy(float)
+    groups = frame.groupby("pair_id")[value]
+    mean = groups.transform("mean").to_numpy(float)
+    sd = groups.transform(lambda v: v.std(ddof=1) if len(v) > 1 else np.nan).to_numpy(float)
+    deviation = x - mean
+    m2 = pd.Series(deviation**2).groupby(frame["pair_id"]).transform("mean").to_numpy(float)
+    m4 = pd.Series(deviation**4).groupby(frame["pair_id"]).transform("mean").to_numpy(float)
+    kurtosis = m4 / (m2**2 + np.finfo(float).eps)
+    factor = np.where((kurtosis >= 2) & (kurtosis <= 4), 2.0, math.sqrt(20.0))
+    with np.errstate(invalid="ignore"):
+        high = deviation > factor * sd  # NaN sd (one rating) compares False
+        low = deviation < -factor * sd
+    per_subject = pd.DataFrame({"subject": frame["subject"], "P": high, "Q": low}).groupby("subject").agg(
+        P=("P", "sum"), Q=("Q", "sum"), n=("P", "size")
+    )
+    both = per_subject["P"] + per_subject["Q"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        balance = (per_subject["P"] - per_subject["Q"]).abs() / both
+    rejected = sorted(per_subject.index[(both > 0.05 * per_subject["n"]) & (balance < 0.3)].astype(str))
+    keep = ~(high | low) & ~frame["subject"].isin(rejected).to_numpy()
+    report = Screening(
+        n_ratings=len(frame),
+        outlier_ratings=int((high | low).sum()),
+        rejected_subjects=rejected,
+        removed_ratings=int((~keep).sum()),
+    )
+    return frame[keep].reset_index(drop=True), report
+
+
 def _mean_ci(values: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
     n = len(values)
     if n == 0:
@@ -426,13 +522,16 @@ def analyze(
     scale: str | None = None,
     confidence: float = 0.95,
     source: str | None = None,
+    screen: bool | None = None,
 ) -> GmadResult:
     """Per-pair means with t confidence intervals, aggressiveness and resistance matrices, ranking.
 
     ``pool_defender_scores`` (``item_id, method, score``) gives the level weights; without it the
     weights stored in ``pairs`` are used. ``scale`` is ``-100..100``, ``2afc`` or None (inferred:
     only +-1 values mean 2afc). ``source`` names the judgments in errors (default: the file
-    :func:`read_judgments` read, else "judgments").
+    :func:`read_judgments` read, else "judgments"). ``screen`` removes outlier ratings and
+    subjects first (:func:`screen_judgments`); None (default) screens ``-100..100`` judgments, as
+    the toolbox does, and leaves ``2afc`` ones alone.
     """
     source = source or judgments.attrs.get("source", "judgments")
     judged, scale = _validate_judgments(judgments, pairs, scale, source)
@@ -440,6 +539,17 @@ def analyze(
     pairs["pair_id"] = pairs["pair_id"].astype(str)
     weights = level_weights(pairs, pool_defender_scores)
     notes = []
+    if screen is None:
+        screen = scale == "-100..100"
+    if screen:
+        judged, screening = screen_judgments(judged, "preference_100")
+        if screening.removed_ratings:
+            rejected = screening.rejected_subjects
+            notes.append(
+                f"screening removed {screening.removed_ratings} of {screening.n_ratings} rating(s): "
+                f"{screening.outlier_ratings} outlier rating(s)"
+                + (f", all ratings of {len(rejected)} subject(s): {', '.join(rejected[:5])}" if rejected else "")
+            )
 
     grouped = {pid: g["preference_100"].to_numpy(float) for pid, g in judged.groupby("pair_id")}
     rows = []
