@@ -1,7 +1,7 @@
 """The group MAximum Differentiation (gMAD) competition: pair selection, simulated observers,
 aggressiveness / resistance, pair figures and the export of pairs for a subjective test.
 
-Ma, Duanmu, Wu, Wang, Yong, Li, Zhang, "Group maximum differentiation competition: model
+Ma, Duanmu, Wang, Wu, Liu, Yong, Li, Zhang, "Group maximum differentiation competition: model
 comparison with few samples", TPAMI 2020 (CVPR 2016 for IQA on the Waterloo Exploration
 Database). One model, the *defender*, is held fixed: on an unlabelled pool, pairs of images it
 rates equal are found; another model, the *attacker*, picks among them the two it rates most
