@@ -160,13 +160,14 @@ def write_selection(
     figures: bool = True,
     export: bool = True,
     pool_name: str = "",
+    band: float | None = None,
 ) -> pd.DataFrame:
     """Select the pairs and write the ``select`` output folder; returns the pairs table.
 
     ``pool_items`` (item_id, path absolute, quality) enables the figures and the test folder.
     """
     out = Path(out)
-    pairs = gmad.select_all(scores, methods, levels=levels, tolerance=tolerance)
+    pairs = gmad.select_all(scores, methods, levels=levels, tolerance=tolerance, band=band)
     atomic_write_csv(out / "pairs.csv", pairs)
     # the pool is what every method scored: the level weights of `analyze` are shares of it
     common = set(gmad._wide(scores, list(methods)).index)
@@ -232,10 +233,11 @@ def write_analysis(
     pool_scores: pd.DataFrame | None = None,
     pool_items: pd.DataFrame | None = None,
     scale: str | None = None,
+    screen: bool | None = None,
 ) -> gmad.GmadResult:
     """Analyse and write the ``analyze`` output folder; returns the result."""
     out = Path(out)
-    result = gmad.analyze(pairs, judgments, pool_scores, scale=scale)
+    result = gmad.analyze(pairs, judgments, pool_scores, scale=scale, screen=screen)
     atomic_write_csv(out / "per_pair.csv", result.per_pair)
     atomic_write_csv(out / "aggressiveness.csv", result.aggressiveness.reset_index())
     atomic_write_csv(out / "resistance.csv", result.resistance.reset_index())
@@ -321,6 +323,10 @@ def select(
         gmad.DEFAULT_TOLERANCE, "--tolerance",
         help="Half-width of the band around each level's centre, as a fraction of the level width (0-0.5].",
     ),
+    band: Optional[float] = typer.Option(
+        None, "--band",
+        help="Absolute half-width of the band in score units instead of --tolerance (the gMAD toolbox uses 9 on a 0-100 MOS scale).",
+    ),
     results: Path = typer.Option(DEFAULT_RESULTS, "--results", help="Results folder holding the methods' runs."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for scoring the pool."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw one figure per (defender, attacker)."),
@@ -339,7 +345,7 @@ def select(
     with progress_bar(not quiet) as report:
         scores = _pool_scores(names, dataset, results, device=device, progress=report)
         pairs = write_selection(scores, names, out, pool_items_table(dataset), levels, tolerance,
-                                figures=figures, export=export, pool_name=dataset.name)
+                                figures=figures, export=export, pool_name=dataset.name, band=band)
     if as_json:
         print_json(json_records(pairs))
         return
@@ -393,6 +399,10 @@ def analyze(
         None, "--pool-scores", help="Pool scores for the level weights (default: pool_scores.csv next to --pairs)."
     ),
     scale: str = typer.Option("auto", "--scale", help="auto, -100..100 or 2afc."),
+    screen: Optional[bool] = typer.Option(
+        None, "--screen/--no-screen",
+        help="BT.500-style screening of outlier ratings and subjects (default: on for -100..100, off for 2afc).",
+    ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Redraw the pair figures with the verdicts."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -406,7 +416,8 @@ def analyze(
     pool_scores = _read_table(pool_scores_path, "pool scores", ["item_id", "method", "score"]) if pool_scores_path else None
     items_path = _sibling(pairs_path, POOL_ITEMS) if figures else None
     pool_items = _read_table(items_path, "pool items", ["item_id", "path"]) if items_path else None
-    result = write_analysis(pairs, judgments, out, pool_scores, pool_items, scale=None if scale == "auto" else scale)
+    result = write_analysis(pairs, judgments, out, pool_scores, pool_items, scale=None if scale == "auto" else scale,
+                            screen=screen)
     if as_json:
         print_json(json.dumps(result.to_dict(), indent=1, default=str))
         return
