@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pandas as pd
 import typer
@@ -19,16 +19,11 @@ from ..cli_common import console, print_json, run_command
 from ..config import DEFAULT_RESULTS
 from ..errors import AnalysisError
 from ..evaluation.metrics import METRICS
-from ..evaluation.significance import (
-    ALTERNATIVES,
-    TESTS,
-    PerImageTests,
-    SignificanceResult,
-    check_split_hashes,
-    compare_methods,
-    per_image_tests,
-    split_metric_table,
-)
+
+if TYPE_CHECKING:
+    from ..evaluation.significance import PerImageTests, SignificanceResult
+
+# ..evaluation.significance (scipy.stats) is imported where it is used: `biqa --help` imports this module.
 
 
 def register(main: typer.Typer) -> None:
@@ -63,6 +58,7 @@ def significance_results(
 
     Methods must share split files (the runs' ``split_hash``); otherwise AnalysisError.
     """
+    from ..evaluation.significance import check_split_hashes, compare_methods, split_metric_table
     from ..store import load_predictions
 
     if metric not in METRICS:
@@ -115,6 +111,7 @@ def image_tests(
     The test set is checked here first, so a typo gets a did-you-mean and a missing
     --dataset/--split the list of what there is.
     """
+    from ..evaluation.significance import per_image_tests
     from ..store import load_predictions
 
     predictions = load_predictions(results)
@@ -236,6 +233,7 @@ def significance(
     Example: biqa significance results --metric srocc --test paired --holm
     Example: biqa significance results --per-image brisque,cnniqa --dataset synthetic --split 0 --metric plcc
     """
+    from ..evaluation.significance import ALTERNATIVES, TESTS
     from ..store import atomic_write_csv, atomic_write_text, safe_name
 
     if test not in TESTS:

@@ -92,7 +92,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..errors import AnalysisError
 
@@ -454,6 +453,8 @@ def _mean_ci(values: np.ndarray, confidence: float) -> tuple[float, float, float
     mean = float(np.mean(values))
     if n < 2:
         return mean, math.nan, math.nan, math.nan
+    from scipy import stats  # here, not at the top: `biqa --help` imports this module
+
     sd = float(np.std(values, ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return mean, sd, mean - half, mean + half

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
 
-from .logistic import LogisticFit, fit_logistic
+if TYPE_CHECKING:
+    from .logistic import LogisticFit
+
+# scipy is imported inside the functions: the CLI reads METRICS for its help text, and
+# importing scipy.stats / scipy.optimize would triple `biqa --help`'s start-up time.
 
 RECORD_FIELDS = ["method", "dataset", "split", "subset", "n", "srocc", "krocc", "plcc", "plcc_raw", "rmse"]
 METRICS = ["srocc", "krocc", "plcc", "plcc_raw", "rmse"]
@@ -35,6 +39,8 @@ def srocc(truth, prediction) -> float:
     truth, prediction = _pair(truth, prediction)
     if not _defined(truth, prediction):
         return float("nan")
+    from scipy import stats
+
     return float(stats.spearmanr(truth, prediction).statistic)
 
 
@@ -42,6 +48,8 @@ def krocc(truth, prediction) -> float:
     truth, prediction = _pair(truth, prediction)
     if not _defined(truth, prediction):
         return float("nan")
+    from scipy import stats
+
     return float(stats.kendalltau(truth, prediction).statistic)
 
 
@@ -49,6 +57,8 @@ def plcc(truth, prediction) -> float:
     truth, prediction = _pair(truth, prediction)
     if not _defined(truth, prediction):
         return float("nan")
+    from scipy import stats
+
     with warnings.catch_warnings():
         # a logistic that degenerates to a near-constant map is legitimate; its PLCC is what it is
         warnings.simplefilter("ignore", stats.NearConstantInputWarning)
@@ -81,6 +91,8 @@ class Scores:
 
 def score_predictions(truth, prediction, mapping: LogisticFit | None = None) -> Scores:
     """All metrics for one set of items. ``mapping`` defaults to a logistic fitted here."""
+    from .logistic import fit_logistic
+
     truth, prediction = _pair(truth, prediction)
     if mapping is None:
         mapping = fit_logistic(prediction, truth)
