@@ -171,6 +171,16 @@ def find_runs(root: Path) -> list[Run]:
     return runs
 
 
+def runs_table(root: Path) -> pd.DataFrame:
+    """One row per complete run below ``root``: method, train_dataset, split, split_hash, folder."""
+    rows = [
+        {"method": run.method, "train_dataset": run.train_dataset, "split": run.split,
+         "split_hash": run.manifest.get("split_hash"), "folder": str(run.folder)}
+        for run in find_runs(root)
+    ]
+    return pd.DataFrame(rows, columns=["method", "train_dataset", "split", "split_hash", "folder"])
+
+
 def dataset_infos(root: Path) -> dict:
     """Dataset metadata by dataset name, as the runs below ``root`` recorded it."""
     from .datasets.registry import info_from_dict

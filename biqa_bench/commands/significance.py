@@ -33,18 +33,6 @@ def register(main: typer.Typer) -> None:
 # ---------------------------------------------------------------- library part (no printing)
 
 
-def runs_table(results: Path) -> pd.DataFrame:
-    """One row per complete run below ``results``: method, train_dataset, split, split_hash, folder."""
-    from ..store import find_runs
-
-    rows = [
-        {"method": run.method, "train_dataset": run.train_dataset, "split": run.split,
-         "split_hash": run.manifest.get("split_hash"), "folder": str(run.folder)}
-        for run in find_runs(results)
-    ]
-    return pd.DataFrame(rows, columns=["method", "train_dataset", "split", "split_hash", "folder"])
-
-
 def significance_results(
     results: Path,
     metric: str = "srocc",
@@ -59,7 +47,7 @@ def significance_results(
     Methods must share split files (the runs' ``split_hash``); otherwise AnalysisError.
     """
     from ..evaluation.significance import check_split_hashes, compare_methods, split_metric_table
-    from ..store import load_predictions
+    from ..store import load_predictions, runs_table
 
     if metric not in METRICS:
         raise AnalysisError(f"unknown metric '{metric}'; use one of {', '.join(METRICS)}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import AnalysisError, BiqaError
-from ..store import MANIFEST, atomic_write_csv, atomic_write_text, find_runs, load_predictions
+from ..store import MANIFEST, atomic_write_csv, atomic_write_text, load_predictions, runs_table
 from . import figures as F
 from . import tables as T
 from .latex import Section, compile_pdf, file_stem, report_document
@@ -117,15 +117,6 @@ def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
     records = pd.concat(parts, ignore_index=True)
     keys = [c for c in ("method", "train_dataset", "dataset", "split") if c in records.columns]
     return records.drop_duplicates(keys, keep="last").reset_index(drop=True)
-
-
-def _split_hash_table(results_dir: Path) -> pd.DataFrame:
-    rows = [
-        {"method": run.method, "train_dataset": run.train_dataset, "split": run.split,
-         "split_hash": run.manifest.get("split_hash"), "folder": str(run.folder)}
-        for run in find_runs(results_dir)
-    ]
-    return pd.DataFrame(rows)
 
 
 def build_report(
@@ -239,7 +230,7 @@ def build_report(
     from ..evaluation.significance import check_split_hashes, compare_methods
 
     try:
-        check_split_hashes(_split_hash_table(results_dir))
+        check_split_hashes(runs_table(results_dir))
         hashes_ok = None
     except AnalysisError as exc:
         hashes_ok = str(exc)
