@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BiqaError
-from .store import atomic_write_text
 
 DEFAULT_RESULTS = Path("results")
 
@@ -51,6 +50,8 @@ def load_config() -> dict[str, Any]:
 
 
 def save_config(data: dict[str, Any]) -> Path:
+    from .store import atomic_write_text  # here, not at import: keeps `biqa --help` free of pandas
+
     path = config_path()
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

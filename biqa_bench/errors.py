@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+import difflib
+
+
+def did_you_mean(name: str, candidates) -> str:
+    """`` Did you mean 'x'?`` for the closest candidate name, or an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
 class BiqaError(Exception):
     """Base class: the message names the file or thing at fault and the fix."""
 

@@ -8,15 +8,14 @@ each split are kept; every test item must have exactly one finite prediction.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .datasets.registry import Dataset, info_to_dict
+from .datasets.registry import Dataset
 from .errors import RunError
-from .runner import versions
+from .runner import run_manifest
 from .splits import SplitSet
 from .store import MANIFEST, predictions_frame, run_dir, write_run
 
@@ -88,22 +87,9 @@ def import_predictions(
             previous = json.loads(existing.read_text()).get("params", {}).get("imported_from")
             if previous != str(Path(path).resolve()):
                 raise RunError(f"{folder}: holds another run of '{method}'; import under another --method or pass --force")
-        manifest = {
-            "kind": "run",
-            "method": method,
-            "params": {"imported_from": str(Path(path).resolve())},
-            "train_dataset": dataset.name,
-            "dataset_fingerprint": dataset.fingerprint,
-        "dataset_info": info_to_dict(dataset.info),
-            "split": split.index,
-            "split_hash": split_set.hash,
-            "split_file": str(split_file) if split_file else None,
-            "seed": split_set.seed,
-            "n_test": len(test),
-            "imported": True,
-            "versions": versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        params = {"imported_from": str(Path(path).resolve())}
+        manifest = run_manifest("run", method, params, dataset, split_set, split.index, split_file, split_set.seed)
+        manifest.update({"n_test": len(test), "imported": True})
         write_run(folder, predictions, manifest)
         folders.append(folder)
     if not folders:

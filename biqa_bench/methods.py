@@ -159,7 +159,7 @@ def method_names() -> list[str]:
 def create_method(name: str, **params: Any) -> Method:
     registry = discover()
     if name not in registry:
-        from .datasets.registry import did_you_mean
+        from .errors import did_you_mean
 
         raise MethodError(f"unknown method '{name}'.{did_you_mean(name, registry)} See `biqa methods list`.")
     cls = registry[name]

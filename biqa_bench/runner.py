@@ -51,6 +51,27 @@ def method_seed(seed: int, split_index: int) -> int:
     return int(np.random.SeedSequence([seed, split_index]).generate_state(1)[0] % (2**31 - 1))
 
 
+def run_manifest(
+    kind: str, method: str, params: dict[str, Any], dataset: Dataset, split_set: SplitSet, split: int,
+    split_file: Path | None, seed: int,
+) -> dict[str, Any]:
+    """The fields every run manifest has (trained or imported); callers add their own."""
+    return {
+        "kind": kind,
+        "method": method,
+        "params": json.loads(json.dumps(params, default=str)),
+        "train_dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint,
+        "dataset_info": info_to_dict(dataset.info),
+        "split": split,
+        "split_hash": split_set.hash,
+        "split_file": str(split_file) if split_file else None,
+        "seed": seed,
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     split: int
@@ -201,17 +222,8 @@ def _run_one(
     predict_seconds = time.perf_counter() - t0
     method.save(folder / "model")
     predictions = predictions_frame(test, dataset.name, split.index, prediction)
-    manifest = {
-        "kind": kind,
-        "method": method_name,
-        "params": json.loads(json.dumps(params, default=str)),
-        "train_dataset": dataset.name,
-        "dataset_fingerprint": dataset.fingerprint,
-        "dataset_info": info_to_dict(dataset.info),
-        "split": split.index,
-        "split_hash": split_set.hash,
-        "split_file": str(split_file) if split_file else None,
-        "seed": seed,
+    manifest = run_manifest(kind, method_name, params, dataset, split_set, split.index, split_file, seed)
+    manifest.update({
         "method_seed": ctx.seed,
         "device": device,
         "n_train": len(train),
@@ -222,8 +234,7 @@ def _run_one(
         "pretraining": getattr(method, "pretraining_manifest", None),
         "versions": versions(),
         "timings": {"fit_s": round(fit_seconds, 3), "predict_s": round(predict_seconds, 3)},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    })
     write_run(folder, predictions, manifest)
     return RunOutcome(split.index, folder, "done", time.perf_counter() - started)
 

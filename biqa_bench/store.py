@@ -181,20 +181,22 @@ def runs_table(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "train_dataset", "split", "split_hash", "folder"])
 
 
-def dataset_infos(root: Path) -> dict:
-    """Dataset metadata by dataset name, as the runs below ``root`` recorded it."""
+def dataset_infos(root_or_runs) -> dict:
+    """Dataset metadata by dataset name, as the runs (below a folder, or given) recorded it."""
     from .datasets.registry import info_from_dict
 
     infos = {}
-    for run in find_runs(root):
+    runs = find_runs(root_or_runs) if isinstance(root_or_runs, (str, Path)) else root_or_runs
+    for run in runs:
         if "dataset_info" in run.manifest:
             infos[run.manifest["train_dataset"]] = info_from_dict(run.manifest["dataset_info"])
     return infos
 
 
-def load_predictions(root: Path) -> pd.DataFrame:
-    """All predictions below ``root`` as one tidy table (with ``method`` and ``train_dataset``)."""
-    runs = find_runs(root)
+def load_predictions(root: Path, runs: list[Run] | None = None) -> pd.DataFrame:
+    """All predictions below ``root`` (or of ``runs`` found there) as one tidy table, with
+    ``method`` and ``train_dataset``."""
+    runs = find_runs(root) if runs is None else runs
     if not runs:
         raise RunError(f"{root}: no complete runs found; run `biqa train` or `biqa demo` first")
     return pd.concat([run.predictions() for run in runs], ignore_index=True)

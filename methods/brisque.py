@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from biqa_bench.errors import MethodError
-from biqa_bench.evaluation.metrics import srocc
+from biqa_bench.evaluation.metrics import rmse, srocc
 from biqa_bench.features.brisque import FEATURE_VERSION, N_FEATURES, brisque_features
 from biqa_bench.features.cache import FeatureCache, image_source_tag
 from biqa_bench.methods import Context, Method, register_method
@@ -48,7 +48,7 @@ def brisque_feature_matrix(items: pd.DataFrame, ctx: Context, n_jobs: int = 1) -
 def _score(truth: np.ndarray, prediction: np.ndarray) -> tuple[float, float]:
     """Higher is better: (SROCC, -RMSE); an undefined SROCC ranks last."""
     rho = srocc(truth, prediction)
-    return (rho if np.isfinite(rho) else -np.inf, -float(np.sqrt(np.mean((truth - prediction) ** 2))))
+    return (rho if np.isfinite(rho) else -np.inf, -rmse(truth, prediction))
 
 
 @register_method("brisque")

@@ -11,8 +11,7 @@ from rich.table import Table
 
 from ..cli_common import check_param_types, console, json_records, parse_params, print_json, progress_bar, run_command
 from ..config import DEFAULT_RESULTS
-from ..datasets.registry import did_you_mean
-from ..errors import BiqaError, MethodError
+from ..errors import BiqaError, MethodError, did_you_mean
 
 splits_app = typer.Typer(
     help="Make and inspect seeded train/val/test split files. Example: biqa splits make --dataset synthetic --repeats 10",
@@ -270,15 +269,16 @@ def evaluation_tables(results: Path, ranges: bool, low_quality: bool, min_items:
 
     from ..evaluation.metrics import evaluate_predictions
     from ..evaluation.ranges import aggregate_records, low_quality_records, range_records
-    from ..store import dataset_infos, load_predictions
+    from ..store import dataset_infos, find_runs, load_predictions
 
-    predictions = load_predictions(results)
+    runs = find_runs(results)
+    predictions = load_predictions(results, runs)
     predictions = predictions[predictions["subset"] == "test"]
     parts = [evaluate_predictions(predictions)]
     if ranges:
         parts.append(range_records(predictions, min_items=min_items))
     if low_quality:
-        infos = dataset_infos(results)
+        infos = dataset_infos(runs)
         parts.append(low_quality_records(predictions, infos, rule=rule, fraction=fraction, min_items=min_items))
     records = pd.concat(parts, ignore_index=True)
     return records, aggregate_records(records)

@@ -119,7 +119,7 @@ def _pool_scores(
         mine = sorted((r for r in runs if r.method == method), key=lambda r: (r.split, str(r.folder)))
         if not mine:
             known = sorted({r.method for r in runs})
-            from ..datasets.registry import did_you_mean
+            from ..errors import did_you_mean
 
             raise MethodError(
                 f"no run of method '{method}' in {results_dir}.{did_you_mean(method, known)} "

@@ -140,7 +140,7 @@ def _span(values: list[int]) -> str:
 
 def _check_known(what: str, name: str, present, results: Path, option: str) -> None:
     """AnalysisError with a did-you-mean when ``name`` is not among the ``present`` values."""
-    from ..datasets.registry import did_you_mean
+    from ..errors import did_you_mean
 
     known = sorted({str(v) for v in present})
     if name not in known:

@@ -13,7 +13,6 @@ spec ``name:key=value,key=value`` (for example ``koniq:scale=mos``).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..errors import DatasetError
+from ..errors import DatasetError, did_you_mean  # noqa: F401 (did_you_mean re-exported)
 
 REQUIRED_COLUMNS = ["item_id", "path", "score", "quality", "content_id"]
 KINDS = ("authentic", "synthetic")
@@ -170,11 +169,6 @@ def registered() -> dict[str, DatasetEntry]:
     entries = dict(_REGISTRY)
     entries.update(custom_entries())
     return entries
-
-
-def did_you_mean(name: str, candidates) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:

@@ -453,12 +453,14 @@ def _checked_pair(truth, prediction, name: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def _correlations(truth, a, b, metric: str) -> tuple[float, float, float]:
+    from .metrics import plcc, srocc
+
     if metric == "srocc":
-        corr = lambda x, y: float(stats.spearmanr(x, y).statistic)  # noqa: E731
+        corr = srocc
     elif metric == "plcc":
         a = fit_logistic(a, truth).predict(a)
         b = fit_logistic(b, truth).predict(b)
-        corr = lambda x, y: float(stats.pearsonr(x, y).statistic)  # noqa: E731
+        corr = plcc
     else:
         raise AnalysisError(f"unknown correlation '{metric}'; use srocc or plcc")
     return corr(truth, a), corr(truth, b), corr(a, b)
