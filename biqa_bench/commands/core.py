@@ -313,10 +313,11 @@ def eval_cmd(
 
 
 def render_summary(summary, title: str) -> None:
+    """The summary as a Rich table; figures not defined get a numbered note under it."""
     table = Table(title=title)
-    for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE", "note"):
-        text = column in ("method", "dataset", "subset", "note")
-        table.add_column(column, justify="left" if text else "right", no_wrap=column != "note")
+    for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE"):
+        text = column in ("method", "dataset", "subset")
+        table.add_column(column, justify="left" if text else "right", no_wrap=True)
 
     def cell(row, metric):
         mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
@@ -324,17 +325,19 @@ def render_summary(summary, title: str) -> None:
             return "–"
         return f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
 
+    notes = []
     for _, row in summary.iterrows():
-        if row.get("status", "ok") != "ok":
-            note = f"not defined: {row.get('reason', '')}"
-        elif row["srocc_mean"] != row["srocc_mean"]:
-            note = "not defined: constant predictions or truth"
-        else:
-            note = ""
+        subset = row["subset"]
+        if row.get("status", "ok") != "ok" or row["srocc_mean"] != row["srocc_mean"]:
+            reason = row.get("reason", "") if row.get("status", "ok") != "ok" else "constant predictions or truth"
+            notes.append(f"[{len(notes) + 1}] {row['method']} on {row['dataset']}, {subset}: not defined ({reason})")
+            subset = f"{subset} [{len(notes)}]"
         splits = f"{row['n_splits']}/{row['n_splits_total']}" if "n_splits_total" in row else str(row["n_splits"])
-        table.add_row(row["method"], row["dataset"], row["subset"], splits, f"{row['n_mean']:.0f}",
-                      cell(row, "srocc"), cell(row, "krocc"), cell(row, "plcc"), cell(row, "rmse"), note)
+        table.add_row(row["method"], row["dataset"], subset, splits, f"{row['n_mean']:.0f}",
+                      cell(row, "srocc"), cell(row, "krocc"), cell(row, "plcc"), cell(row, "rmse"))
     console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)
 
 
 # ---------------------------------------------------------------- cross
