@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import BiqaError, DatasetError
+from .images import DECODE_ERRORS
 
 FORMAT_VERSION = 1
 PIXELS = "pixels.u8"
@@ -133,7 +134,7 @@ def decode_resized(path: str | Path, size: Any = "original", draft: bool = False
     spec = parse_size(size)
     try:
         return _decode(str(path), spec, draft)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except DECODE_ERRORS as exc:
         raise DatasetError(
             _broken_message(str(path), exc) + "; re-download it, find the broken files with "
             "`biqa datasets check NAME`, or run with --skip-broken"
@@ -164,7 +165,7 @@ def _decode_into(task: tuple[str, int, int, int, str, Size, bool]) -> str | None
     pixels_path, offset, height, width, path, spec, draft = task
     try:
         array = _decode(path, spec, draft)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except DECODE_ERRORS as exc:
         return _broken_message(path, exc)
     if array.shape != (height, width, 3):
         return f"{path}: decoded to {array.shape[1]}x{array.shape[0]}, header said {width}x{height}"
@@ -348,7 +349,7 @@ class ImageCache:
             for path in abspaths:
                 try:
                     shapes.append(_stored_size(path, spec))
-                except (OSError, ValueError, SyntaxError) as exc:
+                except DECODE_ERRORS as exc:
                     broken.append(_broken_message(path, exc))
                     shapes.append((0, 0))
             if broken:

@@ -49,6 +49,7 @@ from .datasets.synthetic import (
     generate_content,
 )
 from .errors import BiqaError
+from .images import DECODE_ERRORS, ImageReadError, read_image
 from .store import atomic_write_csv, atomic_write_json
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
@@ -99,10 +100,9 @@ def prepare_image(image: np.ndarray, size: int | None) -> np.ndarray:
 
 def _read_source(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise SynthError(f"{path}: cannot read image ({exc}); remove or replace the file and re-run") from None
+        return read_image(path)
+    except ImageReadError as exc:
+        raise SynthError(f"{path}: cannot read image ({exc.reason}); remove or replace the file and re-run") from None
 
 
 def _check_header(path: Path, size: int | None) -> None:
@@ -110,7 +110,7 @@ def _check_header(path: Path, size: int | None) -> None:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except DECODE_ERRORS as exc:
         raise SynthError(f"{path}: cannot read image ({exc}); remove or replace the file and re-run") from None
     if size is None and min(width, height) < MIN_SIDE:
         raise SynthError(
