@@ -220,8 +220,13 @@ def test_csiq_wrong_header_names_file_and_column(tmp_path):
 
 def _koniq_counts(rng, n):
     counts = rng.integers(0, 40, size=(n, 5))
-    counts[:, 2] += 1
+    counts[:, 2] += 2
     return counts
+
+
+def _sample_sd(counts) -> np.ndarray:
+    """SD of the individual 1-5 ratings, ddof=1: the official files' SD (checked on the real sets file)."""
+    return np.array([np.std(np.repeat(np.arange(1, 6), row), ddof=1) for row in counts])
 
 
 @pytest.fixture
@@ -230,16 +235,17 @@ def koniq_root(tmp_path):
     names = [f"{1000 + i}.jpg" for i in range(6)]
     counts = _koniq_counts(rng, 6)
     mos = counts @ np.arange(1, 6) / counts.sum(1)
-    sd = np.sqrt(counts @ np.arange(1, 6) ** 2 / counts.sum(1) - mos**2)
+    sd = _sample_sd(counts)
     zscore = rng.uniform(5, 95, size=6)
     scores = pd.DataFrame({"image_name": names, **{f"c{k+1}": counts[:, k] for k in range(5)},
                            "c_total": counts.sum(1), "MOS": mos, "SD": sd, "MOS_zscore": zscore})
     root = tmp_path / "koniq10k"
     root.mkdir()
     scores.to_csv(root / "koniq10k_scores_and_distributions.csv", index=False, quoting=1)
+    # the sets file: c1..c5 as fractions, MOS = the 0-100 z-score MOS, SD the same 1-5 SD
     fractions = counts / counts.sum(1, keepdims=True)
     sets = pd.DataFrame({"image_name": names, **{f"c{k+1}": fractions[:, k] for k in range(5)},
-                         "c_total": counts.sum(1), "MOS": zscore, "SD": sd * 25,
+                         "c_total": counts.sum(1), "MOS": zscore, "SD": sd,
                          "set": ["training", "training", "training", "validation", "test", "test"]})
     for name in names[:3]:
         _image(root / "1024x768" / name)
@@ -272,10 +278,27 @@ def test_koniq_official_sets_and_mos_from_distribution(koniq_root):
     sets.to_csv(root / "koniq10k_distributions_sets.csv", index=False)
     ds = load_dataset("koniq", root)
     np.testing.assert_allclose(ds.items["score"], sets["MOS"])
+    assert "std" not in ds.items.columns  # the file's SD is on 1-5, not on this 0-100 MOS
     assert list(ds.items["official_set"]) == ["train", "train", "train", "val", "test", "test"]
     mos = load_dataset("koniq:scale=mos", root).items
     np.testing.assert_allclose(mos["score"], scores["MOS"])  # sum_k k * fraction_k
     np.testing.assert_allclose(mos["std"], scores["SD"])
+    np.testing.assert_allclose(mos["quality"], (scores["MOS"] - 1) / 4 * 100)
+
+
+def test_koniq_sd_is_the_sample_sd_of_the_ratings(koniq_root):
+    """Both scales from the two files agree, and std is the ddof=1 SD of the individual ratings."""
+    root, scores, sets = koniq_root
+    sets.to_csv(root / "koniq10k_distributions_sets.csv", index=False)
+    both = load_dataset("koniq:scale=mos", root).items
+    (root / "koniq10k_scores_and_distributions.csv").unlink()
+    sets_only = load_dataset("koniq:scale=mos", root).items
+    np.testing.assert_allclose(sets_only["score"], both["score"])
+    np.testing.assert_allclose(sets_only["std"], both["std"])
+    counts = scores[[f"c{k}" for k in range(1, 6)]].to_numpy()
+    ratings = [np.repeat(np.arange(1, 6), row) for row in counts]
+    np.testing.assert_allclose(sets_only["std"], [np.std(r, ddof=1) for r in ratings])
+    assert not np.allclose(sets_only["std"], [np.std(r) for r in ratings])
 
 
 def test_koniq_both_files_and_small_images(koniq_root):

@@ -4,14 +4,22 @@
 are distributed:
 
 * ``koniq10k_scores_and_distributions.csv``: ``image_name, c1..c5, c_total, MOS, SD,
-  MOS_zscore`` with c = rating counts, MOS and SD on 1-5 and MOS_zscore on 0-100;
-* ``koniq10k_distributions_sets.csv``: ``image_name, c1..c5, c_total, MOS, SD, set`` with c =
-  rating fractions, MOS on the 0-100 z-score scale (SD kept as distributed), the official ``set``
-  (training / validation / test, 7058 / 1000 / 2015), kept as ``official_set`` = train/val/test.
+  MOS_zscore`` with c = rating counts, MOS and SD on 1-5 and MOS_zscore on 0-100 (the columns
+  HyperIQA reads: ``image_name``, ``MOS_zscore``);
+* ``koniq10k_distributions_sets.csv`` (also in the authors' repository, subpic/koniq,
+  ``metadata/``): ``image_name, c1..c5, c_total, MOS, SD, set`` with c = rating *fractions*
+  (each row sums to 1), ``MOS`` on the 0-100 z-score scale, the official ``set`` (training /
+  validation / test, 7058 / 1000 / 2015), kept as ``official_set`` = train/val/test.
+
+In both files ``SD`` is the sample standard deviation (ddof=1, over ``c_total`` ratings) of the
+1-5 ratings: checked on all 10073 rows of the sets file, where it equals the one computed from
+c1..c5 and c_total to 1e-10, while the MOS column is on 0-100. So ``SD`` is the ``std`` of the
+1-5 scale only; the 0-100 z-score MOS, which is not a linear map of the 1-5 MOS, gets no ``std``.
 
 Option ``scale``: ``zscore`` (default; 0-100, as HyperIQA and REQA) or ``mos`` (1-5, as IEIT;
-computed from the rating distribution when only the sets file is present). Option ``images``:
-``1024x768`` (default when present) or ``512x384``, the folder the images are read from.
+from the sets file alone, the MOS is the mean of the rating distribution and ``std`` is ``SD``).
+Option ``images``: ``1024x768`` (default when present) or ``512x384``, the folder the images
+are read from.
 """
 
 from __future__ import annotations
@@ -58,14 +66,11 @@ IMAGE_FOLDERS = ("1024x768", "512x384")
 SCALES = {"zscore": (0.0, 100.0), "mos": (1.0, 5.0)}
 
 
-def _distribution_moments(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """MOS and standard deviation (1-5) from the rating counts or fractions c1..c5."""
+def _distribution_mean(table: pd.DataFrame) -> np.ndarray:
+    """MOS on 1-5 from the rating counts or fractions c1..c5."""
     weights = table[COUNTS].to_numpy(dtype=float)
     weights = weights / weights.sum(axis=1, keepdims=True)
-    levels = np.arange(1, 6, dtype=float)
-    mean = weights @ levels
-    std = np.sqrt(np.maximum(weights @ levels**2 - mean**2, 0.0))
-    return mean, std
+    return weights @ np.arange(1, 6, dtype=float)
 
 
 @register_dataset(INFO)
@@ -92,10 +97,10 @@ def load_koniq(root: Path, scale: str = "zscore", images: str | None = None) -> 
             score, std = table["MOS"].to_numpy(dtype=float), table["SD"].to_numpy(dtype=float)
     else:
         table = sets
-        if scale == "zscore":
-            score, std = table["MOS"].to_numpy(dtype=float), table["SD"].to_numpy(dtype=float)
+        if scale == "zscore":  # MOS is on 0-100 here; SD stays on 1-5, so it is not this score's std
+            score, std = table["MOS"].to_numpy(dtype=float), None
         else:
-            score, std = _distribution_moments(table)
+            score, std = _distribution_mean(table), table["SD"].to_numpy(dtype=float)
 
     resolver = PathResolver(root)
     folder = images or next((f for f in IMAGE_FOLDERS if resolver.resolve(f) is not None), IMAGE_FOLDERS[0])
