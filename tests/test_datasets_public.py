@@ -403,31 +403,56 @@ def test_spaq_wrong_header(tmp_path):
 @pytest.fixture
 def cid_root(tmp_path):
     root = tmp_path / "CID2013"
+    # header in row 1; "Image set specific  MOS" has two spaces; scene C04 recurs in sets I and IV
     header = ["Source_ID", "Image set specific  MOS", "Realigned MOS", "Sharpness"]
     rows = [
         ["IS_I_C01_D01", 55.0, 60.5, 1.0],
         ["IS_I_C01_D02", 40.0, 45.0, 1.0],
-        ["IS_I_C02_D01", 20.0, 12.25, 1.0],
-        ["IS_IV_C06_D07", 5.0, -2.5, 1.0],
+        ["IS_I_C04_D06", 50.0, 54.3, 1.0],
+        ["IS_IV_C04_D07", 70.0, 69.4, 1.0],
+        ["IS_VI_C06_D01", 25.0, 29.8, 1.0],
+        ["IS_VI_C06_D10", 5.0, -2.5, 1.0],
     ]
     _xlsx(root / "CID2013 data - version 12112014.xlsx", {"Readme": [["x"]], "CID2013 MOS": [header, *rows]})
     _image(root / "IS1" / "co1" / "IS_I_C01_D01.jpg")
-    _image(root / "is1" / "CO2" / "is_i_c02_d01.JPG")
-    _image(root / "elsewhere" / "IS_IV_C06_D07.jpg")
+    _image(root / "is1" / "CO4" / "is_i_c04_d06.JPG")
+    _image(root / "IS4" / "co4" / "IS_IV_C04_D07.jpg")
+    _image(root / "elsewhere" / "IS_VI_C06_D01.jpg")
     return root
 
 
 def test_cid2013_realigned_mos_and_scenes(cid_root):
     ds = load_dataset("cid2013", cid_root)
     items = ds.items.set_index("item_id")
-    np.testing.assert_allclose(items["score"], [60.5, 45.0, 12.25, -2.5])
-    np.testing.assert_allclose(items["set_mos"], [55.0, 40.0, 20.0, 5.0])
-    assert items.loc["IS_IV_C06_D07", "quality"] < 0  # realigned MOS can be negative; kept as is
-    assert list(items["content_id"]) == ["IS1_C01", "IS1_C01", "IS1_C02", "IS4_C06"]
+    np.testing.assert_allclose(items["score"], [60.5, 45.0, 54.3, 69.4, 29.8, -2.5])
+    np.testing.assert_allclose(items["set_mos"], [55.0, 40.0, 50.0, 70.0, 25.0, 5.0])
+    np.testing.assert_allclose(items["quality"], items["score"])  # nominal 0-100, higher is better
+    assert items.loc["IS_VI_C06_D10", "quality"] < 0  # realigned MOS can be negative; kept as is
+    # one scene shot in two image sets is one content, so it never straddles train and test
+    assert list(items["content_id"]) == ["C01", "C01", "C04", "C04", "C06", "C06"]
+    assert list(items["image_set"]) == ["IS1", "IS1", "IS1", "IS4", "IS6", "IS6"]
+    assert ds.info.n_contents == 8
     assert items.loc["IS_I_C01_D01", "path"] == "IS1/co1/IS_I_C01_D01.jpg"
-    assert items.loc["IS_I_C02_D01", "path"] == "is1/CO2/is_i_c02_d01.JPG"
-    assert items.loc["IS_IV_C06_D07", "path"] == "elsewhere/IS_IV_C06_D07.jpg"
+    assert items.loc["IS_I_C04_D06", "path"] == "is1/CO4/is_i_c04_d06.JPG"
+    assert items.loc["IS_IV_C04_D07", "path"] == "IS4/co4/IS_IV_C04_D07.jpg"
+    assert items.loc["IS_VI_C06_D01", "path"] == "elsewhere/IS_VI_C06_D01.jpg"
     assert items.loc["IS_I_C01_D02", "path"] == "IS1/co1/IS_I_C01_D02.jpg"  # missing: nominal path
+
+
+def test_cid2013_scene_splits_keep_a_scene_on_one_side(cid_root):
+    from biqa_bench.splits import make_splits
+
+    ds = load_dataset("cid2013", cid_root)
+    scene = ds.items.set_index("item_id")["content_id"]
+    for split in make_splits(ds, seed=3, repeats=3, test_fraction=0.34, val_fraction=0.0).splits:
+        assert not set(scene[split.train]) & set(scene[split.test])
+
+
+def test_cid2013_bad_source_id_names_the_form(tmp_path):
+    _xlsx(tmp_path / "CID2013 data - version 12112014.xlsx",
+          {"CID2013 MOS": [["Source_ID", "Realigned MOS"], ["IS1_C01_D01", 50.0]]})
+    with pytest.raises(DatasetError, match=r"IS1_C01_D01.*IS_<roman>_C<nn>_D<nn>"):
+        load_dataset("cid2013", tmp_path)
 
 
 def test_cid2013_missing_sheet(tmp_path):

@@ -1,12 +1,22 @@
 """CID2013, the Camera Image Database (Virtanen et al., IEEE TIP 2015), read from its official
 ``CID2013 data - version 12112014.xlsx``.
 
-474 photos of 36 scenes taken with 79 consumer cameras, in six image sets (IS1-IS6) of six
-scenes each. The sheet ``CID2013 MOS`` has one row per image: ``Source_ID`` (``IS_I_C01_D01``:
-image set in roman numerals, scene C, device D), the set-specific MOS, ``Realigned MOS`` (all
-sets on one scale, nominally 0-100, a few slightly negative) and attribute scores. The score is
-the realigned MOS. The content of an image, for splits, is its scene (image set + C number),
-so no scene is in both train and test. Images are ``IS<n>/co<c>/<Source_ID>.jpg``.
+The paper's abstract: six image sets, in each 12-14 devices "depicting eight different scenes",
+79 cameras, 480 images; the workbook scores 474 of them. The sheet ``CID2013 MOS`` (header in its
+first row, as read by public loaders with ``pandas.read_excel(..., sheet_name='CID2013 MOS')``)
+has one row per image: ``Source_ID`` (``IS_I_C01_D01``, ``IS_IV_C04_D07``, ``IS_VI_C06_D01``:
+image set in roman numerals, scene C, device D), ``Image set specific  MOS`` (two spaces; each
+set on its own scale), ``Realigned MOS`` (all sets on one scale, nominally 0-100; values below 0
+are kept as they are) and attribute scores. The score is the realigned MOS. Images are
+``IS<n>/co<c>/<Source_ID>.jpg`` (e.g. ``IS1/co1/IS_I_C01_D01.jpg``); an image elsewhere under
+the root is found by its file name.
+
+Content, for splits: the scene, i.e. the C number alone (``C01`` ...), not image set + C.
+The database has eight scenes in all, and 480 images over six sets of 12-14 devices make about
+six scenes per set, so scenes recur across sets (public code compares ``IS_I_C04`` with
+``IS_IV_C04`` images); grouping by image set + C would put one scene in both train and test.
+Grouping by C is never less strict than by image set + C: were C numbers per set, unrelated
+scenes would merely share a group. The image set is kept as ``image_set``.
 """
 
 from __future__ import annotations
@@ -31,9 +41,9 @@ INFO = DatasetInfo(
     score_type="MOS",
     higher_is_better=True,
     score_range=(0.0, 100.0),
-    n_contents=36,
+    n_contents=8,
     n_items=474,
-    description="CID2013: 474 consumer-camera photos of 36 scenes (Virtanen et al., IEEE TIP 2015); realigned MOS 0-100",
+    description="CID2013: 474 consumer-camera photos of 8 scenes (Virtanen et al., IEEE TIP 2015); realigned MOS 0-100",
     download=DOWNLOAD,
 )
 
@@ -77,7 +87,7 @@ def load_cid2013(root: Path, **options) -> Dataset:
             "item_id": source_id,
             "path": path,
             "score": realigned,
-            "content_id": f"IS{image_set}_C{scene:02d}",
+            "content_id": f"C{scene:02d}",
             "image_set": f"IS{image_set}",
         }
         if set_mos:
