@@ -469,13 +469,20 @@ LIVE_FOLDERS = [("jp2k", 227, 169), ("jpeg", 233, 175), ("wn", 174, 145), ("gblu
 
 @pytest.fixture
 def live_root(tmp_path):
-    """982 entries in the official order; in each folder the last entries are reference copies."""
+    """982 entries in the official order, 1 x 982 arrays as distributed. As in the real files, the
+    reference copies (orgs == 1) sit at scattered positions in jp2k/ and jpeg/ (58 each) and are
+    the last 29 entries of wn/, gblur/ and fastfading/."""
     rng = np.random.default_rng(2)
     references = [f"ref{r:02d}.bmp" for r in range(29)]
     refnames, orgs = [], []
-    for _, count, distorted in LIVE_FOLDERS:
+    for folder, count, distorted in LIVE_FOLDERS:
         refnames += [references[k % 29] for k in range(count)]
-        orgs += [0] * distorted + [1] * (count - distorted)
+        flags = np.zeros(count)
+        if folder in ("jp2k", "jpeg"):
+            flags[rng.choice(count, size=count - distorted, replace=False)] = 1
+        else:
+            flags[distorted:] = 1
+        orgs += list(flags)
     orgs = np.array(orgs, dtype=float)
     dmos_new = np.where(orgs == 1, 0.0, rng.uniform(10, 90, size=982))
     dmos = np.where(orgs == 1, 0.0, dmos_new + 3.0)
@@ -486,6 +493,16 @@ def live_root(tmp_path):
     scipy.io.savemat(root / "dmos.mat", {"dmos": dmos[None, :], "orgs": orgs[None, :]})
     scipy.io.savemat(root / "refnames_all.mat", {"refnames_all": _cell(refnames).T})
     return root, dmos_new, dmos, orgs, refnames
+
+
+def _live_entry(folder: str, k: int) -> int:
+    """0-based position of <folder>/img<k>.bmp among the 982 entries."""
+    offset = 0
+    for name, count, _ in LIVE_FOLDERS:
+        if name == folder:
+            return offset + k - 1
+        offset += count
+    raise KeyError(folder)
 
 
 def test_live_excludes_reference_copies(live_root):
@@ -499,12 +516,17 @@ def test_live_excludes_reference_copies(live_root):
     np.testing.assert_allclose(items["quality"], 100 - dmos_new[orgs == 0])
     assert (items["std"] == 7.0).all()
     by_id = items.set_index("item_id")
-    # entry 228 (0-based 227) is the first of jpeg/
-    assert by_id.loc["jpeg/img1.bmp", "score"] == pytest.approx(dmos_new[227])
-    assert by_id.loc["jpeg/img1.bmp", "content_id"] == Path(refnames[227]).stem
-    assert by_id.loc["fastfading/img145.bmp", "score"] == pytest.approx(dmos_new[982 - 29 - 1])
-    assert "jp2k/img170.bmp" not in by_id.index  # a reference copy (orgs == 1)
-    assert "jp2k/img170.bmp" in excluded_paths(items)
+    for folder, k in [("jpeg", 1), ("jpeg", 2), ("jp2k", 227), ("wn", 1), ("fastfading", 145)]:
+        entry = _live_entry(folder, k)
+        name = f"{folder}/img{k}.bmp"
+        if orgs[entry] == 1:
+            assert name not in by_id.index and name in excluded_paths(items)
+        else:
+            assert by_id.loc[name, "score"] == pytest.approx(dmos_new[entry])
+            assert by_id.loc[name, "content_id"] == Path(refnames[entry]).stem
+    copies = [k for k in range(1, 228) if orgs[_live_entry("jp2k", k)] == 1]
+    assert len(copies) == 58 and f"jp2k/img{copies[0]}.bmp" in excluded_paths(items)
+    assert "wn/img146.bmp" in excluded_paths(items) and "wn/img145.bmp" in by_id.index
 
 
 def test_live_original_dmos_option(live_root):

@@ -5,7 +5,9 @@ official ``.mat`` files.
 (``AllMOS_release``, MOS on 0-100, higher is better) and ``Data/AllStdDev_release.mat``
 (``AllStdDev_release``) list the images in the same order. The first seven, ``t1.bmp`` ...
 ``t7.bmp``, were the subjects' training images; they live in ``Images/trainingImages/`` and are
-excluded, as in every paper, leaving 1162 items. Images are in ``Images/`` (mixed .bmp/.JPG).
+excluded, as in every paper (HyperIQA keeps entries 7:1169; pyiqa drops the first 7), leaving
+1162 items, ``3.bmp`` ... ``1164.JPG``. Images are in ``Images/`` (mixed .bmp/.JPG). The names
+are a 1169 x 1 cell array, the MOS and standard deviations 1 x 1169 arrays.
 """
 
 from __future__ import annotations

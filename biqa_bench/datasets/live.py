@@ -7,7 +7,11 @@ official ``.mat`` files.
 ``wn/`` (174), ``gblur/`` (174), ``fastfading/`` (174); entry k of a folder is
 ``<folder>/img<k>.bmp``. ``refnames_all.mat`` (``refnames_all``) names each entry's reference.
 Entries with ``orgs == 1`` are copies of the references inside the distortion folders and are
-excluded, leaving 779 distorted images. DMOS, lower is better, nominally 0-100. The label
+excluded, leaving 779 distorted images (169 / 175 / 145 / 145 / 145: jp2k and jpeg hold 58
+reference copies each at scattered positions, the other folders 29 each as their last entries).
+The three .mat files hold 1 x 982 arrays (``refnames_all`` a cell array of names such as
+``studentsculpture.bmp``), read the same way by HyperIQA (``folders.py``) and pyiqa
+(``scripts/process_live.py``). DMOS, lower is better, nominally 0-100. The label
 files give no distortion levels, so ``level`` is empty (the per-folder ``info.txt`` parameters
 are not read).
 
