@@ -45,6 +45,7 @@ from PIL import Image
 
 from .errors import BiqaError, DatasetError
 from .images import DECODE_ERRORS
+from .store import atomic_folder
 
 FORMAT_VERSION = 1
 PIXELS = "pixels.u8"
@@ -340,9 +341,9 @@ class ImageCache:
         started = time.perf_counter()
         folder.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_partials(folder)
-        tmp = folder.parent / f".partial-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        partial = folder.parent / f".partial-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # a cache already there is stale: replaced; one another process put there first is kept
+        with atomic_folder(folder, replace=True, temp=partial) as tmp:
             abspaths = [str(root / p) for p in paths]
             shapes: list[tuple[int, int]] = []
             broken: list[str] = []
@@ -417,10 +418,6 @@ class ImageCache:
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-            _swap_into_place(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     # -- reading
 
@@ -578,27 +575,3 @@ def _remove_dead_partials(folder: Path) -> None:
         pid_text = partial.name[len(f".partial-{folder.name}-") :].split("-")[0]
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
             shutil.rmtree(partial, ignore_errors=True)
-
-
-def _swap_into_place(tmp: Path, folder: Path) -> None:
-    """Rename the finished build to its final name, replacing a stale cache there."""
-    if folder.exists():
-        stale = folder.parent / f".stale-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(folder, stale)
-        except FileNotFoundError:
-            stale = None  # another process removed it meanwhile
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not folder.exists():
-                raise
-            # Another process put a fresh cache in place first; ours is redundant.
-        if stale is not None:
-            shutil.rmtree(stale, ignore_errors=True)
-        return
-    try:
-        os.rename(tmp, folder)
-    except OSError:
-        if not folder.exists():
-            raise

@@ -37,7 +37,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MethodError
-from .store import atomic_write_bytes, atomic_write_json
+from .store import atomic_folder, atomic_write_bytes, atomic_write_json
 
 STAGE_FORMAT = 1
 DATA_FORMAT = 1
@@ -162,8 +161,7 @@ def cached_stage(method: str, stage: str, inputs: dict[str, Any], train: TrainFn
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
         blob = buffer.getvalue()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=root))
-        try:
+        with atomic_folder(folder, replace=True) as tmp:  # a folder there is stale (no valid manifest)
             atomic_write_bytes(tmp / WEIGHTS, blob)
             manifest = {
                 "format": STAGE_FORMAT,
@@ -177,12 +175,6 @@ def cached_stage(method: str, stage: str, inputs: dict[str, Any], train: TrainFn
                 **info,
             }
             atomic_write_json(tmp / MANIFEST, manifest)
-            if folder.exists():  # a stale, incomplete folder (no valid manifest): replace it
-                shutil.rmtree(folder)
-            os.rename(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         shutil.rmtree(work, ignore_errors=True)
     if log is not None:
         log.info("%s %s: pre-trained in %.1f s, stored in %s", method, stage, seconds, folder)
@@ -361,8 +353,7 @@ def target_pretrain_set(
 def _generate(folder, sources, kind, seed, per_source, size, read_image, progress, params) -> None:
     from .datasets.synthetic import generate_content
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with atomic_folder(folder, replace=True) as tmp:  # a folder there is stale (no items.csv)
         frames = []
         for k, row in enumerate(sources.itertuples(index=False)):
             reference = _resized(read_image(row.source_path), size)
@@ -379,12 +370,6 @@ def _generate(folder, sources, kind, seed, per_source, size, read_image, progres
         items = pd.concat(frames, ignore_index=True)
         items.to_csv(tmp / "items.csv", index=False)
         atomic_write_json(tmp / MANIFEST, {**{k: v for k, v in params.items() if k != "sources"}, "n_sources": len(sources), "n_items": len(items)})
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def resolve_pretrain_set(

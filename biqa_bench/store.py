@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -61,6 +64,53 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
+
+
+@contextmanager
+def atomic_folder(
+    final: Path,
+    replace: bool = False,
+    complete: Callable[[Path], bool] | None = None,
+    temp: Path | None = None,
+) -> Iterator[Path]:
+    """Build a folder in a temporary folder beside ``final``, then rename it into place.
+
+    Yields the temporary folder (``temp`` if given, created here; else a fresh
+    ``.<name>.*.tmp``). When the block finishes, it is renamed to ``final``; when the block
+    raises anything (KeyboardInterrupt included), it is removed and the error goes on.
+
+    A folder already at ``final``: with ``replace`` it is stale, moved aside and deleted once
+    ours is in place. Without ``replace``, or when another process puts a folder there between
+    the two renames, the rename fails; if ``complete(final)`` (default: it exists) another
+    process finished it first, so theirs is kept and ours removed, else the error is raised.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if temp is None:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    else:
+        tmp = Path(temp)
+        tmp.mkdir()
+    try:
+        yield tmp
+        stale = None
+        if replace and final.exists():
+            stale = final.parent / f".stale-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(final, stale)
+            except FileNotFoundError:
+                stale = None  # another process removed it meanwhile
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (complete or Path.exists)(final):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process completed it first: ours is redundant
+        if stale is not None:
+            shutil.rmtree(stale, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _json_default(obj: Any) -> Any:

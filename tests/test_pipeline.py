@@ -157,3 +157,97 @@ def test_parallel_jobs_give_the_same_runs_as_serial(tiny_dataset, tmp_path):
     assert len(serial) == 2
     with pytest.raises(RunError, match="--jobs"):
         train_runs("brisque", params, tiny_dataset, split_set, tmp_path / "x", jobs=0)
+
+
+# ---------------------------------------------------------------------------- atomic_folder
+
+
+def _leftovers(parent):
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def test_atomic_folder_renames_into_place_on_success(tmp_path):
+    from biqa_bench.store import atomic_folder
+
+    final = tmp_path / "sub" / "built"
+    with atomic_folder(final) as tmp:
+        assert tmp.parent == final.parent and tmp.is_dir() and tmp.name.endswith(".tmp")
+        assert not final.exists()  # nothing at the final name while building
+        (tmp / "a.txt").write_text("a")
+    assert (final / "a.txt").read_text() == "a"
+    assert _leftovers(final.parent) == []
+
+    named = tmp_path / ".partial-cache-1-abc"
+    with atomic_folder(tmp_path / "cache", temp=named) as tmp:
+        assert tmp == named and tmp.is_dir()
+    assert (tmp_path / "cache").is_dir() and not named.exists()
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_atomic_folder_removes_the_temporary_folder_on_failure(tmp_path, error):
+    from biqa_bench.store import atomic_folder
+
+    final = tmp_path / "built"
+    with pytest.raises(error):
+        with atomic_folder(final) as tmp:
+            (tmp / "half.bin").write_bytes(b"x")
+            raise error("interrupted")
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_atomic_folder_replace_swaps_a_stale_folder(tmp_path):
+    from biqa_bench.store import atomic_folder
+
+    final = tmp_path / "built"
+    final.mkdir()
+    (final / "old.txt").write_text("stale")
+    with atomic_folder(final, replace=True) as tmp:
+        (tmp / "new.txt").write_text("fresh")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert _leftovers(tmp_path) == []  # neither the temporary nor the stale folder is left
+
+
+def test_atomic_folder_keeps_a_folder_another_process_completed_first(tmp_path):
+    from biqa_bench.store import atomic_folder
+
+    final = tmp_path / "built"
+    done = lambda f: (f / "manifest.json").exists()  # noqa: E731
+    with atomic_folder(final, complete=done) as tmp:
+        (tmp / "manifest.json").write_text("ours")
+        final.mkdir()  # the other process finishes while we build
+        (final / "manifest.json").write_text("theirs")
+    assert (final / "manifest.json").read_text() == "theirs"
+    assert _leftovers(tmp_path) == []
+
+    # a folder there that is not complete: the rename error is raised, ours is removed
+    other = tmp_path / "other"
+    with pytest.raises(OSError):
+        with atomic_folder(other, complete=done) as tmp:
+            (tmp / "manifest.json").write_text("ours")
+            other.mkdir()
+            (other / "junk.txt").write_text("half")
+    assert sorted(p.name for p in other.iterdir()) == ["junk.txt"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_folder_replace_keeps_a_folder_put_there_between_the_renames(tmp_path, monkeypatch):
+    import os
+
+    from biqa_bench import store
+
+    final = tmp_path / "built"
+    final.mkdir()
+    (final / "old.txt").write_text("stale")
+    real_rename = os.rename
+
+    def racing_rename(src, dst):
+        if str(src).endswith(".tmp"):  # another process puts its own build in place first
+            final.mkdir()
+            (final / "theirs.txt").write_text("theirs")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(store.os, "rename", racing_rename)
+    with store.atomic_folder(final, replace=True) as tmp:
+        (tmp / "ours.txt").write_text("ours")
+    assert sorted(p.name for p in final.iterdir()) == ["theirs.txt"]
+    assert _leftovers(tmp_path) == []

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -43,6 +41,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import DatasetError
+from ..store import atomic_folder
 from . import distortions as D
 from .registry import DatasetInfo, make_dataset, register_dataset
 
@@ -365,10 +364,10 @@ def build_embedded(
         raise DatasetError(f"dataset '{name}': contents must be at least 1")
     kind = _KIND_OF[name]
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     started = time.perf_counter()
     report = progress or _progress or (lambda done, total: None)
-    try:
+    # a concurrent build that completed first (it has a manifest) is kept, ours dropped
+    with atomic_folder(folder, complete=lambda f: (f / MANIFEST_FILE).exists()) as tmp:
         per_content = len(D.SYNTHETIC_CLASSES) if kind == "synthetic" else int(blends)
         # parts of about a dozen images: even load across workers, nothing big in flight
         n_parts = max(1, round(per_content / JOB_IMAGES))
@@ -416,15 +415,6 @@ def build_embedded(
             "versions": _versions(),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / MANIFEST_FILE).exists():  # not a concurrent build that won the race
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
