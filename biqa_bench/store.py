@@ -201,8 +201,13 @@ class Run:
         return frame
 
 
-def find_runs(root: Path) -> list[Run]:
-    """Every complete run below ``root`` (a results folder or a single run folder)."""
+def find_runs(root: Path, kind: str = "run") -> list[Run]:
+    """Every complete run of ``kind`` below ``root`` (a results folder or a single run folder).
+
+    ``kind``: ``'run'`` (trained or imported runs) or ``'cross-model'`` (the models of
+    ``biqa cross``, whose ``predictions.csv`` is empty and whose predictions on other datasets
+    are in ``inference/*.csv``). An unreadable manifest raises :class:`RunError` naming it.
+    """
     root = Path(root)
     if not root.exists():
         raise RunError(f"{root}: no such results folder; run `biqa train` or `biqa demo` first")
@@ -215,7 +220,7 @@ def find_runs(root: Path) -> list[Run]:
             manifest = json.loads(manifest_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise RunError(f"{manifest_path}: unreadable manifest ({exc}); delete the run folder and re-run") from None
-        if manifest.get("kind", "run") != "run":
+        if manifest.get("kind", "run") != kind:
             continue
         runs.append(Run(folder, manifest))
     return runs

@@ -14,7 +14,7 @@ from biqa_bench.errors import BiqaError
 from biqa_bench.evaluation.metrics import srocc
 from biqa_bench.report.build import build_report
 from biqa_bench.report.latex import compile_pdf, first_latex_error
-from biqa_bench.store import atomic_write_csv, atomic_write_json, run_dir, write_run
+from biqa_bench.store import PREDICTION_COLUMNS, atomic_write_csv, run_dir, write_run
 
 HAS_PDFLATEX = shutil.which("pdflatex") is not None
 NO_PDFLATEX = "pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended)"
@@ -45,8 +45,9 @@ def make_results(root, seed=0, splits=2, cross=True):
                         pred = items["quality"].to_numpy() + rng.normal(0, noise, len(items))
                         atomic_write_csv(folder / "inference" / f"{test_set}-0.csv", items.assign(
                             dataset=test_set, score=items["quality"] / 20, prediction=pred))
-                atomic_write_json(folder / "manifest.json", {"kind": "cross-model", "method": m,
-                                                             "train_dataset": train, "split": 0})
+                # as `biqa cross` writes it: an empty predictions.csv, the manifest last
+                write_run(folder, pd.DataFrame(columns=PREDICTION_COLUMNS),
+                          {"kind": "cross-model", "method": m, "train_dataset": train, "split": 0})
     return root
 
 
@@ -176,6 +177,22 @@ def test_cross_records_fall_back_to_the_csvs_of_biqa_cross(tmp_path):
     atomic_write_csv(tmp_path / "cross" / "records.csv", records)  # the demo's copy: not counted twice
     found = cross_dataset_records(tmp_path)
     assert len(found) == 1 and found.iloc[0]["dataset"] == "b" and found.iloc[0]["srocc"] == 0.7
+
+
+def test_unreadable_cross_model_manifest_is_a_one_line_error(tmp_path):
+    from biqa_bench.errors import RunError
+    from biqa_bench.report.build import cross_dataset_records
+    from biqa_bench.store import find_runs
+
+    root = make_results(tmp_path / "results", splits=1)
+    assert len(find_runs(root, kind="cross-model")) == len(METHODS) * len(DATASETS)
+    assert {r.manifest["kind"] for r in find_runs(root)} == {"run"}
+    assert len(cross_dataset_records(root)) == len(METHODS) * len(DATASETS)  # each model on the other set
+    broken = root / "cross" / "mixed" / "good_net" / "manifest.json"
+    broken.write_text("{not json")
+    with pytest.raises(RunError, match=r"good_net.manifest\.json: unreadable manifest") as exc:
+        cross_dataset_records(root)
+    assert "\n" not in str(exc.value)
 
 
 def test_markdown_report_links_tables_and_figures(built):

@@ -13,14 +13,13 @@ and at the top of the report.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import AnalysisError, BiqaError
-from ..store import MANIFEST, atomic_write_csv, atomic_write_text, load_predictions, runs_table
+from ..store import atomic_write_csv, atomic_write_text, find_runs, load_predictions, runs_table
 from . import figures as F
 from . import tables as T
 from .latex import Section, compile_pdf, file_stem, report_document
@@ -91,14 +90,9 @@ def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
     from ..evaluation.cross import cross_records
 
     parts = []
-    for manifest_path in sorted(Path(results_dir).rglob(MANIFEST)):
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if manifest.get("kind") != "cross-model":
-            continue
-        for path in sorted((manifest_path.parent / "inference").glob("*.csv")):
+    for run in find_runs(results_dir, kind="cross-model"):
+        manifest = run.manifest
+        for path in sorted((run.folder / "inference").glob("*.csv")):
             frame = pd.read_csv(path, dtype={"item_id": str})
             frame = frame.assign(method=manifest["method"], train_dataset=manifest["train_dataset"],
                                  split=int(manifest.get("split", 0)))
