@@ -359,3 +359,31 @@ def test_analyze_screens_graded_judgments_by_default_and_not_2afc():
     assert unscreened.per_pair.set_index("pair_id").loc[ok, "n"].sum() == len(judgments)
     two = gmad.simulate_judgments(pairs, truth, n_subjects=6, seed=2, scale="2afc")
     assert gmad.analyze(pairs, two, scores).per_pair["n"].sum() == len(two)
+
+
+def test_common_pool_is_what_every_method_scored_finitely():
+    scores = pd.DataFrame({
+        "item_id": ["a", "b", "c", "d", "a", "b", "c", "e", "a", "b", "d"],
+        "method": ["P", "P", "P", "P", "Q", "Q", "Q", "Q", "R", "R", "R"],
+        "score": [1.0, 2.0, 3.0, 4.0, 5.0, np.inf, 7.0, 8.0, 9.0, 10.0, 11.0],
+    })
+    pool = gmad.common_pool(scores, ["Q", "P"])
+    assert list(pool.index) == ["a", "c"] and list(pool.columns) == ["Q", "P"]  # b: Q's score is not finite
+    assert pool.loc["c"].tolist() == [7.0, 3.0]
+    assert list(gmad.common_pool(scores, ["P", "Q", "R"]).index) == ["a"]
+    pairs = gmad.select_all(scores, ["P", "R"], levels=1, tolerance=0.5)
+    assert (pairs["pool_size"] == len(gmad.common_pool(scores, ["P", "R"]))).all() and pairs["pool_size"].iloc[0] == 3
+    with pytest.raises(AnalysisError, match=r"no pool scores for method\(s\) \['S'\]"):
+        gmad.common_pool(scores, ["P", "S"])
+
+
+def test_write_selection_keeps_the_scores_of_the_common_pool(tmp_path):
+    from biqa_bench.commands import gmad as gmad_cmd
+
+    scores, _ = _pool(n=60)
+    extra = pd.DataFrame({"item_id": ["only_oracle"], "method": ["oracle"], "score": [50.0]})
+    scores = pd.concat([scores, extra], ignore_index=True)
+    gmad_cmd.write_selection(scores, ["oracle", "noisy"], tmp_path, levels=3)
+    kept = pd.read_csv(tmp_path / gmad_cmd.POOL_SCORES, dtype={"item_id": str})
+    assert len(kept) == 120 and "only_oracle" not in set(kept["item_id"])
+    assert set(kept["item_id"]) == set(gmad.common_pool(scores, ["oracle", "noisy"]).index)

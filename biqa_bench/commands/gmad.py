@@ -111,7 +111,7 @@ def _pool_scores(
     """
     from ..store import find_runs
 
-    runs = [run for run in find_runs(results_dir)]
+    runs = find_runs(results_dir)
     if not runs:
         raise MethodError(f"{results_dir}: no complete runs; train the methods first (`biqa train`) or pass --results")
     tables = []
@@ -170,7 +170,7 @@ def write_selection(
     pairs = gmad.select_all(scores, methods, levels=levels, tolerance=tolerance, band=band)
     atomic_write_csv(out / "pairs.csv", pairs)
     # the pool is what every method scored: the level weights of `analyze` are shares of it
-    common = set(gmad._wide(scores, list(methods)).index)
+    common = set(gmad.common_pool(scores, list(methods)).index)
     kept = scores[scores["method"].isin(methods) & scores["item_id"].astype(str).isin(common)]
     atomic_write_csv(out / POOL_SCORES, kept[["item_id", "method", "score"]])
     if pool_items is not None:

@@ -128,8 +128,13 @@ def _check_scores(scores: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _wide(scores: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
-    """Pool images scored (finite) by every method, one column per method, sorted by item id."""
+def common_pool(scores: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """The pool gMAD selects from: the images every one of ``methods`` scored (finite), as a
+    table indexed by item id (sorted) with one score column per method, in ``methods`` order.
+
+    ``scores`` is tidy (``item_id``, ``method``, ``score``); a method without scores raises
+    :class:`AnalysisError`.
+    """
     frame = _check_scores(scores)
     known = sorted(frame["method"].unique())
     unknown = [m for m in methods if m not in known]
@@ -188,7 +193,7 @@ def select_pairs(
     if defender == attacker:
         raise AnalysisError(f"gMAD needs two different methods, got '{defender}' twice")
     _check_settings(levels, tolerance, band)
-    return _select_from_wide(_wide(scores, [defender, attacker]), defender, attacker, int(levels), float(tolerance), band)
+    return _select_from_wide(common_pool(scores, [defender, attacker]), defender, attacker, int(levels), float(tolerance), band)
 
 
 def _select_from_wide(
@@ -260,7 +265,7 @@ def select_all(
     if len(methods) < 2 or len(set(methods)) != len(methods):
         raise AnalysisError(f"gMAD needs at least two different methods, got {methods}")
     _check_settings(levels, tolerance, band)
-    wide = _wide(frame, methods)  # once: the pool is the images every method scored
+    wide = common_pool(frame, methods)  # once: the pool is the images every method scored
     tables = [
         _select_from_wide(wide[[defender, attacker]], defender, attacker, int(levels), float(tolerance), band)
         for defender in methods
