@@ -679,7 +679,7 @@ def pair_figure(
                 spine.set_edgecolor("tab:green" if which == "best" else "tab:red")
                 spine.set_linewidth(2)
     fig.suptitle(f"gMAD: defender {defender} (rates each pair equal) vs attacker {attacker}", fontsize=11)
-    fig.tight_layout(rect=(0.03, 0, 1, 0.95))
+    fig.tight_layout(rect=(0.03, 0, 1, 0.95), h_pad=2.5)  # room for the top row's two-line labels
     for row, (which, colour) in enumerate((("best", "tab:green"), ("worst", "tab:red"))):
         box = axes[row, 0].get_position()
         fig.text(0.012, (box.y0 + box.y1) / 2, f"{attacker}: {which}", rotation=90, ha="center", va="center",
