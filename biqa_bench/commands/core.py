@@ -97,7 +97,7 @@ def image_source(dataset, spec: str, workers: int, report):
         try:
             height, width = (int(v) for v in spec.split("x"))
         except ValueError:
-            raise BiqaError(f"--image-cache takes none, short<N>, original or HxW such as 384x512; not '{spec}'") from None
+            raise BiqaError(f"image cache size must be none, short<N>, original or HxW such as 384x512; not '{spec}'") from None
         size = (height, width)
     return ImageCache.open_or_build(
         dataset, size=size, workers=workers, progress=lambda done, total: report("caching images", done, total)
