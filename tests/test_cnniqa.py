@@ -3,19 +3,17 @@ to end (learns a blur ranking on held-out contents, deterministic for a seed, sa
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from scipy import ndimage
-from skimage import data
 
 from biqa_bench.errors import MethodError
 from biqa_bench.evaluation.metrics import srocc
 from biqa_bench.methods import Context
+from _image_helpers import blur_items
 from methods.cnniqa import CNNIQA, CNNIQANet, cut_patches, local_normalise, patch_grid
 
 FAST = dict(epochs=4, patches_per_image=24, batch_size=64, lr=2e-3)
@@ -50,28 +48,11 @@ def test_network_pools_max_and_min_of_each_map():
     torch.testing.assert_close(net(x), net.head(pooled).squeeze(1))
 
 
-def blur_items(folder: Path, contents: int = 10, levels: int = 6, size: int = 96, seed: int = 0) -> pd.DataFrame:
-    """Crops of scikit-image photos blurred at ``levels`` strengths; quality falls with blur."""
-    rng = np.random.default_rng(seed)
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for content in range(contents):
-        photo = photos[content % len(photos)]
-        r, c = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
-        crop = photo[r:r + size, c:c + size].astype(float)
-        for level in range(levels):
-            blurred = ndimage.gaussian_filter(crop, sigma=(0.7 * level, 0.7 * level, 0)) if level else crop
-            path = folder / f"c{content}_l{level}.png"
-            Image.fromarray(np.clip(np.round(blurred), 0, 255).astype(np.uint8)).save(path)
-            quality = 100 - 15 * level + rng.normal(0, 2)
-            rows.append({"item_id": path.stem, "path": str(path), "content_id": content, "quality": quality, "score": quality})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def blur_split(tmp_path_factory):
-    items = blur_items(tmp_path_factory.mktemp("blur"))
+    items = blur_items(tmp_path_factory.mktemp("blur"), contents=10)
     return items[items.content_id < 6], items[items.content_id.isin([6, 7])], items[items.content_id >= 8]
 
 
