@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage, stats
+from scipy import stats
 from scipy.special import gamma as G
 from skimage import data
 
