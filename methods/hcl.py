@@ -205,7 +205,10 @@ class HCL(DeepMethod):
             c2_epochs=1, c2_batch_size=4, c2_image_size=72, c2_crop=64, c2_lr=1e-3, c2_max_steps=2,
         ),
     }
-    RECIPE_OVERRIDES = {"blends_per_image": "blends_per_image", "crops_per_image": "crops_per_image"}
+    RECIPE_OVERRIDES = {
+        "blends_per_image": "blends_per_image", "crops_per_image": "crops_per_image",
+        "c1_epochs": "c1_epochs", "c2_epochs": "c2_epochs",
+    }
     EXTRA_STATE = ("pretraining_manifest",)
 
     def __init__(
@@ -225,8 +228,12 @@ class HCL(DeepMethod):
         pretrain_seed: int = 0,
         blends_per_image: int | None = None,
         crops_per_image: int | None = None,
+        c1_epochs: int | None = None,
+        c2_epochs: int | None = None,
     ):
         self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self.c1_epochs = c1_epochs
+        self.c2_epochs = c2_epochs
         self.restoration_data = restoration_data
         self.iqa_databases = iqa_databases
         self.ablation = ablation

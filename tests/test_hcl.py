@@ -155,6 +155,11 @@ def test_three_curricula_cached_and_ablations(tmp_path, setup):
     # other restoration data: a new C1 stage, hence a new C2 stage on top of it
     create_method("hcl", **{**QUICK, "restoration_data": "dbb"}).fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target, work="f"))
     assert calls[3:] == ["_train_c1", "_train_c2"]
+    # a changed curriculum length (c1_epochs / c2_epochs) is a new stage, not a cache hit
+    longer = create_method("hcl", **QUICK, c2_epochs=2)
+    assert longer.settings()["c2_epochs"] == 2 and longer.settings()["c1_epochs"] == create_method("hcl", **QUICK).settings()["c1_epochs"]
+    longer.fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target, work="h"))
+    assert calls[5:] == ["_train_c2"]
     with pytest.raises(MethodError, match="ablation"):
         create_method("hcl", **QUICK, ablation="no_c4").fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target, work="g"))
 

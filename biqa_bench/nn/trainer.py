@@ -270,6 +270,8 @@ def run_phase(
         # Sums stay on the device: reading a loss every step would stall the GPU queue.
         loss_acc, n_images, parts_acc = torch.zeros((), device=device), 0, {}
         loss_sum = 0.0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         started = last_report = time.perf_counter()
         for step, (pixels, rows) in enumerate(prefetch(produce(), pin=device.type == "cuda")):
             images = normalize(pixels)
@@ -297,6 +299,7 @@ def run_phase(
                 )
         parts_sum = {k: float(v) for k, v in parts_acc.items()}
         seconds = time.perf_counter() - started
+        peak = {"peak_gpu_gib": torch.cuda.max_memory_allocated(device) / 2**30} if device.type == "cuda" else {}
         metric = float(phase.evaluate()) if phase.evaluate is not None else float("nan")
         record = {
             "epoch": epoch + 1,
@@ -306,6 +309,7 @@ def run_phase(
             "lr": [g["lr"] for g in phase.optimizer.param_groups],
             "images_per_s": n_images / max(seconds, 1e-9),
             "seconds": seconds,
+            **peak,
         }
         result.history.append(record)
         scored_before = result.best_epoch is not None and math.isfinite(result.best_metric)
