@@ -20,7 +20,7 @@ else
 fi
 
 START=$(date +%s)
-left() { echo $(( ${BUDGET:-560} - ($(date +%s) - START) )); }
+left() { local s=$(( ${BUDGET:-540} - ($(date +%s) - START) )); [ $s -gt 5 ] && echo $s || echo 5; }
 for m in qamt hcl; do  # resnet50, reqa and ieit run on CUDA below; these two run in gpu_pretrain.sh
     step "smoke-$m" 120 biqa train --method $m --dataset $SMOKE_DATA --recipe quick --pretrained none --device $DEVICE --repeats 1 -o /tmp/biqa-smoke
 done
