@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -419,3 +420,34 @@ def test_synthesize_files_uses_only_the_listed_sources(tmp_path):
     _write_sources(elsewhere, count=1)
     with pytest.raises(BiqaError, match="not inside"):
         synthesize_files([elsewhere / "photo0.png"], sources, tmp_path / "gen2", workers=1)
+
+
+def test_registered_synth_sets_keep_their_labels_for_pretraining(tmp_path, monkeypatch):
+    """`biqa datasets synth` registers its output; QAMT and HCL must find its class index or
+    26-way labels and the reference images when they load it as pre-training data."""
+    from typer.testing import CliRunner
+
+    from biqa_bench import pretrain as PT
+    from biqa_bench.cli import app
+    from biqa_bench.datasets.distortions import AUTHENTIC_CLASSES
+
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BIQA_CONFIG", str(tmp_path / "config.json"))
+    sources = tmp_path / "pristine"
+    _write_sources(sources)
+    runner = CliRunner()
+    for kind, per_image in (("authentic", "2"), ("synthetic", "2")):
+        result = runner.invoke(app, ["datasets", "synth", "--images", str(sources), "--name", f"gen{kind}", "--kind", kind,
+                                     "--per-image", per_image, "--workers", "1", "--out", str(tmp_path / kind)])
+        assert result.exit_code == 0, result.output
+        written = pd.read_csv(tmp_path / kind / "labels.csv", dtype={"labels": str})
+        pset = PT.load_named_set(f"gen{kind}")
+        assert pset.kind == kind and len(pset.items) == 4
+        assert all(Path(r).is_file() for r in pset.items["reference"])
+        if kind == "authentic":
+            assert list(pset.items["labels"]) == list(written["labels"])
+            targets = PT.classification_targets(pset.items, kind)
+            assert targets.shape == (4, len(AUTHENTIC_CLASSES))
+            assert targets.sum(axis=1).tolist() == [len(x.split(";")) for x in written["labels"]]
+        else:
+            assert pset.items["class_index"].tolist() == written["class_index"].tolist()

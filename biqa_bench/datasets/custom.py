@@ -12,12 +12,17 @@ from ..errors import DatasetError
 from .registry import DatasetEntry, DatasetInfo, make_dataset
 
 
+# Columns of a `biqa datasets synth` labels file that pre-training needs (QAMT's class index or
+# 26-way labels, HCL's reference images) and the ranges' distortion type and level; kept when present.
+GENERATOR_COLUMNS: dict[str, type] = {"distortion": str, "level": str, "class_index": int, "labels": str, "reference_path": str}
+
+
 def _loader_for(name: str, spec: dict[str, Any]):
     def load(root: Path | None = None) -> Any:
         csv_path = Path(spec["csv"])
         root_path = Path(root) if root is not None else Path(spec["root"])
         try:
-            table = pd.read_csv(csv_path)
+            table = pd.read_csv(csv_path, dtype={"labels": str, "level": str})
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DatasetError(f"{csv_path}: cannot read labels CSV ({exc}); fix the file or re-add the dataset") from None
         columns = {"path": spec["path_column"], "score": spec["score_column"]}
@@ -40,6 +45,10 @@ def _loader_for(name: str, spec: dict[str, Any]):
         if "std" in columns:
             items["std"] = table[columns["std"]]
         items["content_id"] = table[columns["content"]].astype(str) if "content" in columns else items["item_id"]
+        for column, dtype in GENERATOR_COLUMNS.items():  # the labels `biqa datasets synth` writes
+            if column in table.columns and column not in columns.values():
+                values = table[column]
+                items[column] = values.fillna("").astype(str) if dtype is str else values
         return make_dataset(_info(name, spec), items, root_path)
 
     return load

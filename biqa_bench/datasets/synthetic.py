@@ -317,7 +317,7 @@ def _pool_context():
 
 
 def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+    return max(1, min(16, os.cpu_count() or 1))
 
 
 def embedded_folder(

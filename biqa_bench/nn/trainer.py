@@ -383,21 +383,27 @@ def predict_items(
         return np.zeros(0)
     normalize = Normalizer(device, channels=_channels(source, item_ids))
     per_pass = max(1, batch_size // max(test_crops, 1))
-    out = np.empty(len(item_ids), dtype=np.float64)
-    for start in range(0, len(item_ids), per_pass):
-        ids = item_ids[start : start + per_pass]
-        if test_crops <= 0:
-            pixels = read_whole(source, ids, crop)
-        else:
-            rng = np.random.default_rng(_seed_of(seed, "test-crops", start))
-            pixels = np.concatenate([source.batch(ids, crop, rng, flip=False) for _ in range(test_crops)])
+    starts = range(0, len(item_ids), per_pass)
+
+    def produce():  # runs in prefetch's thread: the next crops are cut while the GPU scores these
+        for start in starts:
+            ids = item_ids[start : start + per_pass]
+            if test_crops <= 0:
+                yield read_whole(source, ids, crop), start
+            else:
+                rng = np.random.default_rng(_seed_of(seed, "test-crops", start))
+                yield np.concatenate([source.batch(ids, crop, rng, flip=False) for _ in range(test_crops)]), start
+
+    # Scores stay on the device until the end: a copy back per batch would stall the GPU queue.
+    out = torch.empty(len(item_ids), dtype=torch.float32, device=device)
+    for pixels, start in prefetch(produce(), pin=device.type == "cuda"):
+        n = min(per_pass, len(item_ids) - start)
         with autocast(device):
             scores = forward(normalize(pixels)).float().reshape(-1)
-        scores = scores.reshape(max(test_crops, 1), len(ids)).mean(0)
-        out[start : start + len(ids)] = scores.cpu().numpy()
+        out[start : start + n] = scores.reshape(max(test_crops, 1), n).mean(0)
         if progress is not None:
             progress(label, min(start + per_pass, len(item_ids)), len(item_ids))
-    return out
+    return out.cpu().numpy().astype(np.float64)
 
 
 def validation_metric(predict: Callable[[], np.ndarray], quality: np.ndarray) -> float:
