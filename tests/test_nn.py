@@ -268,3 +268,28 @@ def test_fit_reads_crops_from_the_image_cache_and_records_the_weights_hash(tmp_p
     method.fit(items.iloc[:6], items.iloc[6:], ctx)
     assert method.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert np.isfinite(method.predict(items.iloc[6:], ctx)).all()
+
+
+def test_checkpoints_are_throttled_but_the_last_epoch_is_always_saved(tmp_path, monkeypatch):
+    import biqa_bench.nn.trainer as T
+
+    saved: list[tuple[str, int | None]] = []
+    real_save = T._save
+
+    def counting_save(path, obj):
+        saved.append((Path(path).name, obj.get("epoch_done") if "fingerprint" in obj else None))
+        real_save(path, obj)
+
+    monkeypatch.setattr(T, "_save", counting_save)
+    data = _tiny_data()
+    monkeypatch.setenv("BIQA_CHECKPOINT_EVERY_S", "3600")
+    run_phase(_tiny_phase(Tiny(), 3, 8), Tiny(), data, make_ctx(tmp_path, "slow"), torch.device("cpu"), "t", "fp")
+    assert [s for s in saved if s[0] == "train.pt"] == [("train.pt", 3)]  # only after the last epoch
+    assert sum(name == "train-best.pt" for name, _ in saved) == 1  # the best state goes with it
+    saved.clear()
+    monkeypatch.setenv("BIQA_CHECKPOINT_EVERY_S", "0")
+    run_phase(_tiny_phase(Tiny(), 3, 8), Tiny(), data, make_ctx(tmp_path, "every"), torch.device("cpu"), "t", "fp")
+    assert [s for s in saved if s[0] == "train.pt"] == [("train.pt", 1), ("train.pt", 2), ("train.pt", 3)]
+    monkeypatch.setenv("BIQA_CHECKPOINT_EVERY_S", "soon")
+    with pytest.raises(MethodError, match="BIQA_CHECKPOINT_EVERY_S"):
+        run_phase(_tiny_phase(Tiny(), 3, 8), Tiny(), data, make_ctx(tmp_path, "bad"), torch.device("cpu"), "t", "fp")
