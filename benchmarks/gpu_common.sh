@@ -4,6 +4,8 @@
 # scikit-image are installed; other wheels (piq) may be carried in .whl/. Every step's output goes
 # to $OUT/log.txt; a failing or timed-out step is recorded and the script goes on.
 # TINY=1 runs every step at toy sizes on the CPU (a check of the script itself).
+# ONLY="name name ..." runs only the named steps (with the steps they need, which you name too),
+# e.g. ONLY="make-pristine synth-5k cache-5k epoch-resnet50" BUDGET=560 bash benchmarks/gpu_deep.sh
 
 set -u
 OUT=${OUT:-/tmp/biqa-gpu-out}
@@ -29,6 +31,10 @@ biqa() { python3 -m biqa_bench "$@"; }
 step() {
     local name=$1 limit=$2
     shift 2
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then
+        echo "=== $name skipped (not in ONLY)" >>"$LOG"
+        return 0
+    fi
     echo "=== $name ($(date -u +%T), limit ${limit}s): $*" | tee -a "$LOG"
     local started=$(date +%s.%N)
     timeout --kill-after=10 "$limit" bash -c "$(declare -f biqa); $*" >>"$LOG" 2>&1
