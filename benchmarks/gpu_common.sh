@@ -25,7 +25,7 @@ if [ "$TINY" = 1 ]; then DEVICE=cpu; WORKERS=2; else DEVICE=cuda; WORKERS=$(npro
 LOG=$OUT/log.txt
 STEPS=$OUT/steps.tsv
 
-biqa() { python3 -m biqa_bench "$@"; }
+biqa() { python3 -m biqa_bench -v "$@"; }
 
 # step NAME TIMEOUT_S COMMAND...: run with a time limit, log its output, record rc and seconds.
 step() {

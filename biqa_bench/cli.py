@@ -48,9 +48,28 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _verbose(value: bool) -> None:
+    """Send the library's INFO records (one line per training epoch with its loss, images/s,
+    seconds, validation SROCC and peak GPU memory; stage reuse; enhancement counts) to stderr."""
+    if value:
+        import logging
+
+        logger = logging.getLogger("biqa")
+        if not any(getattr(h, "_biqa_verbose", False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+            handler._biqa_verbose = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", callback=_verbose,
+        help="Log one line per training epoch (loss, images/s, validation SROCC, GPU memory) to stderr: for runs logged to a file.",
+    ),
 ) -> None:
     """biqa: benchmark BIQA methods."""
 
