@@ -25,20 +25,37 @@ weights (``pretrained='none'`` and no ``weights``) the classifier rule cannot be
 ``selection='auto'`` falls back to ``'never'`` (E = I, "no quality gain assumed"); a log line says
 so. The classifier's weights are saved with the model so that prediction needs no weights file.
 
+Enhancement is the slow part of a fit (tens of ms per image on one core), so it is cached and
+parallel (:func:`biqa_bench.enhance.enhance_stream`): each image's result (E at ``enhance_size``
+and its dark/blurred/kept flags) is stored under ``<cache>/enhance/<settings hash>/``, keyed by
+the SHA-256 of the working image's pixels; the settings hash covers ``enhance_size``, the
+thresholds, ``deblur``, the hooks (names and source files), the selection mode and, for the
+classifier rule, the classifier's state and the device type. The splits after the first,
+prediction and re-runs read it back; a corrupt entry is recomputed. Misses are computed by
+``enhance_workers`` processes (None = min(8, CPUs), 1 = in this process); with the classifier
+rule the workers propose the candidates and the classifier decides here, in batches as before.
+The pairs are the same bit for bit with or without the cache and for any number of workers. A
+script that fits IEIT with more than one worker needs an ``if __name__ == '__main__':`` guard
+(the workers are started by forkserver, which imports the main module). Kept images take about
+1 MB each at ``short512``: delete ``<cache>/enhance`` to reclaim the space.
+
 Choices where the paper is silent (check them here): SGD momentum 0.9 and no weight decay; batch
 size 64; ReLU after the first two FC layers only (a ReLU on the output would clamp the score),
 widths d -> d/2 -> d/4 -> 1; each stage capped at ``epochs`` (300) in case the plateau rule does
 not end it; the plateau metric is the validation SROCC of s1 (stages 1 and 2b) and of s2 on the
 low-quality validation items (stage 2a; with fewer than three such items the metric is undefined,
 the rate decays every 20 epochs and the last epoch is kept); the best validation epoch of each
-stage is kept; enhancement runs on the image at ``enhance_size`` (shorter side at most 512) before
-the 244 x 244 resize; the mean of 10 random crops at test time; the final bias of each regressor
-starts at the mean training quality. If the training split has no low-quality image, stage 2a is
-skipped (logged).
+stage is kept; enhancement runs on the image at ``enhance_size`` (shorter side at most 512; E is
+cached at this size) before the 244 x 244 resize; the mean of 10 random crops at test time; the
+final bias of each regressor starts at the mean training quality. If the training split has no
+low-quality image, stage 2a is skipped (logged).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from contextlib import closing
 from typing import Any, Callable
 
 import numpy as np
@@ -46,7 +63,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from biqa_bench.enhance import DEBLURRERS, SelectiveEnhancer, Top5Confidence, enhance_low_light, load_enhancer
+from biqa_bench.enhance import (
+    DEBLURRERS, EnhancementCache, EnhancerSpec, SelectiveEnhancer, Top5Confidence, cache_folder, enhance_stream,
+)
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, deit_small
@@ -208,6 +227,7 @@ class IEIT(DeepMethod):
         low_light_enhancer: str | None = None,
         deblurrer: str | None = None,
         enhance_size: Any = "short512",
+        enhance_workers: int | None = None,
     ):
         self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
         self.selection = selection
@@ -217,8 +237,11 @@ class IEIT(DeepMethod):
         self.low_light_enhancer = low_light_enhancer
         self.deblurrer = deblurrer
         self.enhance_size = enhance_size
+        self.enhance_workers = enhance_workers
         self._classifier: nn.Module | None = None
+        self._classifier_digest: tuple[nn.Module, str] | None = None
         self._enhancement_log: dict[str, Any] = {}
+        self._enhancement_stats: dict[str, int] = {}
 
     # ------------------------------------------------------------------ model
 
@@ -247,41 +270,106 @@ class IEIT(DeepMethod):
             return "classifier" if self._classifier is not None else "never"
         return self.selection
 
-    def enhancer(self, device) -> SelectiveEnhancer:
+    def enhancer_spec(self) -> EnhancerSpec:
         if self.deblur not in DEBLURRERS:
             raise MethodError(f"ieit: deblur '{self.deblur}' not understood; use one of {', '.join(DEBLURRERS)}")
-        low_light = load_enhancer(self.low_light_enhancer) if self.low_light_enhancer else enhance_low_light
-        deblur = load_enhancer(self.deblurrer) if self.deblurrer else DEBLURRERS[self.deblur]
+        for name in ("dark_threshold", "blur_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise MethodError(f"ieit: {name} must be a number (e.g. -p {name}=0.3), not {value!r}")
+        return EnhancerSpec(self.deblur, self.low_light_enhancer, self.deblurrer, self.dark_threshold, self.blur_threshold)
+
+    def enhancer(self, device) -> SelectiveEnhancer:
         confidence = Top5Confidence(self._classifier, device) if self._classifier is not None else None
-        return SelectiveEnhancer(low_light, deblur, confidence, self._selection(), self.dark_threshold, self.blur_threshold)
+        return self.enhancer_spec().build(confidence, self._selection())
+
+    def _workers(self) -> int:
+        """``enhance_workers``: None = min(8, CPUs); 1 = in this process."""
+        value = self.enhance_workers
+        if value is None:
+            return max(1, min(8, os.cpu_count() or 1))
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise MethodError(
+                f"ieit: enhance_workers must be a whole number of processes, at least 1 (1 = enhance in this process), "
+                f"or None for min(8, CPUs); not {value!r}"
+            )
+        return int(value)
+
+    def _classifier_sha256(self) -> str:
+        """SHA-256 of the classifier's state (names, dtypes, shapes, bytes): the same for the weights
+        file's classifier and for the copy a saved model restores, which has no file."""
+        if self._classifier_digest is not None and self._classifier_digest[0] is self._classifier:
+            return self._classifier_digest[1]
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self._classifier.state_dict().items()):
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        self._classifier_digest = (self._classifier, digest.hexdigest())
+        return self._classifier_digest[1]
+
+    def cache_identity(self, spec: EnhancerSpec, selection: str, device) -> dict[str, Any]:
+        """Everything an enhancement depends on besides the working image's pixels (which key each
+        entry): the enhancers and thresholds, the working size, the selection mode and, for the
+        classifier rule, the classifier's state and the device type (bf16 autocast on CUDA)."""
+        work = parse_image_size(self.enhance_size)
+        identity = {"enhancer": spec.identity(), "enhance_size": None if work is None else work.key, "selection": selection}
+        if selection == "classifier":
+            identity["classifier"] = {"state_sha256": self._classifier_sha256(), "device": torch.device(device).type, "input": 224}
+        return identity
 
     def prepare_source(self, items, ctx, settings, device):
-        """Images and their selected enhancements, resized to ``image_size`` and stacked (6 ch)."""
+        """Images and their selected enhancements, resized to ``image_size`` and stacked (6 ch).
+
+        The enhancement of each image comes from the disk cache when it was computed before with
+        the same settings; misses are computed by ``enhance_workers`` processes
+        (:func:`biqa_bench.enhance.enhance_stream`). Either way the pairs are the same.
+        """
         cached = getattr(self, "_val_source_cache", None)
         if cached is not None and cached[0] == tuple(items["item_id"].astype(str)):
             return cached[1]
+        workers = self._workers()
         if self._classifier is None and self.selection in ("auto", "classifier") and (self.pretrained != "none" or self.weights):
             self._classifier = self.make_classifier(self.pretrained, self.weights)
         if self.selection == "auto" and self._classifier is None and not self._enhancement_log.get("warned"):
             ctx.log.warning("ieit: no ImageNet classifier (pretrained='none'): selective enhancement keeps the originals (E = I)")
             self._enhancement_log["warned"] = True
+        spec = self.enhancer_spec()
         enhancer = self.enhancer(device)
+        store = EnhancementCache(cache_folder(self.cache_identity(spec, enhancer.selection, device)))
         work, size, crop = parse_image_size(self.enhance_size), settings["image_size"], int(settings["crop"])
-        spec = parse_image_size(size)
-        images: dict[str, np.ndarray] = {}
-        kept = flagged = 0
+        size_spec = parse_image_size(size)
         ids = items["item_id"].astype(str).tolist()
+        # lazily read: only the images in flight are held at the working size
+        originals = (fit_size(np.asarray(ctx.read_image(p)), work, crop) for p in items["path"])
+        images: dict[str, np.ndarray] = {}
+        stats: dict[str, int] = {}
+        kept = flagged = 0
         chunk = 16
-        for start in range(0, len(ids), chunk):
-            originals = [fit_size(np.asarray(ctx.read_image(p)), work, crop) for p in items["path"].iloc[start : start + chunk]]
-            for item_id, original, result in zip(ids[start : start + chunk], originals, enhancer(originals)):
-                pair = np.concatenate([original, result.image], axis=2)
-                images[item_id] = np.ascontiguousarray(fit_size(pair, spec, crop))
+        with closing(enhance_stream(originals, enhancer, spec, store, workers, chunk, stats)) as stream:
+            for done, (item_id, (original, result)) in enumerate(zip(ids, stream), start=1):
+                # fit_size of the 6-channel pair resizes I and E separately; E = I needs one resize
+                small = fit_size(original, size_spec, crop)
+                enhanced = fit_size(result.image, size_spec, crop) if result.image is not original else small
+                images[item_id] = np.concatenate([small, enhanced], axis=2)
                 kept += int(result.kept)
                 flagged += int(result.dark or result.blurred)
-            ctx.progress("ieit selective enhancement", min(start + chunk, len(ids)), len(ids))
-        ctx.log.info("ieit: %d of %d images dark or blurred, enhancement kept for %d (selection=%s)", flagged, len(ids), kept, enhancer.selection)
+                if done % chunk == 0 or done == len(ids):
+                    ctx.progress("ieit selective enhancement", done, len(ids))
+        ctx.log.info(
+            "ieit: %d of %d images dark or blurred, enhancement kept for %d (selection=%s); %d from the enhancement cache, "
+            "%d computed (%d process%s)", flagged, len(ids), kept, enhancer.selection, stats["cached"], stats["computed"],
+            stats["workers"], "es" if stats["workers"] > 1 else "",
+        )
+        if stats.get("pool_error"):
+            ctx.log.warning("ieit: the enhancement worker processes failed (%s); the rest was enhanced in this process "
+                            "(enhance_workers=1 skips them; a script needs an `if __name__ == '__main__':` guard for more)",
+                            stats["pool_error"])
+        if stats["unsaved"]:
+            ctx.log.warning("ieit: %d enhancements could not be written to %s; they will be computed again next time",
+                            stats["unsaved"], store.folder)
         self._enhancement_log.update({"flagged": flagged, "kept": kept, "n": len(ids), "selection": enhancer.selection})
+        self._enhancement_stats = dict(stats)
         return MemoryImages(images)
 
     # ------------------------------------------------------------------ training
@@ -342,6 +430,11 @@ class IEIT(DeepMethod):
         finally:
             self._val_source_cache = None
             self._val_for_stage2 = None
+
+    def get_params_for_fingerprint(self) -> dict[str, Any]:
+        params = super().get_params_for_fingerprint()
+        params.pop("enhance_workers", None)  # changes the speed, not a result: resuming stays possible
+        return params
 
     # ------------------------------------------------------------------ persistence
 

@@ -242,3 +242,179 @@ def test_without_imagenet_weights_selection_falls_back_to_originals(tmp_path, mo
     assert method._enhancement_log["selection"] == "never" and method._enhancement_log["kept"] == 0
     pair = source.read_item("e0")
     assert pair.shape == (40, 40, 6) and np.array_equal(pair[..., :3], pair[..., 3:])
+
+
+# --------------------------------------------------------------------------- enhancement cache and workers
+
+
+def enhancement_items(folder: Path, n: int = 8) -> pd.DataFrame:
+    """Dark, blurred, dark-and-blurred and sharp 48 x 64 images, in turn."""
+    rng = np.random.default_rng(4)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        image = rng.integers(0, 256, (48, 64, 3)).astype(float)
+        if i % 4 in (1, 2):
+            image = ndimage.gaussian_filter(image, sigma=(2.5, 2.5, 0))
+        if i % 4 in (0, 2):
+            image = image * 0.15
+        path = folder / f"{i}.png"
+        Image.fromarray(image.astype(np.uint8)).save(path)
+        rows.append({"item_id": f"x{i}", "path": str(path), "quality": 10.0 * i, "score": 10.0 * i, "content_id": f"x{i}"})
+    return pd.DataFrame(rows)
+
+
+def count_proposals(monkeypatch) -> list[int]:
+    """Count the images the enhancer examines in this process (cache misses computed here)."""
+    calls = [0]
+    propose = enhance.SelectiveEnhancer.propose
+
+    def counted(self, image):
+        calls[0] += 1
+        return propose(self, image)
+
+    monkeypatch.setattr(enhance.SelectiveEnhancer, "propose", counted)
+    return calls
+
+
+def pairs(source: MemoryImages) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in source.images.items()}
+
+
+def prepare(items, ctx, **params):
+    method = create_method("ieit", recipe="quick", pretrained="none", **params)
+    source = method.prepare_source(items, ctx, method.settings(), torch.device("cpu"))
+    return method, pairs(source)
+
+
+def test_second_prepare_source_reuses_the_cached_enhancements(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
+    items = enhancement_items(tmp_path / "img")
+    ctx = make_ctx(tmp_path, None)
+    calls = count_proposals(monkeypatch)
+    first, before = prepare(items, ctx, selection="always", enhance_workers=1)
+    assert calls[0] == len(items) and first._enhancement_stats["computed"] == len(items)
+    assert first._enhancement_log["kept"] == 6 and first._enhancement_log["flagged"] == 6
+    entries = list((tmp_path / "cache" / "enhance").rglob("*.npz"))
+    assert len(entries) == len(items)
+    assert len(list((tmp_path / "cache" / "enhance").glob("*/key.json"))) == 1
+
+    second, after = prepare(items, ctx, selection="always", enhance_workers=1)  # a new instance: the next split
+    assert calls[0] == len(items), "nothing recomputed"
+    assert second._enhancement_stats == {"cached": len(items), "computed": 0, "workers": 1, "unsaved": 0}
+    assert second._enhancement_log == first._enhancement_log
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    # the stored images are E at the working size: the dark images' E differs from I
+    assert not np.array_equal(after["x0"][..., :3], after["x0"][..., 3:])
+    assert np.array_equal(after["x3"][..., :3], after["x3"][..., 3:])  # sharp: E = I
+
+
+@pytest.mark.parametrize("change", [dict(dark_threshold=0.3), dict(deblur="richardson_lucy"), dict(enhance_size="40x40"),
+                                    dict(selection="never")])
+def test_a_changed_setting_misses_the_cache(tmp_path, monkeypatch, change):
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
+    items = enhancement_items(tmp_path / "img", 4)
+    ctx = make_ctx(tmp_path, None)
+    prepare(items, ctx, selection="always", enhance_workers=1)
+    changed, _ = prepare(items, ctx, **{"selection": "always", "enhance_workers": 1, **change})
+    assert changed._enhancement_stats["computed"] == len(items) and changed._enhancement_stats["cached"] == 0
+    assert len(list((tmp_path / "cache" / "enhance").glob("*/key.json"))) == 2
+
+
+def test_an_edited_user_hook_misses_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
+    hook = tmp_path / "hooks.py"
+    hook.write_text("def brighten(image):\n    return (image // 2 + 100).astype(image.dtype)\n")
+    items = enhancement_items(tmp_path / "img", 4)
+    ctx = make_ctx(tmp_path, None)
+    params = dict(selection="always", enhance_workers=1, low_light_enhancer=f"{hook}:brighten")
+    assert prepare(items, ctx, **params)[0]._enhancement_stats["computed"] == 4
+    assert prepare(items, ctx, **params)[0]._enhancement_stats["cached"] == 4
+    hook.write_text("def brighten(image):\n    return (image // 2 + 90).astype(image.dtype)\n")
+    assert prepare(items, ctx, **params)[0]._enhancement_stats["computed"] == 4
+
+
+def tiny_classifier() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 10))
+
+
+@pytest.mark.parametrize("selection", ["always", "classifier"])
+def test_worker_processes_give_the_same_pairs(tmp_path, monkeypatch, selection):
+    monkeypatch.setattr(enhance, "POOL_MIN_MISSES", 0)  # a pool even for a handful of images
+    hook = tmp_path / "hooks.py"  # a user hook, loaded by name in the workers
+    hook.write_text("def brighten(image):\n    return (image // 2 + 100).astype(image.dtype)\n")
+    items = enhancement_items(tmp_path / "img", 12)
+    ctx = make_ctx(tmp_path, None)
+    results = {}
+    for workers in (1, 2):
+        monkeypatch.setenv("BIQA_CACHE", str(tmp_path / f"cache{workers}"))
+        method = create_method("ieit", recipe="quick", pretrained="none", selection=selection, enhance_workers=workers,
+                               low_light_enhancer=f"{hook}:brighten")
+        if selection == "classifier":
+            method._classifier = tiny_classifier()
+        source = method.prepare_source(items, ctx, method.settings(), torch.device("cpu"))
+        assert method._enhancement_stats["workers"] == workers and method._enhancement_stats["computed"] == len(items)
+        results[workers] = (pairs(source), dict(method._enhancement_log))
+    (one, log_one), (two, log_two) = results[1], results[2]
+    assert log_one == log_two and log_one["selection"] == selection and log_one["flagged"] == 9
+    assert one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
+
+
+def test_a_broken_worker_pool_leaves_the_work_to_this_process(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(enhance, "POOL_MIN_MISSES", 0)
+    hook = tmp_path / "hooks.py"  # kills any worker process that runs it; fine in this one
+    hook.write_text(
+        "import multiprocessing, os\n"
+        "def invert(image):\n"
+        "    if multiprocessing.parent_process() is not None:\n"
+        "        os._exit(3)\n"
+        "    return 255 - image\n"
+    )
+    items = enhancement_items(tmp_path / "img", 8)
+    ctx = make_ctx(tmp_path, None)
+    with caplog.at_level(logging.WARNING, logger="test"):
+        method, pooled = prepare(items, ctx, selection="always", enhance_workers=2, low_light_enhancer=f"{hook}:invert")
+    assert "BrokenProcessPool" in method._enhancement_stats["pool_error"] and method._enhancement_stats["computed"] == 8
+    assert "enhanced in this process" in caplog.text
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache-here"))
+    _, here = prepare(items, ctx, selection="always", enhance_workers=1, low_light_enhancer=f"{hook}:invert")
+    assert all(np.array_equal(pooled[k], here[k]) for k in here)
+
+
+def test_a_corrupt_cache_entry_is_recomputed(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
+    items = enhancement_items(tmp_path / "img", 4)
+    ctx = make_ctx(tmp_path, None)
+    _, before = prepare(items, ctx, selection="always", enhance_workers=1)
+    entries = sorted((tmp_path / "cache" / "enhance").rglob("*.npz"), key=lambda p: p.stat().st_size)
+    entries[-1].write_bytes(entries[-1].read_bytes()[:-100])  # truncated (an entry with an image)
+    raw = bytearray(entries[-2].read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte: the zip CRC catches it
+    entries[-2].write_bytes(bytes(raw))
+    entries[0].write_bytes(b"not an npz")
+    method, after = prepare(items, ctx, selection="always", enhance_workers=1)
+    assert method._enhancement_stats["computed"] == 3 and method._enhancement_stats["cached"] == 1
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert prepare(items, ctx, selection="always", enhance_workers=1)[0]._enhancement_stats["cached"] == 4  # rewritten
+
+
+@pytest.mark.parametrize("value", [0, 2.5, "4", True])
+def test_bad_enhance_workers_is_a_one_line_error(tmp_path, value):
+    items = enhancement_items(tmp_path / "img", 1)
+    with pytest.raises(MethodError, match="enhance_workers must be a whole number") as info:
+        prepare(items, make_ctx(tmp_path, None), selection="always", enhance_workers=value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_threshold_that_is_not_a_number_is_a_one_line_error(tmp_path):
+    items = enhancement_items(tmp_path / "img", 1)
+    with pytest.raises(MethodError, match="dark_threshold must be a number"):
+        prepare(items, make_ctx(tmp_path, None), selection="always", dark_threshold="dim")
+
+
+def test_enhance_workers_is_recorded_but_not_part_of_the_run_fingerprint():
+    method = create_method("ieit", enhance_workers=3)
+    assert method.get_params()["enhance_workers"] == 3
+    assert "enhance_workers" not in method.get_params_for_fingerprint()
