@@ -62,6 +62,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import MethodError
+from .pools import pool_context
 
 Enhancer = Callable[[np.ndarray], np.ndarray]
 SELECTIONS = ("classifier", "never", "always")
@@ -497,15 +498,6 @@ def _propose_job(spec: EnhancerSpec, measure_only: bool, images: list[np.ndarray
     return [enhancer.propose(image) for image in images]
 
 
-def _pool_context():
-    """forkserver (spawn where there is none): the caller has torch, maybe CUDA and the trainer's
-    threads running, which a fork would copy mid-flight. Like any spawning pool, a script that
-    fits IEIT with ``enhance_workers`` > 1 needs an ``if __name__ == '__main__':`` guard."""
-    import multiprocessing
-
-    return multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-
-
 @dataclass
 class _Chunk:
     originals: list[np.ndarray]
@@ -591,7 +583,7 @@ def enhance_stream(
                 misses = [k for k, result in enumerate(part.results) if result is None]
                 misses_seen += len(misses)
                 if pool is None and not pool_failed and workers > 1 and misses_seen >= POOL_MIN_MISSES:
-                    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker)
+                    pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_init_worker)
                     stats["workers"] = workers
                 for start in range(0, len(misses) if pool is not None else 0, JOB_IMAGES):
                     indices = misses[start : start + JOB_IMAGES]

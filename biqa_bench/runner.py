@@ -165,11 +165,11 @@ def _run_job(args: tuple) -> RunOutcome:
 
 
 def _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split):
-    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    # forkserver: no fork of a parent whose torch/OpenMP thread pools may already be running
-    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    from .pools import pool_context
+
+    context = pool_context()  # no fork of a parent whose torch/OpenMP thread pools may be running
     outcomes = []
     cache = _cache_dir()  # resolved here: a worker's environment may be older than the caller's
     executor = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context)

@@ -307,13 +307,11 @@ def _embedded_job(args: tuple) -> pd.DataFrame:
 
 
 def _pool_context():
-    """Fork where the platform has it: workers start at once and a caller's script needs no
-    ``if __name__ == '__main__'`` guard (spawn re-imports the main module). Workers use one
-    torch thread each (set in the initializer), so no OpenMP pool is shared across the fork."""
-    import multiprocessing
+    """Fork where the platform has it (:func:`biqa_bench.pools.pool_context`): workers start at
+    once; they use one torch thread each (set in the initializer)."""
+    from ..pools import pool_context
 
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return pool_context(fork=True)
 
 
 def default_workers() -> int:
