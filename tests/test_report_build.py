@@ -64,7 +64,7 @@ def test_sections_and_table_files(built):
                                "Low-quality images", "Statistical significance", "Cross-dataset tests"]
     assert result.skipped == {}
     for name in ("overall", "overall_rmse", "ranges_mixed", "ranges_synthetic", "low_quality", "cross",
-                 "significance_mixed", "significance_synthetic"):
+                 "significance_mixed", "significance_synthetic", "significance_plcc_mixed", "significance_plcc_synthetic"):
         paths = result.tables[name]
         assert [p.suffix for p in paths] == [".tex", ".md", ".csv"]
         assert all(p.stat().st_size > 40 for p in paths)
@@ -93,7 +93,7 @@ def test_overall_csv_matches_the_metric(built):
 def test_figures_exist_with_real_content(built):
     _root, result = built
     expected = {"scatter", "ranges_srocc_mixed", "ranges_srocc_synthetic", "deviation_classes_mixed",
-                "deviation_absolute_mixed", "quality_histogram", "significance_mixed"}
+                "deviation_absolute_mixed", "quality_histogram", "significance_mixed", "significance_plcc_mixed"}
     assert expected <= set(result.figures)
     for stem, (png, pdf) in result.figures.items():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
@@ -200,3 +200,21 @@ def test_markdown_report_links_tables_and_figures(built):
     text = result.markdown.read_text()
     assert text.startswith("# Benchmark report")
     assert "](figures/scatter.png)" in text and "| good\\_net |" in text
+
+
+def test_plcc_significance_matches_per_split_plcc(built):
+    """The PLCC matrix is the significance test of each split's PLCC after its own logistic fit."""
+    from biqa_bench.evaluation.metrics import score_predictions
+    from biqa_bench.evaluation.significance import compare_methods
+
+    root, result = built
+    rows = []
+    for method in METHODS:
+        for s in range(2):
+            frame = pd.read_csv(run_dir(root, "mixed", method, s) / "predictions.csv")
+            rows.append({"method": method, "split": s,
+                         "plcc": float(score_predictions(frame["quality"], frame["prediction"]).plcc)})
+    expected = compare_methods(pd.DataFrame(rows), metric="plcc", test="paired", alpha=0.05).decision
+    table = pd.read_csv(result.tables["significance_plcc_mixed"][2], index_col=0)
+    assert table.loc["good_net"].astype(float).tolist() == expected.loc["good_net"].astype(float).tolist()
+    assert "PLCC" in result.tables["significance_plcc_mixed"][0].read_text()

@@ -24,6 +24,9 @@ from . import figures as F
 from . import tables as T
 from .latex import Section, compile_pdf, file_stem, report_document
 
+#: Metrics whose per-split values the report tests for significance (REQA Table III uses SROCC).
+SIGNIFICANCE_METRICS = ("srocc", "plcc")
+
 LOW_QUALITY_FRACTION = 0.25
 
 
@@ -238,26 +241,31 @@ def build_report(
         if len(methods) < 2 or per_split["split"].nunique() < 2:
             b.skipped[f"significance on {dataset}"] = "needs two or more methods and two or more splits"
             continue
-        try:
-            result = compare_methods(per_split[["method", "split", "srocc"]], metric="srocc", test=significance_test,
-                                     alpha=alpha)
-        except AnalysisError as exc:
-            b.skipped[f"significance on {dataset}"] = str(exc)
-            continue
-        if sig_section is None:
-            sig_section = b.section(
-                "Statistical significance",
-                f"Per-split SROCC of each pair of methods on the same split files, {significance_test} t-test "
-                f"(alpha = {alpha:g}, two-sided)." if significance_test != "wilcoxon" else
-                f"Per-split SROCC, Wilcoxon signed-rank test (alpha = {alpha:g}, two-sided).",
-            )
         test_name = {"paired": "paired t-test", "welch": "Welch's t-test", "wilcoxon": "Wilcoxon signed-rank test"}
-        b.table(sig_section, T.significance_table(result.decision, "srocc", dataset,
-                                                  test_name.get(significance_test, significance_test), alpha))
-        b.figure(sig_section, F.significance_figure(result.decision, f"SROCC significance on {dataset}"),
-                 f"significance_{dataset}", f"Significance of per-split SROCC differences on {dataset}: "
-                 "1 (blue) row method better, 0 (grey) indistinguishable, -1 (vermillion) row method worse.")
-        b.records(f"significance_pvalues_{file_stem(dataset)}", result.pvalue.reset_index(names="method"))
+        for metric in SIGNIFICANCE_METRICS:
+            label = metric.upper()
+            suffix = "" if metric == "srocc" else f"_{metric}"  # SROCC keeps the names it always had
+            try:
+                result = compare_methods(per_split[["method", "split", metric]], metric=metric, test=significance_test,
+                                         alpha=alpha)
+            except AnalysisError as exc:
+                b.skipped[f"{label} significance on {dataset}"] = str(exc)
+                continue
+            if sig_section is None:
+                metrics = " and ".join(m.upper() for m in SIGNIFICANCE_METRICS)
+                sig_section = b.section(
+                    "Statistical significance",
+                    f"Per-split {metrics} of each pair of methods on the same split files, {significance_test} t-test "
+                    f"(alpha = {alpha:g}, two-sided)." if significance_test != "wilcoxon" else
+                    f"Per-split {metrics}, Wilcoxon signed-rank test (alpha = {alpha:g}, two-sided).",
+                )
+            b.table(sig_section, T.significance_table(result.decision, metric, dataset,
+                                                      test_name.get(significance_test, significance_test), alpha,
+                                                      name=f"significance{suffix}_{dataset}"))
+            b.figure(sig_section, F.significance_figure(result.decision, f"{label} significance on {dataset}"),
+                     f"significance{suffix}_{dataset}", f"Significance of per-split {label} differences on {dataset}: "
+                     "1 (blue) row method better, 0 (grey) indistinguishable, -1 (vermillion) row method worse.")
+            b.records(f"significance_pvalues{suffix}_{file_stem(dataset)}", result.pvalue.reset_index(names="method"))
 
     # ---------------------------------------------------------------- cross-dataset
     cross = cross_dataset_records(results_dir)
