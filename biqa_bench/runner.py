@@ -27,6 +27,7 @@ import pandas as pd
 from . import __version__
 from .datasets.registry import Dataset, info_to_dict
 from .errors import MethodError, RunError
+from .evaluation.ranges import quality_counts
 from .methods import Context, Method, create_method
 from .splits import SplitSet
 from .store import MANIFEST, atomic_write_csv, is_complete, predictions_frame, run_dir, safe_name, write_run
@@ -63,6 +64,7 @@ def run_manifest(
         "train_dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint,
         "dataset_info": info_to_dict(dataset.info),
+        "quality_histogram": quality_counts(dataset.items["quality"]),
         "split": split,
         "split_hash": split_set.hash,
         "split_file": str(split_file) if split_file else None,

@@ -93,6 +93,11 @@ def test_runs_write_predictions_and_resume_after_interrupt(tiny_dataset, tmp_pat
     manifest = json.loads((out / "tiny" / "test-brightness" / "split_02" / "manifest.json").read_text())
     assert manifest["split_hash"] == split_set.hash and manifest["dataset_fingerprint"] == tiny_dataset.fingerprint
     assert "method_seed" in manifest and manifest["seed"] == 0
+    # the whole dataset's quality distribution, for the report's histogram: every item once
+    counts = manifest["quality_histogram"]
+    quality = tiny_dataset.items["quality"].to_numpy()
+    assert len(counts) == 100 and sum(counts) == len(quality)
+    assert sum(counts[:25]) == int((quality < 25).sum()) and counts == np.histogram(np.clip(quality, 0, 100), bins=np.arange(0, 101))[0].tolist()
     assert predictions.groupby("split")["prediction"].apply(lambda p: np.corrcoef(p, predictions.loc[p.index, "quality"])[0, 1]).min() > 0.8
 
 

@@ -218,3 +218,29 @@ def test_plcc_significance_matches_per_split_plcc(built):
     table = pd.read_csv(result.tables["significance_plcc_mixed"][2], index_col=0)
     assert table.loc["good_net"].astype(float).tolist() == expected.loc["good_net"].astype(float).tolist()
     assert "PLCC" in result.tables["significance_plcc_mixed"][0].read_text()
+
+
+def test_quality_histogram_draws_the_whole_dataset_from_the_manifests(tmp_path):
+    """Runs that keep the dataset's distribution give the figure every image, not only test ones."""
+    import json
+
+    from biqa_bench.evaluation.ranges import quality_counts
+    from biqa_bench.report import figures as F
+
+    root = make_results(tmp_path / "results", splits=2, cross=False)
+    whole = np.concatenate([np.full(30, 10.0), np.full(70, 80.0)])  # 100 images, 30 below 25
+    for folder in root.rglob("manifest.json"):
+        manifest = json.loads(folder.read_text())
+        if manifest["train_dataset"] == "mixed":
+            folder.write_text(json.dumps({**manifest, "quality_histogram": quality_counts(whole)}))
+    result = build_report(root, root / "report")
+    assert "For synthetic only the test images" in result.tex.read_text()
+    test = pd.concat(pd.read_csv(p) for p in root.rglob("predictions.csv"))
+    figure = F.quality_histogram_figure(test, 25.0, counts={"mixed": quality_counts(whole)})
+    titles = {ax.get_title().split("\n")[0]: ax.get_title() for ax in figure.axes if ax.get_visible()}
+    assert titles["mixed"].endswith("100 images, 30 low quality (30.0%)")
+    n_synthetic = test[test["dataset"] == "synthetic"]["item_id"].nunique()
+    assert f"{n_synthetic} test images" in titles["synthetic"]
+    mixed_axes = next(ax for ax in figure.axes if ax.get_title().startswith("mixed"))
+    # the two hist() calls: the images at or above the threshold, then the low-quality ones
+    assert [sum(bar.get_height() for bar in c) for c in mixed_axes.containers] == [70, 30]

@@ -43,6 +43,17 @@ UNDEFINED = "undefined"
 # --------------------------------------------------------------------------- ACR classes
 
 
+def quality_counts(quality) -> list[int]:
+    """How many of the 0-100 qualities fall in each 1-point bin [k, k + 1) (the last one [99, 100];
+    values outside are clipped, NaNs left out): the whole dataset's distribution, which run
+    manifests keep so that a report can draw it (IEIT Fig. 4) where only test items are in the
+    predictions. Any integer bin edges, such as the low-quality threshold 25, rebin it exactly."""
+    values = np.asarray(quality, dtype=float)
+    values = np.clip(values[np.isfinite(values)], 0.0, 100.0)
+    counts, _ = np.histogram(values, bins=np.arange(0, 101))
+    return [int(c) for c in counts]
+
+
 def acr_class(quality) -> np.ndarray:
     """ACR class index 0 (Bad) .. 4 (Excellent) of quality values; out-of-range values clipped."""
     quality = np.asarray(quality, dtype=float)

@@ -220,8 +220,13 @@ def build_report(
     else:
         b.skipped["low-quality table"] = f"no dataset has {min_items} or more low-quality test items with varying scores"
         section.text += f" No dataset has {min_items} or more low-quality test items, so there is no table."
-    b.figure(section, F.quality_histogram_figure(predictions, threshold), "quality_histogram",
-             f"Ground-truth quality of each dataset's images; shaded: the low-quality region (quality below {threshold:g}).")
+    counts = {run.train_dataset: run.manifest["quality_histogram"] for run in find_runs(results_dir)
+              if run.manifest.get("quality_histogram")}
+    partial = sorted(set(test["dataset"]) - set(counts), key=str)
+    b.figure(section, F.quality_histogram_figure(test, threshold, counts=counts), "quality_histogram",
+             f"Ground-truth quality of each dataset's images; shaded: the low-quality region (quality below {threshold:g})."
+             + (f" For {', '.join(map(str, partial))} only the test images seen over the splits (runs made before "
+                "manifests kept the whole dataset's distribution, or imported from elsewhere)." if partial else ""))
 
     # ---------------------------------------------------------------- significance
     from ..evaluation.significance import check_split_hashes, compare_methods

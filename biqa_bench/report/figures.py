@@ -15,6 +15,7 @@ axes with their units and a legend.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -202,10 +203,16 @@ def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "
 # --------------------------------------------------------------------------- quality histogram
 
 
-def quality_histogram_figure(predictions: pd.DataFrame, low_quality_threshold: float = 25.0, bin_width: float = 5.0):
-    """Histogram of the ground-truth quality of each dataset's images (each image counted
-    once), the low-quality region (quality below the threshold) shaded and its bars in
-    vermillion (IEIT Fig. 4). Up to three datasets per row."""
+def quality_histogram_figure(predictions: pd.DataFrame, low_quality_threshold: float = 25.0, bin_width: float = 5.0,
+                             counts: Mapping[str, Sequence[int]] | None = None):
+    """Histogram of the ground-truth quality of each dataset's images, the low-quality region
+    (quality below the threshold) shaded and its bars in vermillion (IEIT Fig. 4). Up to three
+    datasets per row.
+
+    ``counts[dataset]`` (the 100 one-point bins of :func:`biqa_bench.evaluation.ranges.quality_counts`,
+    kept in run manifests) gives the whole dataset; a dataset without it is drawn from the test
+    items of ``predictions`` (each image counted once) and its title says so."""
+    counts = counts or {}
     keys = ["dataset", "item_id"] if "item_id" in predictions.columns else ["dataset", "quality"]
     items = predictions.drop_duplicates(keys)
     datasets = sorted(items["dataset"].unique(), key=str)
@@ -216,16 +223,21 @@ def quality_histogram_figure(predictions: pd.DataFrame, low_quality_threshold: f
         fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, figsize=(FIG_WIDTH, 2.5 * n_rows + 0.4))
         for index, dataset in enumerate(datasets):
             ax = axes[index // n_cols, index % n_cols]
-            quality = items[items["dataset"] == dataset]["quality"].to_numpy(float)
-            clipped = np.clip(quality, 0.0, 100.0)
-            low = clipped < low_quality_threshold
+            if dataset in counts:  # one-point bins: draw their centres weighted by their counts
+                values, weights, what = np.arange(100) + 0.5, np.asarray(counts[dataset], dtype=float), "images"
+            else:
+                values = np.clip(items[items["dataset"] == dataset]["quality"].to_numpy(float), 0.0, 100.0)
+                weights, what = np.ones(len(values)), "test images"
+            low = values < low_quality_threshold
+            n, n_low = int(weights.sum()), int(weights[low].sum())
             ax.axvspan(0, low_quality_threshold, color=colour(1), alpha=0.12, linewidth=0)
-            ax.hist(clipped[~low], bins=bins, color=colour(0), edgecolor="white", linewidth=0.5, label="images")
-            ax.hist(clipped[low], bins=bins, color=colour(1), edgecolor="white", linewidth=0.5, hatch="//",
-                    label=f"low-quality images (quality < {low_quality_threshold:g})")
+            ax.hist(values[~low], bins=bins, weights=weights[~low], color=colour(0), edgecolor="white", linewidth=0.5,
+                    label="images")
+            ax.hist(values[low], bins=bins, weights=weights[low], color=colour(1), edgecolor="white", linewidth=0.5,
+                    hatch="//", label=f"low-quality images (quality < {low_quality_threshold:g})")
             ax.axvline(low_quality_threshold, color=colour(1), linestyle="--", linewidth=1.0)
-            share = 100.0 * float(np.mean(low)) if len(quality) else 0.0
-            ax.set_title(f"{dataset}\n{len(quality)} images, {int(low.sum())} low quality ({share:.1f}%)")
+            share = 100.0 * n_low / n if n else 0.0
+            ax.set_title(f"{dataset}\n{n} {what}, {n_low} low quality ({share:.1f}%)")
             ax.set_xlim(0, 100)
             if index // n_cols == n_rows - 1:
                 ax.set_xlabel("Ground-truth quality (0\u2013100)")
