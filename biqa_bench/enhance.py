@@ -63,6 +63,7 @@ from scipy import ndimage
 
 from .errors import MethodError
 from .pools import pool_context
+from .store import sha256_file
 
 Enhancer = Callable[[np.ndarray], np.ndarray]
 SELECTIONS = ("classifier", "never", "always")
@@ -348,18 +349,10 @@ class EnhancerSpec:
         }
 
 
-def _file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @lru_cache(maxsize=1)
 def _module_sha256() -> str:
     """SHA-256 of this file: an edit to an enhancer or to the selection rule invalidates the cache."""
-    return _file_sha256(__file__)
+    return sha256_file(__file__)
 
 
 def hook_source_sha256(spec: str) -> str | None:
@@ -369,10 +362,10 @@ def hook_source_sha256(spec: str) -> str | None:
     module_name = str(spec).rpartition(":")[0]
     try:
         if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-            return _file_sha256(Path(module_name).expanduser())
+            return sha256_file(Path(module_name).expanduser())
         found = importlib.util.find_spec(module_name)
         origin = getattr(found, "origin", None)
-        return _file_sha256(origin) if origin and Path(origin).is_file() else None
+        return sha256_file(origin) if origin and Path(origin).is_file() else None
     except Exception:  # the hook itself is loaded (and a bad one reported) elsewhere
         return None
 

@@ -12,6 +12,7 @@ The manifest is written last, so a folder with a manifest is a complete run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,15 @@ from .errors import RunError
 PREDICTION_COLUMNS = ["item_id", "dataset", "split", "subset", "quality", "score", "prediction"]
 MANIFEST = "manifest.json"
 PREDICTIONS = "predictions.csv"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in chunks (weights files in manifests, enhancer sources)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:

@@ -17,7 +17,6 @@ the run manifest (methods expose it as ``weights_sha256``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import MethodError
+from ..store import sha256_file  # noqa: F401 (also this module's API: tests and callers hash weights with it)
 
 PRETRAINED_CHOICES = ("imagenet", "none")
 
@@ -43,14 +43,6 @@ class LoadedWeights:
 
     path: Path | None
     sha256: str | None
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _hf_cache_dirs() -> list[Path]:
