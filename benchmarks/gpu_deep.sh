@@ -6,7 +6,8 @@
 #      tensors already on the GPU, inference, peak memory;
 #   3. a generated set of >= 5,000 images (benchmarks/make_pristine.py + `biqa datasets synth`);
 #   4. one `paper`-recipe epoch of reqa, ieit and resnet50 on it (one split, no ImageNet weights
-#      here: throughput does not depend on them).
+#      here: throughput does not depend on them);
+#   5. HCL (one epoch per curriculum) and the resnet50 epoch again with `-p cuda_graphs=true`.
 # Usage (repository root): bash benchmarks/gpu_deep.sh        TINY=1 bash benchmarks/gpu_deep.sh
 source "$(dirname "$0")/gpu_common.sh"
 machine_info
@@ -14,9 +15,11 @@ RESULTS=/tmp/biqa-results-deep
 if [ "$TINY" = 1 ]; then
     SMOKE_DATA=synthetic:contents=3; BENCH="--crop 64 --image-size 80 --images 40 --steps 2 --batch-size 10 --infer-images 16"
     PRISTINE=3; PER_IMAGE="--per-image 5"; EPOCH="--recipe quick"
+    HCL_DATA=mixed:contents=3; HCL_EPOCHS="--recipe quick"
 else
     SMOKE_DATA=synthetic:contents=3; BENCH="--crop 224 --image-size 256 --images 2048 --steps 30 --warmup 5 --batch-size 256 --infer-images 2048 --infer-batch 256"
     PRISTINE=130; PER_IMAGE=""; EPOCH="--recipe paper -p epochs=1"
+    HCL_DATA=mixed; HCL_EPOCHS="--recipe paper -p epochs=1 -p c1_epochs=1 -p c2_epochs=1"
 fi
 
 START=$(date +%s)
@@ -31,8 +34,11 @@ step cache-5k 60 biqa datasets cache gen5k --size original --workers $WORKERS
 step epoch-reqa 150 biqa train --method reqa --dataset gen5k $EPOCH --pretrained none --device $DEVICE --repeats 1 --image-cache original --workers $WORKERS -o $RESULTS
 step epoch-ieit 200 biqa train --method ieit --dataset gen5k $EPOCH -p selection=always --pretrained none --device $DEVICE --repeats 1 --image-cache original --workers $WORKERS -o $RESULTS
 step epoch-resnet50 $(left) biqa train --method resnet50 --dataset gen5k $EPOCH --pretrained none --device $DEVICE --repeats 1 --image-cache original --workers $WORKERS -o $RESULTS
-python3 benchmarks/summarize_runs.py $RESULTS /tmp/biqa-smoke > "$OUT/summary.md" 2>>"$LOG"
+# the same epoch and HCL's three curricula (one epoch each) with train_l1's steps replayed from CUDA graphs
+step hcl-graphs 240 biqa train --method hcl --dataset $HCL_DATA $HCL_EPOCHS -p cuda_graphs=true --pretrained none --device $DEVICE --repeats 1 -o $RESULTS-graphs
+step epoch-resnet50-graphs $(left) biqa train --method resnet50 --dataset gen5k $EPOCH -p cuda_graphs=true --pretrained none --device $DEVICE --repeats 1 --image-cache original --workers $WORKERS -o $RESULTS-graphs
+python3 benchmarks/summarize_runs.py $RESULTS $RESULTS-graphs /tmp/biqa-smoke > "$OUT/summary.md" 2>>"$LOG"
 cat "$OUT/summary.md"
 cp "$BIQA_CACHE/synth/gen5k/manifest.json" "$OUT/synth5k_manifest.json" 2>/dev/null
-pack_runs runs_deep.tar.gz $RESULTS /tmp/biqa-smoke
+pack_runs runs_deep.tar.gz $RESULTS $RESULTS-graphs /tmp/biqa-smoke
 cat "$STEPS"

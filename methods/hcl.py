@@ -230,10 +230,12 @@ class HCL(DeepMethod):
         crops_per_image: int | None = None,
         c1_epochs: int | None = None,
         c2_epochs: int | None = None,
+        cuda_graphs: bool = False,
     ):
         self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
         self.c1_epochs = c1_epochs
         self.c2_epochs = c2_epochs
+        self.cuda_graphs = bool(cuda_graphs)
         self.restoration_data = restoration_data
         self.iqa_databases = iqa_databases
         self.ablation = ablation

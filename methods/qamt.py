@@ -218,6 +218,7 @@ class QAMT(DeepMethod):
         lr_head: float | None = None,
         crops_per_image: int | None = None,
         dropout: float = 0.5,
+        cuda_graphs: bool = False,
     ):
         self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
         self.pretrain_task = pretrain_task
@@ -230,6 +231,7 @@ class QAMT(DeepMethod):
         self.lr_head = lr_head
         self.crops_per_image = crops_per_image
         self.dropout = dropout
+        self.cuda_graphs = bool(cuda_graphs)
         self.pretraining_manifest: dict[str, Any] | None = None
         self._stage1_backbone: dict[str, torch.Tensor] | None = None
 

@@ -82,12 +82,14 @@ class ResNet50Baseline(DeepMethod):
         lr_head: float | None = None,
         crops_per_image: int | None = None,
         dropout: float = 0.5,
+        cuda_graphs: bool = False,
     ):
         self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
         self.lr_backbone = lr_backbone
         self.lr_head = lr_head
         self.crops_per_image = crops_per_image
         self.dropout = dropout
+        self.cuda_graphs = bool(cuda_graphs)
 
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         backbone, loaded = resnet50(pretrained, weights)

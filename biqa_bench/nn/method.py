@@ -49,6 +49,9 @@ class DeepMethod(Method):
     # Attributes learned besides the network, saved into model.pt by extra_state.
     EXTRA_STATE: tuple[str, ...] = ()
     weights_sha256: str | None = None
+    # Replay train_l1's steps from CUDA graphs (trainer.CudaGraphStep); methods that train with
+    # train_l1 take it as a hyper-parameter (``-p cuda_graphs=true``); ignored on the CPU.
+    cuda_graphs: bool = False
 
     def _init_common(self, recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size) -> None:
         self.recipe = recipe
@@ -182,8 +185,11 @@ class DeepMethod(Method):
     ) -> PhaseResult:
         """One phase of L1 regression on the 0-100 quality (the ResNet-50 baseline, QAMT stage 2, HCL
         curriculum 3): Adam (0.9, 0.999) on ``groups`` with the recipe's weight decay at constant
-        rates; each epoch ``batches(n_items, crops_per_image, batch_size, rng)`` gives the rows."""
-        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), weight_decay=settings["weight_decay"])
+        rates; each epoch ``batches(n_items, crops_per_image, batch_size, rng)`` gives the rows.
+        With ``cuda_graphs`` on a CUDA device the steps are replayed from a CUDA graph (the rates
+        are constant and the loss does not depend on the epoch, as that needs)."""
+        graphs = bool(self.cuda_graphs) and device.type == "cuda"
+        optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), weight_decay=settings["weight_decay"], capturable=graphs)
         n, per_image, batch = len(data.item_ids), int(settings["crops_per_image"]), int(settings["batch_size"])
 
         def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
@@ -193,7 +199,7 @@ class DeepMethod(Method):
         phase = Phase(
             name=phase_name, epochs=int(settings["epochs"]), optimizer=optimizer, schedule=StepDecay([]),
             batches=lambda epoch, rng: batches(n, per_image, batch, rng), loss=loss, train_modules=train_modules,
-            evaluate=evaluate, max_steps=settings.get("max_steps"),
+            evaluate=evaluate, max_steps=settings.get("max_steps"), cuda_graph=graphs,
         )
         return run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)
 
