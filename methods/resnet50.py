@@ -13,6 +13,12 @@ two FC layers; no weight decay; horizontal flips with the crops; images used at 
 context provides (``image_size='source'``: the decode-once cache's size, else the file's);
 the FC output bias starts at the mean training quality; the epoch with the best validation SROCC
 is kept (QAMT reports the last of 10).
+
+``cuda_graphs=True`` (``-p cuda_graphs=true``; also QAMT's fine-tuning and HCL's curriculum 3,
+which train with the same loop) replays each full-size step from a CUDA graph on a GPU
+(:class:`biqa_bench.nn.trainer.CudaGraphStep`); it changes nothing on the CPU. The same model,
+data and seeds, but not bit-identical results (one paper epoch on an H100: training loss 6.933
+vs 6.937 eager, validation SROCC 0.907 vs 0.903; BENCHMARKS.md).
 """
 
 from __future__ import annotations

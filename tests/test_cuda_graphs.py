@@ -19,6 +19,7 @@ from biqa_bench.nn.data import MemoryImages
 from biqa_bench.nn.trainer import Phase, StepDecay, TrainData, run_phase
 from _deep_helpers import make_ctx, make_items, one_thread_tmp_env  # noqa: F401 (autouse fixture)
 
+ORIGINAL_STEP = trainer.CudaGraphStep
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -58,13 +59,22 @@ class SmallNet(nn.Module):
         return self.net(x).squeeze(1)
 
 
+class SmallNetState:
+    initial: dict[str, torch.Tensor] = {}
+
+
 def _train(graph: bool, device: torch.device, tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     ids = np.array([f"k{i}" for i in range(30)])
     data = TrainData(ids, rng.uniform(0, 100, 30), MemoryImages({i: rng.integers(0, 256, (20, 20, 3), dtype=np.uint8) for i in ids}), 16)
     torch.manual_seed(0)
     model = SmallNet().to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=graph)
+    SmallNetState.initial = {k: v.detach().clone() for k, v in model.named_parameters()}
+    # SGD, not Adam: Adam(capturable=True) computes its bias corrections on the device in
+    # another order than the eager Adam, and dividing by sqrt(v) of tiny gradients magnifies those
+    # last-bit differences to ~1e-3 of a weight within 14 steps (seen on an H100); the replay is
+    # what is under test here.
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def loss(images, quality, epoch):
         value = nn.functional.l1_loss(model(images).float(), quality)
@@ -77,19 +87,20 @@ def _train(graph: bool, device: torch.device, tmp_path, monkeypatch):
         loss=loss, train_modules=[model], cuda_graph=graph,
     )
     steps = []
-    original = trainer.CudaGraphStep
 
-    class Recording(original):
+    class Recording(ORIGINAL_STEP):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             steps.append(self)
 
-    monkeypatch.setattr(trainer, "CudaGraphStep", Recording)
-    result = run_phase(phase, model, data, make_ctx(tmp_path, None), device, "t", "fp")
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "CudaGraphStep", Recording)
+        result = run_phase(phase, model, data, make_ctx(tmp_path, None), device, "t", "fp")
     return model, result, steps
 
 
 @cuda
+@pytest.mark.filterwarnings("error:The AccumulateGrad node:UserWarning")  # autograd: nodes kept alive across streams
 def test_graph_replay_trains_like_eager_steps(tmp_path, monkeypatch):
     device = trainer.resolve_device("cuda")
     eager, eager_result, none = _train(False, device, tmp_path, monkeypatch)
@@ -99,6 +110,8 @@ def test_graph_replay_trains_like_eager_steps(tmp_path, monkeypatch):
     for step in steps:  # 3 eager warm-up steps, the captured step and 2 more replayed, the short batch eager
         assert step.warmed == 3 and step.replays == 3 and step.eager_steps == 4
     for (name, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), name
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-5), name
     for a, b in zip(eager_result.history, graph_result.history):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+    moved = max(float((value.detach() - SmallNetState.initial[name]).abs().max()) for name, value in eager.named_parameters())
+    assert moved > 1e-3  # the runs trained: the tolerance above is far below what 14 steps change

@@ -204,6 +204,10 @@ class TrainData:
     crop: int
 
 
+def _detached(loss: torch.Tensor, parts: dict[str, Any]):
+    return loss.detach(), {k: v.detach() if torch.is_tensor(v) else v for k, v in parts.items()}
+
+
 class CudaGraphStep:
     """One epoch's full-size training steps (normalise, forward, loss, backward, optimizer step)
     captured once in a CUDA graph and replayed.
@@ -236,7 +240,7 @@ class CudaGraphStep:
         self.phase.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.phase.optimizer.step()
-        return loss, parts
+        return _detached(loss, parts)
 
     def __call__(self, pixels: torch.Tensor, target: torch.Tensor):
         if len(target) != self.batch_size:
@@ -261,7 +265,9 @@ class CudaGraphStep:
                     loss, parts = self.phase.loss(images, self.target, self.epoch)
                 loss.backward()
                 self.phase.optimizer.step()
-            self.outputs = (loss, parts)
+            # Detached: holding the captured autograd graph would keep its AccumulateGrad nodes
+            # (tied to the capture stream) alive into the next epoch's warm-up.
+            self.outputs = _detached(loss, parts)
         else:
             self.pixels.copy_(pixels, non_blocking=True)
             self.target.copy_(target, non_blocking=True)
