@@ -208,6 +208,18 @@ def _detached(loss: torch.Tensor, parts: dict[str, Any]):
     return loss.detach(), {k: v.detach() if torch.is_tensor(v) else v for k, v in parts.items()}
 
 
+def train_step(phase: "Phase", normalize: Normalizer, device: torch.device, epoch: int, pixels: torch.Tensor, target: torch.Tensor):
+    """One eager step on a uint8 batch and its CPU targets; the loss and its parts, detached."""
+    images = normalize(pixels)
+    target = target.to(device, non_blocking=True)
+    with autocast(device):
+        loss, parts = phase.loss(images, target, epoch)
+    phase.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    phase.optimizer.step()
+    return _detached(loss, parts)
+
+
 class CudaGraphStep:
     """One epoch's full-size training steps (normalise, forward, loss, backward, optimizer step)
     captured once in a CUDA graph and replayed.
@@ -233,14 +245,7 @@ class CudaGraphStep:
         self.side = torch.cuda.Stream(device)
 
     def eager(self, pixels: torch.Tensor, target: torch.Tensor):
-        images = self.normalize(pixels)
-        target = target.to(self.device, non_blocking=True)
-        with autocast(self.device):
-            loss, parts = self.phase.loss(images, target, self.epoch)
-        self.phase.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.phase.optimizer.step()
-        return _detached(loss, parts)
+        return train_step(self.phase, self.normalize, self.device, self.epoch, pixels, target)
 
     def __call__(self, pixels: torch.Tensor, target: torch.Tensor):
         if len(target) != self.batch_size:
@@ -375,17 +380,11 @@ def run_phase(
             if graphed is not None:
                 loss, parts = graphed(pixels, quality[rows])
             else:
-                images = normalize(pixels)
-                target = quality[rows].to(device, non_blocking=True)
-                with autocast(device):
-                    loss, parts = phase.loss(images, target, epoch)
-                phase.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                phase.optimizer.step()
-            loss_acc += loss.detach().float() * len(rows)
+                loss, parts = train_step(phase, normalize, device, epoch, pixels, quality[rows])
+            loss_acc += loss.float() * len(rows)
             n_images += len(rows)
             for key, part in parts.items():
-                parts_acc[key] = parts_acc.get(key, 0.0) + torch.as_tensor(part).detach().float() * len(rows)
+                parts_acc[key] = parts_acc.get(key, 0.0) + torch.as_tensor(part).float() * len(rows)
             now = time.perf_counter()
             if now - last_report > 0.5 or step + 1 == len(steps):
                 last_report = now
