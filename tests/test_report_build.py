@@ -63,7 +63,7 @@ def test_sections_and_table_files(built):
     assert result.sections == ["Overall performance", "Five quality ranges", "Prediction deviation",
                                "Low-quality images", "Statistical significance", "Cross-dataset tests"]
     assert result.skipped == {}
-    for name in ("overall", "overall_rmse", "ranges_mixed", "ranges_synthetic", "low_quality", "cross",
+    for name in ("overall", "overall_rmse", "ranges_mixed", "ranges_synthetic", "low_quality", "cross", "cross_pairs",
                  "significance_mixed", "significance_synthetic", "significance_plcc_mixed", "significance_plcc_synthetic"):
         paths = result.tables[name]
         assert [p.suffix for p in paths] == [".tex", ".md", ".csv"]

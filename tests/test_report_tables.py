@@ -212,3 +212,37 @@ def test_table_with_nasty_names_compiles(tmp_path):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     assert proc.returncode == 0, proc.stdout.decode(errors="replace")[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_cross_pairs_table_has_pairs_as_rows_and_marks_each_pair():
+    """REQA Table IV's layout: rows are pairs, methods across; the marks compare methods within a
+    pair and metric, never across pairs or metrics."""
+    figures = {  # (train, test) -> {method: srocc}; plcc = srocc - 0.1 except where stated
+        ("clive", "bid"): {"pqr": 0.714, "dbcnn": 0.762, "reqa": 0.825},
+        ("clive", "koniq"): {"pqr": 0.757, "dbcnn": 0.754, "reqa": 0.762},
+        ("koniq", "clive"): {"pqr": 0.770, "dbcnn": 0.755, "reqa": 0.772},
+    }
+    rows = []
+    for (train, test), by_method in figures.items():
+        for method, value in by_method.items():
+            for split, jitter in enumerate((-0.01, 0.01)):  # two splits: the mean is the figure
+                plcc = 0.99 if (train, test, method) == ("clive", "koniq", "pqr") else value - 0.1
+                rows.append({"method": method, "train_dataset": train, "dataset": test, "split": split, "subset": "all",
+                             "n": 100, "srocc": value + jitter, "plcc": plcc + jitter, "status": "ok"})
+    table = T.cross_pairs_table(pd.DataFrame(rows))
+    assert list(table.values.index) == ["clive \u2192 bid", "clive \u2192 koniq", "koniq \u2192 clive"]
+    assert list(table.values.columns) == [(g, m) for g in ("SROCC", "PLCC") for m in ("dbcnn", "pqr", "reqa")]
+    for (train, test), by_method in figures.items():
+        for method, value in by_method.items():
+            assert table.values.loc[f"{train} \u2192 {test}", ("SROCC", method)] == pytest.approx(value)
+    ranks = table.ranks()
+    assert ranks.loc["clive \u2192 bid", ("SROCC", "reqa")] == 1 and ranks.loc["clive \u2192 bid", ("SROCC", "dbcnn")] == 2
+    assert ranks.loc["clive \u2192 koniq", ("SROCC", "reqa")] == 1 and ranks.loc["clive \u2192 koniq", ("SROCC", "pqr")] == 2
+    assert ranks.loc["koniq \u2192 clive", ("SROCC", "dbcnn")] == 0
+    # PLCC is its own contest: pqr's 0.99 wins there although it is second on SROCC
+    assert ranks.loc["clive \u2192 koniq", ("PLCC", "pqr")] == 1 and ranks.loc["clive \u2192 koniq", ("PLCC", "reqa")] == 2
+    assert int((ranks == 1).sum().sum()) == 6  # one best per pair and metric
+    latex = T.to_latex(table)
+    assert "Training $\\rightarrow$ testing" in latex and "clive $\\rightarrow$ bid & \\underline{0.762} & 0.714 & \\textbf{0.825}" in latex
+    markdown = T.to_markdown(table)
+    assert "| clive → bid | <ins>0.762</ins> | 0.714 | **0.825** |" in markdown

@@ -27,7 +27,8 @@ def report(
     """Write publication tables, figures and a standalone report.tex for a results folder.
 
     Tables in LaTeX booktabs, Markdown and CSV, figures in PNG and PDF, in the layouts of the
-    REQA, IEIT and QAMT papers; best value per column in bold, second underlined.
+    REQA, IEIT and QAMT papers; best value per column (per pair and metric in the cross-dataset
+    table by pair, REQA Table IV) in bold, second underlined.
 
     Example: biqa report results --out paper/ --decimals 3 --aggregate median --pdf
     """

@@ -282,6 +282,7 @@ def build_report(
             "logistic fitted on the test set's labels rescaled to 1-5.",
         )
         b.table(section, T.cross_table(cross, ("srocc", "plcc"), aggregate, decimals))
+        b.table(section, T.cross_pairs_table(cross, ("srocc", "plcc"), aggregate, decimals))
     else:
         b.skipped["cross-dataset"] = "no cross-dataset models found (run `biqa cross`)"
 

@@ -8,12 +8,13 @@ the number of decimals. Builders turn tidy evaluation records into the layouts o
   IEIT Table III, QAMT Tables 1-2);
 * :func:`ranges_table`       -- SROCC and PLCC in the five ACR ranges (REQA Table I);
 * :func:`low_quality_table`  -- the low-quality subset per dataset (IEIT Table II);
-* :func:`cross_table`        -- train -> test pairs (REQA Table IV, IEIT Table IV, QAMT Table 3);
+* :func:`cross_table`        -- train -> test pairs as columns (IEIT Table IV, QAMT Table 3);
+* :func:`cross_pairs_table`  -- the same with pairs as rows, methods across (REQA Table IV);
 * :func:`significance_table` -- the 1 / 0 / -1 matrix (REQA Table III).
 
 Renderers: :func:`to_latex` (booktabs), :func:`to_markdown`, :func:`to_csv`.
 
-Marking rule. Per column, values are compared as printed (rounded to ``decimals``); a value's
+Marking rule. Per column (per row and column group in REQA Table IV's layout), values are compared as printed (rounded to ``decimals``); a value's
 rank is 1 + the number of values strictly better, so ties share a rank: rank 1 is bold, rank 2
 underlined. Two methods tied for best are both bold and no value is underlined (nobody is
 second with one method ahead of it and one level with it). Columns with fewer than two defined
@@ -66,6 +67,9 @@ class Table:
     partial: pd.DataFrame | None = None  # True where a figure rests on fewer splits than were run
     integer: bool = False  # print as integers (the significance matrix)
     highlight: bool = True
+    # Which cells compete for bold/underline: "column" (each column, the methods down it) or
+    # "row-group" (within each row, the columns of one group: methods across, REQA Table IV).
+    compare: str = "column"
 
     def __post_init__(self) -> None:
         self.name = file_stem(self.name)
@@ -84,21 +88,31 @@ class Table:
         ranks = pd.DataFrame(0, index=rounded.index, columns=rounded.columns)
         if not self.highlight:
             return ranks
-        for column in rounded.columns:
-            direction = self.better.get(column)
+        if self.compare == "column":
+            contests = [(list(range(len(rounded))), [c]) for c in range(len(rounded.columns))]
+        elif self.compare == "row-group":
+            groups: dict[str, list[int]] = {}
+            for c, (group, _) in enumerate(rounded.columns):
+                groups.setdefault(group, []).append(c)
+            contests = [([r], cols) for r in range(len(rounded)) for cols in groups.values()]
+        else:
+            raise ValueError(f"compare must be 'column' or 'row-group', not {self.compare!r}")
+        for rows, cols in contests:
+            direction = self.better.get(rounded.columns[cols[0]])
             if direction not in ("higher", "lower"):
                 continue
-            values = rounded[column].to_numpy(dtype=float)
+            values = rounded.iloc[rows, cols].to_numpy(dtype=float).ravel()
             defined = ~np.isnan(values)
             if defined.sum() < 2:
                 continue
             signed = values if direction == "higher" else -values
             # with two values "second" would just mean "last": underline only from three on
             worst_marked = 2 if defined.sum() >= 3 else 1
+            cells = [(r, c) for r in rows for c in cols]
             for i in np.flatnonzero(defined):
                 rank = 1 + int(np.sum(signed[defined] > signed[i]))
                 if rank <= worst_marked:
-                    ranks.iloc[i, ranks.columns.get_loc(column)] = rank
+                    ranks.iat[cells[i]] = rank
         return ranks
 
     def is_partial(self, row: int, col: int) -> bool:
@@ -345,6 +359,16 @@ def low_quality_table(
     return Table(name, "Low-quality images", caption, values, better, decimals, partial=partial)
 
 
+def _cross_records(records: pd.DataFrame, metrics) -> pd.DataFrame:
+    """The cross-dataset records (train_dataset != dataset) with a ``pair`` label "train \u2192 test"."""
+    frame = _with_status(records, metrics)
+    if "subset" in frame.columns:
+        frame = frame[frame["subset"].isin(["test", "all"]) | frame["subset"].isna()]
+    frame = frame[frame["train_dataset"] != frame["dataset"]].copy()
+    frame["pair"] = frame["train_dataset"].astype(str) + " \u2192 " + frame["dataset"].astype(str)
+    return frame
+
+
 def cross_table(
     records: pd.DataFrame,
     metrics=("srocc", "plcc"),
@@ -357,11 +381,7 @@ def cross_table(
     Per training set with two or more test sets, a size-weighted average over its test sets
     follows its columns (IEIT Table IV).
     """
-    frame = _with_status(records, metrics)
-    if "subset" in frame.columns:
-        frame = frame[frame["subset"].isin(["test", "all"]) | frame["subset"].isna()]
-    frame = frame[frame["train_dataset"] != frame["dataset"]].copy()
-    frame["pair"] = frame["train_dataset"].astype(str) + " \u2192 " + frame["dataset"].astype(str)
+    frame = _cross_records(records, metrics)
     summary = summarise(frame, ["method", "train_dataset", "dataset", "pair"], metrics, aggregate)
     weights = summary.groupby("dataset")["n"].mean()
     parts_v, parts_p, better = [], [], {}
@@ -397,6 +417,34 @@ def cross_table(
         "Best in bold, second underlined."
     )
     return Table(name, "Cross-dataset tests", caption, values, better, decimals, partial=partial)
+
+
+def cross_pairs_table(
+    records: pd.DataFrame,
+    metrics=("srocc", "plcc"),
+    aggregate: str = "mean",
+    decimals: int = 3,
+    name: str = "cross_pairs",
+) -> Table:
+    """REQA Table IV's layout of the cross-dataset tests: one row per (training, testing) pair,
+    the methods across, one column group per metric; the best method of each pair and metric is
+    bold, the second underlined."""
+    frame = _cross_records(records, metrics)
+    summary = summarise(frame, ["method", "pair"], metrics, aggregate)
+    methods = sorted(summary["method"].unique(), key=str)
+    values, partial, better = _pivot(summary, "pair", "method", metrics, methods)
+    order = [(METRIC_LABELS.get(m, m), method) for m in metrics for method in methods]
+    swap = lambda frame: frame.set_axis(frame.columns.swaplevel(), axis=1)[order]  # noqa: E731
+    values, partial = swap(values), swap(partial)
+    better = {(label, method): direction for (method, label), direction in better.items()}
+    caption = (
+        f"Cross-dataset {' and '.join(METRIC_LABELS[m] for m in metrics)} by training {DASH} testing pair "
+        f"(REQA Table IV's layout): trained on all of the first dataset, tested on every item of the second "
+        f"(PLCC after the logistic fitted on the test set). {_split_phrase(summary, aggregate)} "
+        "Per pair and metric, the best method in bold, the second underlined."
+    )
+    return Table(name, "Cross-dataset tests by pair", caption, values, better, decimals,
+                 row_header="Training \u2192 testing", partial=partial, compare="row-group")
 
 
 def significance_table(
