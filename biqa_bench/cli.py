@@ -39,7 +39,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-COMMAND_MODULES = ["datasets", "core", "significance", "gmad", "report", "demo"]
+COMMAND_MODULES = ["datasets", "core", "significance", "gmad", "report", "demo", "cache"]
 
 
 def _version(value: bool) -> None:

@@ -387,9 +387,9 @@ def cache_folder(identity: dict[str, Any], root: Path | None = None) -> Path:
     """``<cache>/enhance/<hash of identity>/``, with the identity in ``key.json`` for people."""
     text = json.dumps({"format": CACHE_FORMAT, **identity}, sort_keys=True, default=str)
     if root is None:
-        from .config import cache_dir
+        from .config import cache_path
 
-        root = cache_dir() / "enhance"
+        root = cache_path("enhance")
     folder = Path(root) / hashlib.sha256(text.encode()).hexdigest()[:20]
     if not (folder / "key.json").is_file():
         from .store import atomic_write_bytes

@@ -290,9 +290,9 @@ class ImageCache:
         """
         spec = parse_size(size)
         if cache_root is None:
-            from .config import cache_dir
+            from .config import cache_path
 
-            cache_root = cache_dir() / "images"
+            cache_root = cache_path("images")
         cache_root = Path(cache_root)
         root = Path(dataset.root)
         item_ids = [str(v) for v in dataset.items["item_id"]]

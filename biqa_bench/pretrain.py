@@ -56,9 +56,9 @@ GENERATED_SIZE = 256  # QAMT 4.1: pre-training images are scaled to 256 x 256
 
 
 def pretrain_root() -> Path:
-    from .config import cache_dir
+    from .config import cache_path
 
-    return cache_dir() / "pretrain"
+    return cache_path("pretrain")
 
 
 def _canonical(obj: Any) -> str:

@@ -275,14 +275,14 @@ def synth(
 
     Resumable: re-running continues where it stopped. Example: biqa datasets synth --images ~/pristine --name mysynth --size 384
     """
-    from ..config import cache_dir
+    from ..config import cache_path
     from ..datasets.custom import add_custom_dataset
     from ..synth import synthesize_folder
 
     if kind not in ("synthetic", "authentic"):
         raise DatasetError(f"--kind must be 'synthetic' or 'authentic', not '{kind}'")
     _check_new_name(name)
-    out = out or cache_dir() / "synth" / name
+    out = out or cache_path("synth") / name
     with progress_bar() as report:
         folder = synthesize_folder(
             images, out, kind=kind, seed=seed, workers=workers, size=size, per_image=per_image,

@@ -322,12 +322,12 @@ def embedded_folder(
     name: str, seed: int = 0, contents: int | None = None, size: int = IMAGE_SIZE, blends: int = MIXED_PER_CONTENT
 ) -> Path:
     """Where an embedded build lives; non-default options are part of the name."""
-    from ..config import cache_dir
+    from ..config import cache_path
 
     suffix = "" if contents is None or contents >= len(EMBEDDED_CONTENTS) else f"-c{contents}"
     suffix += "" if size == IMAGE_SIZE else f"-s{size}"
     suffix += "" if name != "mixed" or blends == MIXED_PER_CONTENT else f"-b{blends}"
-    return cache_dir() / "embedded" / f"{name}-{GENERATOR_VERSION}-seed{seed}{suffix}"
+    return cache_path("embedded") / f"{name}-{GENERATOR_VERSION}-seed{seed}{suffix}"
 
 
 _KIND_OF = {"synthetic": "synthetic", "mixed": "authentic"}
