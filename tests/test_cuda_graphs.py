@@ -115,3 +115,28 @@ def test_graph_replay_trains_like_eager_steps(tmp_path, monkeypatch):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
     moved = max(float((value.detach() - SmallNetState.initial[name]).abs().max()) for name, value in eager.named_parameters())
     assert moved > 1e-3  # the runs trained: the tolerance above is far below what 14 steps change
+
+
+def test_a_failed_capture_is_a_one_line_error(monkeypatch):
+    """Without a GPU the capture itself is stubbed: it fails as CUDA does for an operation that
+    synchronises with the host, and the user gets one line naming the way out."""
+    import contextlib
+
+    from biqa_bench.errors import MethodError
+
+    @contextlib.contextmanager
+    def failing_capture(graph):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore lines")
+        yield
+
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "graph", failing_capture)
+    model = nn.Linear(3, 1)
+    phase = Phase("train", 1, torch.optim.SGD(model.parameters(), lr=0.1), StepDecay([]), lambda e, r: [], lambda i, q, e: (q.sum(), {}), [model])
+    step = trainer.CudaGraphStep(phase, lambda x: x.float(), torch.device("cpu"), 0, batch_size=2, warmup=0)
+    with pytest.raises(MethodError) as error:
+        step(torch.zeros(2, 3), torch.zeros(2))
+    message = str(error.value)
+    assert "operation not permitted when stream is capturing" in message and "more lines" not in message
+    assert "without -p cuda_graphs=true" in message and "\n" not in message

@@ -264,12 +264,19 @@ class CudaGraphStep:
             self.target = target.to(self.device, non_blocking=True)
             self.phase.optimizer.zero_grad(set_to_none=True)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                images = self.normalize(self.pixels)
-                with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
-                    loss, parts = self.phase.loss(images, self.target, self.epoch)
-                loss.backward()
-                self.phase.optimizer.step()
+            try:
+                with torch.cuda.graph(self.graph):
+                    images = self.normalize(self.pixels)
+                    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+                        loss, parts = self.phase.loss(images, self.target, self.epoch)
+                    loss.backward()
+                    self.phase.optimizer.step()
+            except RuntimeError as error:  # e.g. an operation that synchronises with the host
+                first = (str(error).strip().splitlines() or [""])[0][:200]
+                raise MethodError(
+                    f"phase {self.phase.name}: capturing the training step in a CUDA graph failed ({first}); "
+                    "train without -p cuda_graphs=true"
+                ) from None
             # Detached: holding the captured autograd graph would keep its AccumulateGrad nodes
             # (tied to the capture stream) alive into the next epoch's warm-up.
             self.outputs = _detached(loss, parts)
