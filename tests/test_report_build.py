@@ -64,7 +64,8 @@ def test_sections_and_table_files(built):
                                "Low-quality images", "Statistical significance", "Cross-dataset tests"]
     assert result.skipped == {}
     for name in ("overall", "overall_rmse", "ranges_mixed", "ranges_synthetic", "low_quality", "cross", "cross_pairs",
-                 "significance_mixed", "significance_synthetic", "significance_plcc_mixed", "significance_plcc_synthetic"):
+                 "significance_mixed", "significance_synthetic", "significance_plcc_mixed", "significance_plcc_synthetic",
+                 "significance_ftest_mixed", "significance_ftest_synthetic"):
         paths = result.tables[name]
         assert [p.suffix for p in paths] == [".tex", ".md", ".csv"]
         assert all(p.stat().st_size > 40 for p in paths)
@@ -244,3 +245,51 @@ def test_quality_histogram_draws_the_whole_dataset_from_the_manifests(tmp_path):
     mixed_axes = next(ax for ax in figure.axes if ax.get_title().startswith("mixed"))
     # the two hist() calls: the images at or above the threshold, then the low-quality ones
     assert [sum(bar.get_height() for bar in c) for c in mixed_axes.containers] == [70, 30]
+
+
+def test_per_image_f_test_matrix_is_the_f_test_of_the_first_split(built):
+    """The report's per-image table: scipy's F distribution on the variances of each method's
+    residuals after its own logistic, computed here from the runs' predictions of split 0."""
+    from scipy import stats
+
+    from biqa_bench.evaluation.logistic import fit_logistic
+    from biqa_bench.store import load_predictions
+
+    root, result = built
+    test = load_predictions(root)
+    test = test[(test["dataset"] == "mixed") & (test["split"] == 0) & (test["subset"] == "test")]
+    variances = {}
+    for method, group in test.groupby("method"):
+        group = group.sort_values("item_id")
+        q, p = group["quality"].to_numpy(float), group["prediction"].to_numpy(float)
+        variances[method] = (np.var(q - fit_logistic(p, q).predict(p), ddof=1), len(q))
+    (va, n), (vb, _) = variances["good_net"], variances["noisy&co"]
+    ratio = va / vb
+    p_value = 2 * min(stats.f.cdf(ratio, n - 1, n - 1), stats.f.sf(ratio, n - 1, n - 1))
+    assert va < vb and p_value < 0.05  # good_net's noise is a quarter of noisy&co's
+    table = pd.read_csv(result.tables["significance_ftest_mixed"][2], index_col=0)
+    assert table.loc["good_net", "noisy&co"] == 1 and table.loc["noisy&co", "good_net"] == -1
+    pvalues = pd.read_csv(root / "report" / "records" / "significance_ftest_pvalues_mixed.csv", index_col=0)
+    assert pvalues.loc["good_net", "noisy&co"] == pytest.approx(p_value, rel=1e-9)
+    assert "split 0 (60 images)" in result.tables["significance_ftest_mixed"][1].read_text()
+
+
+def test_f_test_matrix_decisions_follow_the_p_values():
+    from biqa_bench.evaluation.significance import f_test_matrix, residual_f_test, mapped_residuals
+
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 100, 120)
+    predictions = {"a": truth + rng.normal(0, 5, 120), "b": truth + rng.normal(0, 5.2, 120), "c": truth + rng.normal(0, 25, 120)}
+    decision, pvalue = f_test_matrix(truth, predictions, alpha=0.05)
+    assert list(decision.index) == ["a", "b", "c"] and (decision.to_numpy() == -decision.to_numpy().T).all()
+    assert decision.loc["a", "b"] == 0 and decision.loc["a", "c"] == 1 and decision.loc["c", "b"] == -1
+    expected = residual_f_test(mapped_residuals(truth, predictions["a"]), mapped_residuals(truth, predictions["b"])).pvalue
+    assert pvalue.loc["a", "b"] == pvalue.loc["b", "a"] == pytest.approx(expected) and np.isnan(pvalue.loc["a", "a"])
+
+
+def test_one_split_still_gets_the_per_image_f_test(tmp_path):
+    root = make_results(tmp_path / "results", splits=1, cross=False)
+    result = build_report(root, root / "report")
+    assert "significance_ftest_mixed" in result.tables and "significance_mixed" not in result.tables
+    assert "two or more splits" in result.skipped["significance on mixed"]
+    assert "Statistical significance" in result.sections

@@ -407,6 +407,31 @@ def f_test(truth, prediction_a, prediction_b, alternative: str = "two-sided") ->
     return residual_f_test(mapped_residuals(truth, prediction_a), mapped_residuals(truth, prediction_b), alternative)
 
 
+def f_test_matrix(truth, predictions: dict[str, np.ndarray], alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-image F-test for every pair of methods on one test set (the LIVE study's table,
+    Sheikh et al. 2006): residual variances after each method's own logistic mapping, two-sided.
+
+    Returns ``(decision, pvalue)`` indexed and columned by method: decision 1 where the row
+    method's residual variance is significantly smaller (row better), -1 where larger, 0 else;
+    the diagonal is 0 with a NaN p-value. No correction for multiple comparisons.
+    """
+    if not 0 < alpha < 1:
+        raise AnalysisError(f"alpha must lie in (0, 1), not {alpha}")
+    methods = sorted(predictions, key=str)
+    residuals = {m: mapped_residuals(truth, predictions[m]) for m in methods}
+    k = len(methods)
+    decision = np.zeros((k, k), dtype=int)
+    pvalue = np.full((k, k), np.nan)
+    for i, j in itertools.combinations(range(k), 2):
+        result = residual_f_test(residuals[methods[i]], residuals[methods[j]])
+        pvalue[i, j] = pvalue[j, i] = result.pvalue
+        if result.pvalue < alpha:
+            sign = 1 if result.variance_a < result.variance_b else -1
+            decision[i, j], decision[j, i] = sign, -sign
+    frame = lambda a: pd.DataFrame(a, index=methods, columns=methods)  # noqa: E731
+    return frame(decision), frame(pvalue)
+
+
 @dataclass(frozen=True)
 class WilliamsResult:
     statistic: float

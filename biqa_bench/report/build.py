@@ -5,8 +5,9 @@ Output layout (``out_dir``)::
     report.tex  report.md  [report.pdf]
     tables/<name>.tex|.md|.csv      figures/<name>.png|.pdf      records/<analysis>.csv
 
-Each analysis becomes a section only when its inputs exist (e.g. the significance section needs
-two methods on the same split files and at least two splits; the cross-dataset section needs
+Each analysis becomes a section only when its inputs exist (e.g. the per-split significance
+tests need two methods on the same split files and at least two splits, the per-image F-test
+two methods that predicted the same test set of one split; the cross-dataset section needs
 ``biqa cross`` models); what was left out, and why, is listed in :class:`ReportResult.skipped`
 and at the top of the report.
 """
@@ -114,6 +115,43 @@ def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
     records = pd.concat(parts, ignore_index=True)
     keys = [c for c in ("method", "train_dataset", "dataset", "split") if c in records.columns]
     return records.drop_duplicates(keys, keep="last").reset_index(drop=True)
+
+
+def _per_image_f_test(b: "_Builder", test: pd.DataFrame, dataset: str, alpha: float, section) -> None:
+    """The F-test matrix on the lowest split whose test set every method predicted (same items)."""
+    from ..evaluation.significance import f_test_matrix
+
+    methods = sorted(test["method"].unique(), key=str)
+    if len(methods) < 2:
+        return
+    common = set.intersection(*(set(test.loc[test["method"] == m, "split"]) for m in methods))
+    for split in sorted(common):
+        one = test[test["split"] == split]
+        items = [set(one.loc[one["method"] == m, "item_id"]) for m in methods]
+        if any(i != items[0] for i in items) or any(one[one["method"] == m]["item_id"].duplicated().any() for m in methods):
+            continue
+        wide = one.pivot(index="item_id", columns="method", values="prediction")
+        truth = one.drop_duplicates("item_id").set_index("item_id")["quality"].loc[wide.index].to_numpy(float)
+        try:
+            decision, pvalue = f_test_matrix(truth, {m: wide[m].to_numpy(float) for m in methods}, alpha)
+        except AnalysisError as exc:
+            b.skipped[f"per-image F-test on {dataset}"] = str(exc)
+            return
+        caption = (
+            f"Per-image F-test on {dataset}, test set of split {split} ({len(truth)} images): residual variances "
+            f"after each method's logistic mapping, two-sided, alpha = {alpha:g}, no correction for multiple "
+            f"comparisons; 1 / 0 / {T.DASH}1 means the row method's residuals are significantly smaller than / "
+            "indistinguishable from / larger than the column method's."
+        )
+        stem = f"significance_ftest_{dataset}"
+        b.table(section(), T.significance_table(decision, dataset=dataset, name=stem, caption=caption,
+                                                title=f"Per-image F-test on {dataset}"))
+        b.figure(section(), F.significance_figure(decision, f"Per-image F-test on {dataset}, split {split}"), stem,
+                 f"Per-image F-test on {dataset} (split {split}): 1 (blue) row method better, 0 (grey) "
+                 "indistinguishable, -1 (vermillion) row method worse.")
+        b.records(f"significance_ftest_pvalues_{file_stem(dataset)}", pvalue.reset_index(names="method"))
+        return
+    b.skipped[f"per-image F-test on {dataset}"] = "no split whose test set every method predicted"
 
 
 def build_report(
@@ -237,17 +275,33 @@ def build_report(
     except AnalysisError as exc:
         hashes_ok = str(exc)
     sig_section = None
+
+    def significance_section():
+        nonlocal sig_section
+        if sig_section is None:
+            metrics = " and ".join(m.upper() for m in SIGNIFICANCE_METRICS)
+            per_split_test = (f"{significance_test} t-test" if significance_test != "wilcoxon" else "Wilcoxon signed-rank test")
+            sig_section = b.section(
+                "Statistical significance",
+                f"Per-split {metrics} of each pair of methods on the same split files, {per_split_test} "
+                f"(alpha = {alpha:g}, two-sided); and per image, on one split's test set, the F-test on the "
+                "residual variances after each method's logistic mapping (Sheikh et al. 2006).",
+            )
+        return sig_section
+
     for dataset in datasets:
-        per_split = records[(records["dataset"] == dataset) & (records["train_dataset"] == dataset)]
-        methods = sorted(per_split["method"].unique(), key=str)
         if hashes_ok is not None:
             b.skipped[f"significance on {dataset}"] = hashes_ok
             continue
+        per_split = records[(records["dataset"] == dataset) & (records["train_dataset"] == dataset)]
+        methods = sorted(per_split["method"].unique(), key=str)
         if len(methods) < 2 or per_split["split"].nunique() < 2:
-            b.skipped[f"significance on {dataset}"] = "needs two or more methods and two or more splits"
-            continue
+            b.skipped[f"significance on {dataset}"] = "per-split tests need two or more methods and two or more splits"
+            metrics_to_test = ()
+        else:
+            metrics_to_test = SIGNIFICANCE_METRICS
         test_name = {"paired": "paired t-test", "welch": "Welch's t-test", "wilcoxon": "Wilcoxon signed-rank test"}
-        for metric in SIGNIFICANCE_METRICS:
+        for metric in metrics_to_test:
             label = metric.upper()
             suffix = "" if metric == "srocc" else f"_{metric}"  # SROCC keeps the names it always had
             try:
@@ -256,21 +310,14 @@ def build_report(
             except AnalysisError as exc:
                 b.skipped[f"{label} significance on {dataset}"] = str(exc)
                 continue
-            if sig_section is None:
-                metrics = " and ".join(m.upper() for m in SIGNIFICANCE_METRICS)
-                sig_section = b.section(
-                    "Statistical significance",
-                    f"Per-split {metrics} of each pair of methods on the same split files, {significance_test} t-test "
-                    f"(alpha = {alpha:g}, two-sided)." if significance_test != "wilcoxon" else
-                    f"Per-split {metrics}, Wilcoxon signed-rank test (alpha = {alpha:g}, two-sided).",
-                )
-            b.table(sig_section, T.significance_table(result.decision, metric, dataset,
+            b.table(significance_section(), T.significance_table(result.decision, metric, dataset,
                                                       test_name.get(significance_test, significance_test), alpha,
                                                       name=f"significance{suffix}_{dataset}"))
             b.figure(sig_section, F.significance_figure(result.decision, f"{label} significance on {dataset}"),
                      f"significance{suffix}_{dataset}", f"Significance of per-split {label} differences on {dataset}: "
                      "1 (blue) row method better, 0 (grey) indistinguishable, -1 (vermillion) row method worse.")
             b.records(f"significance_pvalues{suffix}_{file_stem(dataset)}", result.pvalue.reset_index(names="method"))
+        _per_image_f_test(b, test[test["dataset"] == dataset], dataset, alpha, significance_section)
 
     # ---------------------------------------------------------------- cross-dataset
     cross = cross_dataset_records(results_dir)

@@ -454,20 +454,23 @@ def significance_table(
     test: str = "paired t-test",
     alpha: float = 0.05,
     name: str | None = None,
+    caption: str | None = None,
+    title: str | None = None,
 ) -> Table:
     """The 1 / 0 / -1 matrix: row statistically better than / indistinguishable from / worse
-    than column (REQA Table III). ``matrix`` is indexed and columned by method."""
+    than column (REQA Table III). ``matrix`` is indexed and columned by method. ``caption`` and
+    ``title`` replace the per-split wording (e.g. for the per-image F-test)."""
     values = matrix.astype(float).copy()
     values.index = pd.Index([str(i) for i in values.index], name="method")
     values.columns = pd.MultiIndex.from_tuples([("", str(c)) for c in matrix.columns])
     where = f" on {dataset}" if dataset else ""
-    caption = (
+    caption = caption or (
         f"Statistical significance of the per-split {METRIC_LABELS.get(metric, metric)}{where} "
         f"({test}, alpha = {alpha:g}): 1 / 0 / {DASH}1 means the row method is statistically better than / "
         "indistinguishable from / worse than the column method."
     )
     stem = name or ("significance" + (f"_{dataset}" if dataset else ""))
-    return Table(stem, f"Significance{where}", caption, values, {}, 0, integer=True, highlight=False)
+    return Table(stem, title or f"Significance{where}", caption, values, {}, 0, integer=True, highlight=False)
 
 
 # --------------------------------------------------------------------------- renderers
