@@ -84,7 +84,8 @@ def clear(
     """Delete cached parts; they are rebuilt when next needed (same inputs, same results).
 
     `synth` (generated data sets) is data, not cache, and is never cleared here. Without --yes
-    nothing is deleted. Example: biqa cache clear enhance features --yes
+    nothing is deleted. Clear while no biqa job runs: one that is writing into a part fails
+    (it is safe to re-run it). Example: biqa cache clear enhance features --yes
     """
     from ..config import CACHE_KINDS, cache_path
 
