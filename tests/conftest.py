@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ def isolated_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("biqa-home")
     monkeypatch.setenv("BIQA_CONFIG", str(home / "config.json"))
     monkeypatch.setenv("BIQA_CACHE", str(home / "cache"))
-    return home
+    yield home
+    shutil.rmtree(home, ignore_errors=True)  # caches of deep models are large: a run must not fill the disk
 
 
 @register_method("test-brightness")
