@@ -19,7 +19,9 @@ images from five different quality levels (eqs. 9-12, sigma = 1e-4); at t >= 2 t
 tolerance loss max(0, |s - F_t| - l_t) with l_2, l_3, l_4 = 5, 2.5, 0 on the 0-100 scale (eq. 13);
 the total is the curriculum-weighted sum (eq. 14). Training (IV-A.3): Adam, weight decay 5e-4,
 learning rates 2e-5 (ResNet-50) and 2e-4 (the rest), divided by 10 at epochs 10, 20 and 30, 40
-epochs, random 224 x 224 crops.
+epochs, random 224 x 224 crops. "Reduced by 10 in 10th epoch" is read as after the 10th, 20th and
+30th epochs (0-based milestones 10, 20, 30: the 11th epoch is the first at 2e-6 / 2e-5), where the
+10-epoch curriculum stages of IV-A.3 change too.
 
 Choices where the paper is ambiguous or silent (each can be checked against this list):
 
@@ -39,9 +41,10 @@ Choices where the paper is ambiguous or silent (each can be checked against this
    (bad [0, 20), poor [20, 40), fair [40, 60), good [60, 80), excellent [80, 100]). When a
    category has no training item (common for "bad"), the five levels are the quintiles of the
    training qualities instead. Members are drawn without replacement within a level, cycling
-   through a fresh permutation when a level runs out. A mini-batch holds batch_size / 5
+   through a fresh permutation when a level runs out. A mini-batch holds floor(batch_size / 5)
    micro-batches; eq. 12 is summed over the pairs of a micro-batch and averaged over micro-batches;
-   eq. 13 is averaged over the images of the batch. An epoch has ceil(N / batch_size) steps.
+   eq. 13 is averaged over the images of the batch. An epoch has ceil(N / (5 * floor(batch_size / 5)))
+   steps (ceil(N / batch_size) for a multiple of 5 such as the default 50).
 4. Feedback blocks (Fig. 4 is not in the text): each block reduces fm_d with a 1x1 conv
    (C_d -> 64) + BN + ReLU and a 3x3 conv with stride 4, 2, 1 (d = 1, 2, 3) + BN + ReLU, so the
    three ConvLSTMs (64 hidden channels, 3x3 gates, zero initial state) run at 1/16 of the input

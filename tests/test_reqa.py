@@ -201,3 +201,18 @@ def test_bad_settings_are_method_errors():
         create_method("reqa", recipe="fast").settings()
     with pytest.raises(MethodError, match="rank_form"):
         create_method("reqa", rank_form="eq12").settings()
+
+
+def test_paper_schedule_decays_after_each_ten_epoch_curriculum_stage():
+    # IV-A.3: lr 2e-5 / 2e-4 reduced by 10 after epochs 10, 20, 30 (0-based epoch 10 is the 11th),
+    # the same epochs at which the curriculum stage changes.
+    from biqa_bench.nn.trainer import StepDecay
+
+    paper = reqa.REQA.RECIPES["paper"]
+    assert (paper["epochs"], paper["lr_backbone"], paper["lr_head"], paper["weight_decay"]) == (40, 2e-5, 2e-4, 5e-4)
+    schedule = StepDecay(paper["milestones"], 0.1)
+    for epoch, factor, stage_weights in [(0, 1.0, (3 / 11, 6 / 11, 1 / 11, 1 / 11)), (9, 1.0, (3 / 11, 6 / 11, 1 / 11, 1 / 11)),
+                                         (10, 0.1, (0, 0.5, 0.25, 0.25)), (19, 0.1, (0, 0.5, 0.25, 0.25)),
+                                         (20, 0.01, (0, 0.25, 0.5, 0.25)), (30, 0.001, (0.2, 0.2, 0.2, 0.4))]:
+        assert schedule.factor(epoch) == pytest.approx(factor)
+        np.testing.assert_allclose(curriculum_weights(epoch, paper["epochs"]), stage_weights)
