@@ -1,7 +1,8 @@
 """IEIT (Song, Li, Chen, Liu and Qian): intermediary enhancement and iterative training.
 
 Network (section III): two DeiT-Small backbones (ImageNet). V1 sees the image I and gives f1;
-V2 sees the image and its selectively enhanced version E and gives f2 = V2(I), f3 = V2(E);
+V2 sees the image and its selectively enhanced version E and gives f2 = V2(I), f3 = V2(E) (one
+backbone with shared weights applied to each image: the paper's "f2, f3 = V2(I, E)");
 f4 = f2 (+) f3 (concatenation, the fusion the paper found best); R1(f1 (+) f4) = s1 and
 R2(f2 (+) f3) = s2, each regressor three fully connected layers. s1 is the prediction.
 
@@ -10,12 +11,21 @@ Training (Algorithm 1, eqs. 1-6, IV-A):
 * stage 1: V1, V2, R1, R2 with L1(s1) + lambda * L1(s2), lambda = 1;
 * stage 2a: V1 frozen; V2 and R2 trained with L1(s2) on low-quality images only (quality < 25 on
   the 0-100 scale: the lowest quarter of the nominal score interval, IEIT's definition, taken from
-  :func:`biqa_bench.evaluation.ranges.low_quality_mask`);
+  :func:`biqa_bench.evaluation.ranges.low_quality_mask`, rule 'nominal'; the paper's "lowest 25%
+  MOS" could also mean the lowest quartile of the items; the report's ``--low-quality-rule``
+  does not change this training threshold);
 * stage 2b: R1 trained on all images with the features of V1 and V2 detached (eqs. 3-6).
+  Reading taken: 2a and 2b run one after the other ("After V2 is optimized with low-quality
+  images, we finally fine-tune R1"), each a phase of its own with the stage-2 schedule below
+  from its start and a fresh SGD state. The paper could also be read as one stage 2 where every
+  batch of all images gives l2 on its low-quality members (eq. 2, ``y_j < t``) and l1 on all from
+  detached features (the ``d(.)`` of eq. 4 suggests V2 still has gradients then); not done here.
 * SGD; stage 1: learning rate 0.001 for 10 epochs, 0.005 for 10 epochs, then 0.03; stage 2:
   0.001, 0.003, then 0.01; when the validation performance has not improved for 20 epochs the
   rate is multiplied by 0.3, until it falls below 5e-5 (then the stage ends).
-* images resized to 244 x 244, random 224 x 224 crops (the same crop for I and E).
+* images resized to 244 x 244, random 224 x 224 crops (the same crop for I and E). The shared
+  trainer also mirrors each training pair horizontally with probability 1/2 (the same flip for I
+  and E); the paper names crops only.
 
 Selective enhancement: :mod:`biqa_bench.enhance` (classical low-light enhancement and deblurring in
 place of RetinexNet and DeblurGAN-v2, whose weights are not available offline; user models plug in

@@ -418,3 +418,55 @@ def test_enhance_workers_is_recorded_but_not_part_of_the_run_fingerprint():
     method = create_method("ieit", enhance_workers=3)
     assert method.get_params()["enhance_workers"] == 3
     assert "enhance_workers" not in method.get_params_for_fingerprint()
+
+
+# --------------------------------------------------------------------------- the paper's numbers
+
+
+def test_paper_recipe_and_schedule_follow_section_iv_a():
+    paper = ieit.IEIT.RECIPES["paper"]
+    assert (paper["crop"], paper["image_size"], paper["lam"]) == (224, "244x244", 1.0)
+    assert (paper["patience"], paper["factor"], paper["min_lr"]) == (20, 0.3, 5e-5)
+    # stage 1: 0.001 x 10 epochs, 0.005 x 10, then 0.03; stage 2: 0.001, 0.003, then 0.01
+    for stage, rates in ((1, [0.001] * 10 + [0.005] * 10 + [0.03]), (2, [0.001] * 10 + [0.003] * 10 + [0.01])):
+        schedule = ieit._schedule(paper, stage)
+        assert [schedule.rate(e) for e in range(21)] == rates
+    # no improvement after epoch 1: the rate is cut to 0.03 * 0.3 after 20 bad epochs past warm-up
+    schedule = ieit._schedule(paper, 1)
+    stops = [schedule.end_epoch(e, 1.0 if e == 0 else 0.0) for e in range(21)]
+    assert not any(stops) and schedule.rate(21) == pytest.approx(0.009)
+    # 0.03 * 0.3**5 = 7.29e-5 >= 5e-5 goes on; 0.03 * 0.3**6 = 2.187e-5 < 5e-5 ends the stage
+    schedule.current = 0.03 * 0.3**5
+    schedule.bad_epochs = 19
+    assert schedule.end_epoch(40, 0.0) and schedule.current == pytest.approx(2.187e-5)
+
+
+def test_regressor_widths_and_fusion_by_concatenation():
+    model = tiny_net()  # 24-d features: R1 sees f1 (+) f2 (+) f3 = 72, R2 sees f2 (+) f3 = 48
+    widths = lambda r: [(l.in_features, l.out_features) for l in r.layers if isinstance(l, torch.nn.Linear)]  # noqa: E731
+    assert widths(model.r1) == [(72, 36), (36, 18), (18, 1)]
+    assert widths(model.r2) == [(48, 24), (24, 12), (12, 1)]
+    pairs = torch.randn(3, 6, 32, 32)
+    with torch.no_grad():
+        f1, f2, f3 = model.v1(pairs[:, :3]), model.v2(pairs[:, :3]), model.v2(pairs[:, 3:])
+        s1, s2 = model(pairs)
+        torch.testing.assert_close(s1, model.r1(torch.cat([f1, f2, f3], 1)))
+        torch.testing.assert_close(s2, model.r2(torch.cat([f2, f3], 1)))
+
+
+def test_stage_losses_are_the_papers_l1_terms():
+    data = _data()
+    model = tiny_net()
+    pairs = torch.randn(4, 6, 32, 32)
+    quality = torch.tensor([10.0, 20.0, 60.0, 90.0])
+    with torch.no_grad():
+        s1, s2 = model(pairs)
+    l1, l2 = (quality - s1).abs().mean(), (quality - s2).abs().mean()
+    for lam in (1.0, 2.5):  # Algorithm 1: l_t = l1 + lambda * l2
+        loss, _ = make_stage1(model, data, dict(SETTINGS, lam=lam), lambda: float("nan")).loss(pairs, quality, 0)
+        torch.testing.assert_close(loss.detach(), l1 + lam * l2)
+    loss, _ = make_stage2_backbone(model, data, SETTINGS, lambda: float("nan")).loss(pairs, quality, 0)
+    torch.testing.assert_close(loss.detach(), l2)  # eq. 2 (the sampler gives it low-quality rows only)
+    loss, _ = make_stage2_regressor(model, data, SETTINGS, lambda: float("nan")).loss(pairs, quality, 0)
+    torch.testing.assert_close(loss.detach(), l1)  # eq. 6
+    assert loss.requires_grad and not any(p.requires_grad for p in model.v2.parameters())
