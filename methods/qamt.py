@@ -7,27 +7,31 @@ cross-entropy with N = 39 on the synthetic set (one (type, level) per image, eqs
 binary cross-entropy with N = 26 on the authentic-like set (multi-label, eqs. 3-4). Regression
 branch: rFC1 (v -> s1, 1024), m1 = ReLU(s1 (+) c1) (2048-d, eq. 5), rFC2, rFC3 -> the score, L1
 on the pseudo-MOS (eq. 6). Total loss L_s + L_c (eqs. 7-8). Section 4.1: Adam (0.9, 0.999),
-images scaled to 256 x 256 and 224 x 224 crops, 30 epochs, mini-batch 256; learning rates:
+images scaled to 256 x 256 and 224 x 224 crops, 30 epochs (the paper's "training iterations"
+read as epochs, also in stage 2), mini-batch 256; learning rates:
 backbone 1e-4, cFC 1e-5 (synthetic) or 1e-4 (authentic), the regression FCs 1e-6; FC layers
 He-initialised.
 
 Stage 2, fine-tuning (section 3.2, 4.1): the pre-trained ResNet-50 with a head of dropout 0.5,
-FC 256 and FC 1, L1 on the target's quality, learning rate 1e-5 everywhere, 10 epochs, mini-batch
-32, 100 random 224 x 224 crops of every training image per epoch, the mean of 60 random crops at
-test time (``recipe='paper'``; ``'quick'`` uses a few small crops and steps).
+FC 256, ReLU (not stated) and FC 1, L1 on the target's quality, learning rate 1e-5 everywhere,
+10 epochs, mini-batch 32, 100 random 224 x 224 crops of every training image per epoch, the mean
+of 60 random crops at test time (``recipe='paper'``; ``'quick'`` uses a few small crops and steps).
 
 Pre-training data (``pretrain_data``): ``'auto'`` (default) is ``'target'`` for an authentic target
 (section 2.1: blends made from the target's own images; section 4.1: "both two stage's training
 sets have the same content") and ``'synthetic'`` (the embedded single-distortion set) for a
-synthetic target. ``'target'`` generates the set from the training items of the split only (never
-validation or test items), with :mod:`biqa_bench.datasets.synthetic`'s generator; any other value
-is a registered dataset (``synthetic``, ``mixed``, or a set made by ``biqa datasets synth``), from
-which every item whose content is held out of the target's training split is removed. The task
-follows the set: single-label (N = 39) when every item has a ``class_index``, multi-label (N = 26,
-``labels``) otherwise. Stage 1 is cached (:mod:`biqa_bench.pretrain`) by its data fingerprint,
-recipe, hyper-parameters, initial weights and ``pretrain_seed`` (not the split's seed), so every
-split and every target that needs the same stage reuses it; the run manifest names it
-(``pretraining_manifest``).
+synthetic target. That embedded set is a scaled-down stand-in for the paper's corpus: 13 content
+windows of photos shipped with scikit-image, scikit-learn and Matplotlib x 39 = 507 images, against
+the paper's 21,869 Waterloo Exploration and PASCAL VOC images; a larger set made by ``biqa datasets
+synth`` can be named instead. ``'target'`` generates the set from the training items of the split
+only (never validation or test items), with :mod:`biqa_bench.datasets.synthetic`'s generator; any
+other value is a registered dataset (``synthetic``, ``mixed``, or a set made by ``biqa datasets
+synth``), from which every item whose content is held out of the target's training split is
+removed. The task follows the set: single-label (N = 39) when every item has a ``class_index``,
+multi-label (N = 26, ``labels``) otherwise. Stage 1 is cached (:mod:`biqa_bench.pretrain`) by its
+data fingerprint, recipe, hyper-parameters, initial weights and ``pretrain_seed`` (not the split's
+seed), so every split and every target that needs the same stage reuses it; the run manifest names
+it (``pretraining_manifest``).
 
 Ablation (section 4.3, Fig. 3): ``pretrain_task`` = ``'cls+reg'`` (the method), ``'cls'``
 (classification branch only), ``'reg'`` (regression branch only), ``'none'`` (FT: ImageNet weights
@@ -43,11 +47,14 @@ Choices where the paper is silent or ambiguous (check them here):
    starts at the mean target. With ``'reg'`` alone, m1 = ReLU(s1) (1024-d); with ``'cls'`` alone
    there is no regression branch.
 3. Losses are averaged over the mini-batch (eq. 2 prints a plain sum; eqs. 4 and 6 have 1/M); the
-   binary cross-entropy is summed over the 26 labels as eq. 4 writes it.
+   binary cross-entropy is summed over the 26 labels as eq. 4 writes it (eq. 4's
+   "log(1 - log(c^))" is read as the usual log(1 - c^); eq. 1's denominator as sum_j exp(y_j)).
 4. Stage 1 keeps its last epoch (no validation set for pre-training); one crop per image per
    epoch, horizontal flips. Stage 2 keeps the epoch with the best validation SROCC (the paper
    reports the last of 10), flips crops, and starts the output bias at the mean training quality.
-5. Generated sets: each source image is resized to 256 x 256 before distortion; authentic targets
+5. Generated sets: each source image is resized to 256 x 256 before distortion; a synthetic target
+   with ``pretrain_data='target'`` gets all 39 single distortions of each training content's
+   reference (``blends_per_image`` does not apply there); authentic targets
    get ``blends_per_image`` blends per training image (default 28, the embedded generator's count;
    the paper kept ~700,000 images in all, set it higher for that); the authentic-like labels are the
    generator's 26 = 19 (type, level) + 7 type indicators (see
@@ -262,10 +269,22 @@ class QAMT(DeepMethod):
             "seed": int(self.pretrain_seed),
         }
 
+    @staticmethod
+    def per_source(spec: str, ctx, settings: dict[str, Any]) -> int | None:
+        """Images generated per source for a ``'target'`` set: ``blends_per_image`` blends of each
+        training image for an authentic target; None (all 39 single distortions of each training
+        reference, as in the paper's synthetic set) for a synthetic one."""
+        dataset = getattr(ctx, "dataset", None)
+        kind = dataset.info.kind if dataset is not None else "authentic"  # as resolve_pretrain_set
+        return int(settings["blends_per_image"]) if spec == "target" and kind == "authentic" else None
+
     def pretrain(self, train_items, ctx, settings: dict[str, Any]) -> P.StageResult:
         """Stage 1 for this split: from the cache, or trained and stored there."""
         spec = self.pretrain_spec(ctx)
-        pset = P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=int(settings["blends_per_image"]))
+        pset = P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=self.per_source(spec, ctx, settings))
+        # Seeded so that a randomly initialised backbone (pretrained='none') is a function of the
+        # stage key too (ImageNet weights replace every random value anyway).
+        torch.manual_seed(int(self.pretrain_seed))
         backbone, feature_dim, loaded = build_backbone(self.pretrained, self.weights)
         inputs = self.stage1_inputs(settings, pset, loaded)
         device = resolve_device(ctx.device)

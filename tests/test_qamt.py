@@ -200,3 +200,42 @@ def test_runner_reuses_stage1_across_splits_and_each_manifest_names_it(tmp_path,
     stages = [m["pretraining"]["stages"][0] for m in manifests]
     assert stages[0]["key"] == stages[1]["key"] and [s["reused"] for s in stages] == [False, True]
     assert manifests[0]["method_seed"] != manifests[1]["method_seed"]  # different split seeds, one stage
+
+
+def test_synthetic_target_set_has_all_39_distortions_of_each_training_reference(tmp_path, monkeypatch):
+    """pretrain_data='target' on a synthetic target: every (type, level) class of each training
+    reference (the paper's synthetic set), not ``blends_per_image`` of them (quick: 2)."""
+    monkeypatch.setattr(Q, "build_backbone", tiny_backbone)
+    monkeypatch.setattr("biqa_bench.datasets.pseudo_mos.pseudo_mos", fake_pseudo_mos)
+    labels = make_labels(tmp_path / "syn", 4)
+    labels = labels.assign(content_id=["r0", "r0", "r1", "r1"], reference_path=["img0.png", "img0.png", "img2.png", "img2.png"])
+    target = make_dataset(DatasetInfo("syn", "synthetic", "DMOS", False, (0.0, 100.0)), labels, tmp_path / "syn")
+    method = create_method("qamt", **{**QUICK, "pretrain_data": "target"})
+    settings = method.settings()
+    assert settings["blends_per_image"] == 2
+    assert Q.QAMT.per_source("target", ctx_for(tmp_path, target), settings) is None
+    result = method.pretrain(target.with_abspaths().iloc[:2], ctx_for(tmp_path, target), settings)  # content r0 only
+    data = result.manifest["inputs"]["data"]
+    assert data["kind"] == "synthetic" and data["n_sources"] == 1 and data["n_items"] == 39
+    generated = pd.read_csv(Path(data["folder"]) / "items.csv")
+    assert sorted(generated["class_index"]) == list(range(39))
+    assert result.state_dict()["cfc2.weight"].shape[0] == 39
+    # an authentic target still gets blends_per_image blends of each training image
+    authentic = make_dataset(DatasetInfo("aut", "authentic", "MOS", True, (0.0, 100.0)), make_labels(tmp_path / "aut", 2), tmp_path / "aut")
+    assert Q.QAMT.per_source("target", ctx_for(tmp_path, authentic), settings) == 2
+
+
+def test_stage1_from_random_init_does_not_depend_on_the_global_rng(tmp_path, setup, monkeypatch):
+    """pretrained='none': the stage-1 result is a function of its key (pretrain_seed), not of
+    whatever the global torch RNG held before the fit."""
+    target, items, calls = setup
+    states = []
+    for k, outer_seed in enumerate((123, 456)):
+        monkeypatch.setenv("BIQA_CACHE", str(tmp_path / f"cache{k}"))  # no reuse: train twice
+        torch.manual_seed(outer_seed)
+        method = create_method("qamt", **QUICK)
+        states.append(method.pretrain(items.iloc[:4], ctx_for(tmp_path, target, work=f"w{k}"), method.settings()).state_dict())
+    assert calls == ["cls+reg", "cls+reg"]
+    assert states[0].keys() == states[1].keys()
+    for name in states[0]:
+        assert torch.equal(states[0][name], states[1][name]), name
