@@ -22,7 +22,8 @@ Training (Algorithm 1, eqs. 1-6, IV-A):
   detached features (the ``d(.)`` of eq. 4 suggests V2 still has gradients then); not done here.
 * SGD; stage 1: learning rate 0.001 for 10 epochs, 0.005 for 10 epochs, then 0.03; stage 2:
   0.001, 0.003, then 0.01; when the validation performance has not improved for 20 epochs the
-  rate is multiplied by 0.3, until it falls below 5e-5 (then the stage ends).
+  rate is multiplied by 0.3, until it falls below 5e-5 (then the stage ends); the 20 epochs are
+  counted after the warm-up (the warm-up epochs never trigger a cut).
 * images resized to 244 x 244, random 224 x 224 crops (the same crop for I and E). The shared
   trainer also mirrors each training pair horizontally with probability 1/2 (the same flip for I
   and E); the paper names crops only.

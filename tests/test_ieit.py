@@ -432,9 +432,11 @@ def test_paper_recipe_and_schedule_follow_section_iv_a():
         schedule = ieit._schedule(paper, stage)
         assert [schedule.rate(e) for e in range(21)] == rates
     # no improvement after epoch 1: the rate is cut to 0.03 * 0.3 after 20 bad epochs past warm-up
+    # (epochs 20..39; the warm-up epochs 1..19 do not count)
     schedule = ieit._schedule(paper, 1)
-    stops = [schedule.end_epoch(e, 1.0 if e == 0 else 0.0) for e in range(21)]
-    assert not any(stops) and schedule.rate(21) == pytest.approx(0.009)
+    stops = [schedule.end_epoch(e, 1.0 if e == 0 else 0.0) for e in range(39)]
+    assert not any(stops) and schedule.rate(39) == 0.03
+    assert not schedule.end_epoch(39, 0.0) and schedule.rate(40) == pytest.approx(0.009)
     # 0.03 * 0.3**5 = 7.29e-5 >= 5e-5 goes on; 0.03 * 0.3**6 = 2.187e-5 < 5e-5 ends the stage
     schedule.current = 0.03 * 0.3**5
     schedule.bad_epochs = 19

@@ -136,8 +136,11 @@ def test_step_decay_divides_by_ten_at_milestones():
 def test_warmup_plateau_schedule():
     schedule = WarmupPlateau(0.03, ((10, 0.001), (10, 0.005)), patience=20, factor=0.3, min_lr=5e-5)
     assert [schedule.rate(e) for e in (0, 9, 10, 19, 20)] == [0.001, 0.001, 0.005, 0.005, 0.03]
-    stops = [schedule.end_epoch(e, 0.5 if e == 0 else 0.1) for e in range(40)]
-    assert schedule.current == pytest.approx(0.03 * 0.3) and not any(stops)  # 20 epochs without gain once warm
+    stops = [schedule.end_epoch(e, 0.5 if e == 0 else 0.1) for e in range(39)]
+    # the best epoch was the first; the 19 warm-up epochs after it do not count, 19 warm ones are not yet 20
+    assert schedule.rate(39) == 0.03 and schedule.bad_epochs == 19 and not any(stops)
+    assert not schedule.end_epoch(39, 0.1)
+    assert schedule.current == pytest.approx(0.03 * 0.3) and schedule.bad_epochs == 0  # 20 epochs without gain once warm
     epoch = 40
     while not schedule.end_epoch(epoch, 0.1):
         epoch += 1

@@ -104,7 +104,9 @@ class StepDecay:
 class WarmupPlateau:
     """IEIT's schedule: warm-up rates for fixed numbers of epochs, then ``lr``; when the
     validation metric has not improved for ``patience`` epochs the rate is multiplied by
-    ``factor``; training stops once the rate falls below ``min_lr``.
+    ``factor``; training stops once the rate falls below ``min_lr``. Only epochs at the main
+    rate count towards ``patience`` (IEIT IV-A: the plateau rule follows the warm-up), so the
+    first cut comes at the earliest ``patience`` epochs after the warm-up.
 
     The rates apply to every group, scaled by the group's ``lr_scale`` (default 1).
     """
@@ -138,9 +140,9 @@ class WarmupPlateau:
     def end_epoch(self, epoch: int, metric: float) -> bool:
         if math.isfinite(metric) and metric > self.best:
             self.best, self.bad_epochs = metric, 0
-        else:
+        elif epoch >= self.warmup_epochs:  # the plateau rule is for the main rate: warm-up epochs do not count
             self.bad_epochs += 1
-        if epoch + 1 >= self.warmup_epochs and self.bad_epochs >= self.patience:
+        if self.bad_epochs >= self.patience:
             self.current *= self.factor
             self.bad_epochs = 0
         return self.current < self.min_lr
