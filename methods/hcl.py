@@ -23,14 +23,20 @@ Our design (each a choice; hyper-parameters in brackets):
    (restored = distorted + residual). Loss: L1 between restored and reference pixels (both
    ImageNet-normalised). Pairs: ``restoration_data``, a registered set with reference images
    (``synthetic``/``mixed`` embedded, or a ``biqa datasets synth`` set; items whose content is held
-   out of the target's training split are removed), or ``'target'`` (blends of the target's
-   training images, the training image as reference). The distorted image and its reference get
-   the same random crop. Adam, encoder 1e-4, decoder 1e-3, 10 epochs, batch 32, 224 crops of
-   256 x 256 images.
-3. C2 sub-networks: one per database in ``iqa_databases`` (comma-separated registered names:
-   ``live,csiq,tid2013`` as in the paper, or the embedded ``synthetic``, ``mixed``, or user synth
-   sets; held-out target contents removed as above); each is Linear(2048, 256)-ReLU giving a
-   256-d per-database feature f_k.
+   out of the target's training split are removed), or ``'target'``, generated from the target's
+   training items only: for an authentic target ``blends_per_image`` (28) blends of each training
+   image, the training image (resized to 256 x 256) as reference; for a synthetic target with
+   reference images all 39 single distortions of each training content's reference
+   (``blends_per_image`` does not apply: there are no blends, and a subset would drop distortion
+   classes). The distorted image and its reference get the same random crop. Adam, encoder
+   1e-4, decoder 1e-3, 10 epochs, batch 32, 224 crops of 256 x 256 images.
+3. C2 sub-networks: one per database in ``iqa_databases`` (comma-separated registered names, e.g.
+   ``live,csiq,tid2013``, the classic synthetic databases: the abstract names none; or the embedded
+   ``synthetic``, ``mixed``, user synth sets or ``'target'``; held-out target contents removed as
+   above); each is Linear(2048, 256)-ReLU giving a 256-d per-database feature f_k. The default
+   ``synthetic,mixed`` is what exists offline; ``mixed`` holds generated authentic-like blends
+   (registry kind 'authentic'), synthetic only in the sense of artificially distorted, and gives
+   the CQAC a second scoring rule to relate (with one database it has nothing to correlate).
 4. CQAC: the K features, plus a learned embedding per database, are K tokens of one transformer
    encoder layer (4-head self-attention across databases, feed-forward 512, residuals and layer
    norms, no dropout): every database's feature is refined by attending to the others. A linear
@@ -38,19 +44,25 @@ Our design (each a choice; hyper-parameters in brackets):
    starting at the database's mean quality).
 5. C2 training: the C1 encoder is frozen (kept in eval mode: C2 teaches scoring rules, not
    features); the sub-networks, CQAC and heads train on the union of the databases, every image
-   passing through all K branches and supervised only on its own database's head (L1). Images
-   are drawn uniformly from the union (no re-balancing of database sizes). Adam 1e-4, 10 epochs,
-   batch 64, 224 crops, images stored with the shorter side at 384.
+   passing through all K branches and supervised only on its own database's head (L1). The
+   abstract's "independently" is read as: each database has its own sub-network and head and is
+   scored only against its own labels (scores of different databases are never put on one
+   scale); the sub-networks are nonetheless trained together, since the CQAC that relates them
+   needs all K features of an image, so a database's loss also reaches the other sub-networks
+   through the CQAC. Images are drawn uniformly from the union (no re-balancing of database
+   sizes), one crop per image per epoch. Adam 1e-4, 10 epochs, batch 64, 224 crops, images stored
+   with the shorter side scaled down to 384 (smaller images are kept as they are).
 6. C3: fusion = a linear layer over the K database scores (weights starting at 1/K, bias at 0),
    trained end to end with everything else on the target: L1, Adam, encoder 2e-5 and the rest
    2e-4, weight decay 5e-4, 16 epochs, batch 32, 25 random 224 crops of every training image per
    epoch and the mean of 25 crops at test time (HyperIQA's protocol, common on authentic sets;
    the abstract gives none). The epoch with the best validation SROCC is kept.
 7. Ablations (``ablation``): ``'no_c1'``: the encoder starts from ImageNet (no restoration);
-   ``'no_c2'``: the sub-networks, CQAC and heads start untrained at C3 (random initialisation);
-   ``'no_c3'``: the encoder, sub-networks and CQAC stay as C2 left them, and only the K + 1 fusion
-   parameters are fitted on the target (a score needs the target's scale); ``'none'``: the full
-   method.
+   ``'no_c2'``: the sub-networks, CQAC and heads start untrained at C3 (random initialisation;
+   the heads' biases start at the target's mean training quality, as every regressor here);
+   ``'no_c3'``: the encoder, sub-networks, CQAC and heads stay as C2 left them (frozen, batch-norm
+   statistics included), and only the K + 1 fusion parameters are fitted on the target at the
+   C3 recipe's ``lr_rest`` (a score needs the target's scale); ``'none'``: the full method.
 8. Caching (:mod:`biqa_bench.pretrain`): C1 is keyed by its data, recipe, initial weights and
    ``pretrain_seed``; C2 by the C1 stage it starts from, its databases, recipe and seed. Both are
    shared by every split and target whose training content does not change the data (the
@@ -254,10 +266,22 @@ class HCL(DeepMethod):
     def databases(self) -> list[str]:
         return parse_databases(self.iqa_databases)
 
+    @staticmethod
+    def per_source(spec: str, ctx, settings: dict[str, Any]) -> int | None:
+        """Images generated per source for a ``'target'`` set: ``blends_per_image`` blends of each
+        training image for an authentic target; None (all 39 single distortions of each training
+        content's reference) for a synthetic one, where there are no blends to count. Named sets
+        are not generated (None)."""
+        dataset = getattr(ctx, "dataset", None)
+        kind = dataset.info.kind if dataset is not None else "authentic"  # as P.resolve_pretrain_set
+        return int(settings["blends_per_image"]) if spec == "target" and kind == "authentic" else None
+
     # ------------------------------------------------------------------ curriculum 1
 
     def curriculum1(self, train_items, ctx, settings, loaded: LoadedWeights) -> P.StageResult:
-        pset = P.resolve_pretrain_set(self.restoration_data, train_items, ctx, seed=int(self.pretrain_seed), per_source=int(settings["blends_per_image"]))
+        pset = P.resolve_pretrain_set(
+            self.restoration_data, train_items, ctx, seed=int(self.pretrain_seed), per_source=self.per_source(self.restoration_data, ctx, settings)
+        )
         if "reference" not in pset.items.columns or (pset.items["reference"].astype(str) == "").any():
             raise MethodError(
                 f"hcl: restoration data '{self.restoration_data}' has no reference image per item (column reference_path); "
@@ -305,7 +329,7 @@ class HCL(DeepMethod):
 
     def curriculum2(self, train_items, ctx, settings, encoder_state: dict | None, c1: P.StageResult | None, loaded: LoadedWeights) -> P.StageResult:
         sets = [
-            P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=int(settings["blends_per_image"]))
+            P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=self.per_source(spec, ctx, settings))
             for spec in self.databases
         ]
         frames = []

@@ -16,7 +16,7 @@ from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages
-from _deep_helpers import ctx_for, one_thread, tiny_resnet  # noqa: F401 (autouse fixture)
+from _deep_helpers import ctx_for, fake_pseudo_mos, one_thread, tiny_resnet  # noqa: F401 (autouse fixture)
 
 
 def tiny_encoder(pretrained, weights):
@@ -182,3 +182,32 @@ def test_save_load_gives_identical_predictions(tmp_path, setup):
     assert loaded.databases == ["dba", "dbb"]
     np.testing.assert_array_equal(before, loaded.predict(items.iloc[5:], ctx))
     assert loaded.pretraining_manifest["stages"][0]["key"] == method.pretraining_manifest["stages"][0]["key"]
+
+
+def test_target_data_on_a_synthetic_target_keeps_all_39_distortions(tmp_path, setup, monkeypatch):
+    """restoration_data / iqa_databases = 'target' on a synthetic target: all 39 single distortions
+    of each training reference, not a seeded ``blends_per_image`` of them (quick: 2); an authentic
+    target still gets ``blends_per_image`` blends per training image."""
+    authentic, _, calls = setup
+    monkeypatch.setattr("biqa_bench.datasets.pseudo_mos.pseudo_mos", fake_pseudo_mos)
+    labels = make_set(tmp_path / "syn", 4, "s", seed=3).assign(content_id=["r0", "r0", "r1", "r1"])
+    labels["reference_path"] = ["s0_ref.png", "s0_ref.png", "s2_ref.png", "s2_ref.png"]
+    target = make_dataset(DatasetInfo("syn", "synthetic", "DMOS", False, (0.0, 100.0)), labels.drop(columns="class_index"), tmp_path / "syn")
+    method = create_method("hcl", **{**QUICK, "restoration_data": "target", "iqa_databases": "target"})
+    settings = method.settings()
+    assert settings["blends_per_image"] == 2
+    ctx = ctx_for(tmp_path, target)
+    assert H.HCL.per_source("target", ctx, settings) is None
+    assert H.HCL.per_source("target", ctx_for(tmp_path, authentic), settings) == 2
+    assert H.HCL.per_source("dba", ctx_for(tmp_path, authentic), settings) is None  # named sets are not generated
+    train = target.with_abspaths().iloc[:2]  # content r0 only: one source reference
+    _, loaded = H.build_encoder("none", None)
+    c1 = method.curriculum1(train, ctx, settings, loaded)
+    data = c1.manifest["inputs"]["data"]
+    assert data["kind"] == "synthetic" and data["n_sources"] == 1 and data["n_items"] == 39 and c1.manifest["n_items"] == 39
+    generated = pd.read_csv(Path(data["folder"]) / "items.csv")
+    assert sorted(generated["class_index"]) == list(range(39))
+    encoder = {k.removeprefix("encoder."): v for k, v in c1.state_dict().items() if k.startswith("encoder.")}
+    c2 = method.curriculum2(train, ctx, settings, encoder, c1, loaded)
+    assert [d["n_items"] for d in c2.manifest["inputs"]["databases"]] == [39] and c2.manifest["n_items"] == [39]
+    assert calls == ["_train_c1", "_train_c2"]
