@@ -372,6 +372,21 @@ def _generate(folder, sources, kind, seed, per_source, size, read_image, progres
         atomic_write_json(tmp / MANIFEST, {**{k: v for k, v in params.items() if k != "sources"}, "n_sources": len(sources), "n_items": len(items)})
 
 
+def target_kind(ctx) -> str:
+    """The kind of data ``'target'`` generates: the target dataset's kind, authentic when the
+    context names no dataset."""
+    dataset = getattr(ctx, "dataset", None)
+    return dataset.info.kind if dataset is not None else "authentic"
+
+
+def generated_per_source(spec: str, ctx, blends_per_image: int) -> int | None:
+    """``per_source`` for :func:`resolve_pretrain_set` from a method's ``blends_per_image``: that
+    many blends of each training image when ``'target'`` generates an authentic set; None (all 39
+    single distortions of each training reference, as the papers' synthetic sets) for a synthetic
+    target, where there are no blends to count; None for a named set (nothing is generated)."""
+    return int(blends_per_image) if spec == "target" and target_kind(ctx) == "authentic" else None
+
+
 def resolve_pretrain_set(
     spec: str,
     train_items: pd.DataFrame,
@@ -388,7 +403,7 @@ def resolve_pretrain_set(
     dataset = getattr(ctx, "dataset", None)
     if spec == "target":
         if kind is None:
-            kind = dataset.info.kind if dataset is not None else "authentic"
+            kind = target_kind(ctx)
         return target_pretrain_set(
             train_items, kind, seed, per_source, ctx.read_image,
             dataset_root=dataset.root if dataset is not None else None, progress=ctx.progress,

@@ -266,21 +266,11 @@ class HCL(DeepMethod):
     def databases(self) -> list[str]:
         return parse_databases(self.iqa_databases)
 
-    @staticmethod
-    def per_source(spec: str, ctx, settings: dict[str, Any]) -> int | None:
-        """Images generated per source for a ``'target'`` set: ``blends_per_image`` blends of each
-        training image for an authentic target; None (all 39 single distortions of each training
-        content's reference) for a synthetic one, where there are no blends to count. Named sets
-        are not generated (None)."""
-        dataset = getattr(ctx, "dataset", None)
-        kind = dataset.info.kind if dataset is not None else "authentic"  # as P.resolve_pretrain_set
-        return int(settings["blends_per_image"]) if spec == "target" and kind == "authentic" else None
-
     # ------------------------------------------------------------------ curriculum 1
 
     def curriculum1(self, train_items, ctx, settings, loaded: LoadedWeights) -> P.StageResult:
         pset = P.resolve_pretrain_set(
-            self.restoration_data, train_items, ctx, seed=int(self.pretrain_seed), per_source=self.per_source(self.restoration_data, ctx, settings)
+            self.restoration_data, train_items, ctx, seed=int(self.pretrain_seed), per_source=P.generated_per_source(self.restoration_data, ctx, settings["blends_per_image"])
         )
         if "reference" not in pset.items.columns or (pset.items["reference"].astype(str) == "").any():
             raise MethodError(
@@ -329,7 +319,7 @@ class HCL(DeepMethod):
 
     def curriculum2(self, train_items, ctx, settings, encoder_state: dict | None, c1: P.StageResult | None, loaded: LoadedWeights) -> P.StageResult:
         sets = [
-            P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=self.per_source(spec, ctx, settings))
+            P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=P.generated_per_source(spec, ctx, settings["blends_per_image"]))
             for spec in self.databases
         ]
         frames = []

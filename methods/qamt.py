@@ -269,19 +269,10 @@ class QAMT(DeepMethod):
             "seed": int(self.pretrain_seed),
         }
 
-    @staticmethod
-    def per_source(spec: str, ctx, settings: dict[str, Any]) -> int | None:
-        """Images generated per source for a ``'target'`` set: ``blends_per_image`` blends of each
-        training image for an authentic target; None (all 39 single distortions of each training
-        reference, as in the paper's synthetic set) for a synthetic one."""
-        dataset = getattr(ctx, "dataset", None)
-        kind = dataset.info.kind if dataset is not None else "authentic"  # as resolve_pretrain_set
-        return int(settings["blends_per_image"]) if spec == "target" and kind == "authentic" else None
-
     def pretrain(self, train_items, ctx, settings: dict[str, Any]) -> P.StageResult:
         """Stage 1 for this split: from the cache, or trained and stored there."""
         spec = self.pretrain_spec(ctx)
-        pset = P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=self.per_source(spec, ctx, settings))
+        pset = P.resolve_pretrain_set(spec, train_items, ctx, seed=int(self.pretrain_seed), per_source=P.generated_per_source(spec, ctx, settings["blends_per_image"]))
         # Seeded so that a randomly initialised backbone (pretrained='none') is a function of the
         # stage key too (ImageNet weights replace every random value anyway).
         torch.manual_seed(int(self.pretrain_seed))

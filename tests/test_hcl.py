@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import methods.hcl as H
+from biqa_bench import pretrain as P
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method
@@ -197,9 +198,9 @@ def test_target_data_on_a_synthetic_target_keeps_all_39_distortions(tmp_path, se
     settings = method.settings()
     assert settings["blends_per_image"] == 2
     ctx = ctx_for(tmp_path, target)
-    assert H.HCL.per_source("target", ctx, settings) is None
-    assert H.HCL.per_source("target", ctx_for(tmp_path, authentic), settings) == 2
-    assert H.HCL.per_source("dba", ctx_for(tmp_path, authentic), settings) is None  # named sets are not generated
+    assert P.generated_per_source("target", ctx, settings["blends_per_image"]) is None
+    assert P.generated_per_source("target", ctx_for(tmp_path, authentic), settings["blends_per_image"]) == 2
+    assert P.generated_per_source("dba", ctx_for(tmp_path, authentic), settings["blends_per_image"]) is None  # named sets are not generated
     train = target.with_abspaths().iloc[:2]  # content r0 only: one source reference
     _, loaded = H.build_encoder("none", None)
     c1 = method.curriculum1(train, ctx, settings, loaded)

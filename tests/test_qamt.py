@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import methods.qamt as Q
+from biqa_bench import pretrain as P
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method
@@ -213,7 +214,7 @@ def test_synthetic_target_set_has_all_39_distortions_of_each_training_reference(
     method = create_method("qamt", **{**QUICK, "pretrain_data": "target"})
     settings = method.settings()
     assert settings["blends_per_image"] == 2
-    assert Q.QAMT.per_source("target", ctx_for(tmp_path, target), settings) is None
+    assert P.generated_per_source("target", ctx_for(tmp_path, target), settings["blends_per_image"]) is None
     result = method.pretrain(target.with_abspaths().iloc[:2], ctx_for(tmp_path, target), settings)  # content r0 only
     data = result.manifest["inputs"]["data"]
     assert data["kind"] == "synthetic" and data["n_sources"] == 1 and data["n_items"] == 39
@@ -222,7 +223,7 @@ def test_synthetic_target_set_has_all_39_distortions_of_each_training_reference(
     assert result.state_dict()["cfc2.weight"].shape[0] == 39
     # an authentic target still gets blends_per_image blends of each training image
     authentic = make_dataset(DatasetInfo("aut", "authentic", "MOS", True, (0.0, 100.0)), make_labels(tmp_path / "aut", 2), tmp_path / "aut")
-    assert Q.QAMT.per_source("target", ctx_for(tmp_path, authentic), settings) == 2
+    assert P.generated_per_source("target", ctx_for(tmp_path, authentic), settings["blends_per_image"]) == 2
 
 
 def test_stage1_from_random_init_does_not_depend_on_the_global_rng(tmp_path, setup, monkeypatch):
