@@ -30,7 +30,8 @@ Choices where the paper is ambiguous or silent (each can be checked against this
    stage 4 (0.25, 0.25, 0.25, 0.5). w1 is not given in stages 2 and 3: we take 0 (the listed
    weights already sum to 1 there, as eq. 14 requires). Stage 1 sums to 11/12 and stage 4 to 1.25:
    we divide each stage's weights by their sum so that every stage satisfies eq. 14. With a
-   number of epochs other than 40, the stages are four equal quarters of training.
+   number of epochs other than 40, the stages are four equal quarters of training, and the
+   learning rate drops where they change (``stage_starts``: 10, 20, 30 of 40; 5, 10, 15 of 20).
 2. Rank loss. Eq. 9 as printed multiplies the hinge by (|s_i - s_j| + 1) (the printed
    "|s_i - s_i|" is read as |s_i - s_j|); for a mis-ordered pair that gives
    |F_i - F_j| * |s_i - s_j| * (|s_i - s_j| + 1) / (|s_i - s_j| + sigma), while the text says it
@@ -120,9 +121,20 @@ def tolerance_loss(pred: torch.Tensor, quality: torch.Tensor, threshold: float) 
     return torch.clamp((quality - pred).abs() - threshold, min=0).mean()
 
 
+def curriculum_stage(epoch: int, epochs: int) -> int:
+    """The curriculum stage (0..3) of ``epoch`` (0-based) of ``epochs``: four equal quarters."""
+    return min(3, (4 * epoch) // max(epochs, 1))
+
+
+def stage_starts(epochs: int) -> tuple[int, ...]:
+    """The first epochs of curriculum stages 2-4 (10, 20, 30 of 40): the learning-rate milestones,
+    so that the rate drops where the stage changes for any number of epochs."""
+    return tuple(e for e in range(1, epochs) if curriculum_stage(e, epochs) != curriculum_stage(e - 1, epochs))
+
+
 def curriculum_weights(epoch: int, epochs: int) -> np.ndarray:
     """w1..w4 at ``epoch`` (0-based) of ``epochs``: four equal stages, each normalised to sum 1."""
-    stage = min(3, (4 * epoch) // max(epochs, 1))
+    stage = curriculum_stage(epoch, epochs)
     weights = np.asarray(PAPER_WEIGHTS[stage], dtype=np.float64)
     return weights / weights.sum()
 
@@ -282,7 +294,7 @@ class REQA(DeepMethod):
     RECIPES = {
         "paper": dict(
             epochs=40, batch_size=50, crop=224, image_size="source", test_crops=25,
-            lr_backbone=2e-5, lr_head=2e-4, weight_decay=5e-4, milestones=(10, 20, 30), eval_batch_size=100, max_steps=None,
+            lr_backbone=2e-5, lr_head=2e-4, weight_decay=5e-4, milestones="stages", eval_batch_size=100, max_steps=None,
         ),
         "quick": dict(
             epochs=2, batch_size=10, crop=64, image_size="short80", test_crops=2,
@@ -355,7 +367,7 @@ class REQA(DeepMethod):
             name="train",
             epochs=epochs,
             optimizer=optimizer,
-            schedule=StepDecay(settings["milestones"], 0.1),
+            schedule=StepDecay(stage_starts(epochs) if settings["milestones"] == "stages" else settings["milestones"], 0.1),
             batches=lambda epoch, rng: micro_batches(levels, n_micro, n_steps, rng),
             loss=loss,
             train_modules=[model],

@@ -210,9 +210,19 @@ def test_paper_schedule_decays_after_each_ten_epoch_curriculum_stage():
 
     paper = reqa.REQA.RECIPES["paper"]
     assert (paper["epochs"], paper["lr_backbone"], paper["lr_head"], paper["weight_decay"]) == (40, 2e-5, 2e-4, 5e-4)
-    schedule = StepDecay(paper["milestones"], 0.1)
+    assert paper["milestones"] == "stages" and reqa.stage_starts(paper["epochs"]) == (10, 20, 30)
+    schedule = StepDecay(reqa.stage_starts(paper["epochs"]), 0.1)
     for epoch, factor, stage_weights in [(0, 1.0, (3 / 11, 6 / 11, 1 / 11, 1 / 11)), (9, 1.0, (3 / 11, 6 / 11, 1 / 11, 1 / 11)),
                                          (10, 0.1, (0, 0.5, 0.25, 0.25)), (19, 0.1, (0, 0.5, 0.25, 0.25)),
                                          (20, 0.01, (0, 0.25, 0.5, 0.25)), (30, 0.001, (0.2, 0.2, 0.2, 0.4))]:
         assert schedule.factor(epoch) == pytest.approx(factor)
         np.testing.assert_allclose(curriculum_weights(epoch, paper["epochs"]), stage_weights)
+
+
+@pytest.mark.parametrize("epochs, starts", [(40, (10, 20, 30)), (20, (5, 10, 15)), (10, (3, 5, 8)), (6, (2, 3, 5)), (3, (1, 2)), (1, ())])
+def test_learning_rate_drops_where_the_curriculum_stage_changes_for_any_number_of_epochs(epochs, starts):
+    # stage of epoch e = floor(4 e / epochs): 10 epochs -> stages 0,0,0,1,1,2,2,2,3,3
+    assert reqa.stage_starts(epochs) == starts
+    for epoch in range(1, epochs):
+        changed = not np.array_equal(curriculum_weights(epoch, epochs), curriculum_weights(epoch - 1, epochs))
+        assert (epoch in starts) == changed
