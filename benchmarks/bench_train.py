@@ -81,10 +81,9 @@ def method_loss(name: str, model, settings, data: TrainData):
 
 def sampler(name: str, settings, data: TrainData, batch: int, steps: int):
     if name == "reqa":
-        from methods.reqa import micro_batches, quality_levels
+        from methods.reqa import batch_micro_batches  # the default micro_levels='batch'
 
-        levels = quality_levels(data.quality)
-        return lambda epoch, rng: micro_batches(levels, batch // 5, steps, rng)
+        return lambda epoch, rng: batch_micro_batches(data.quality, batch // 5, steps, rng)
     return lambda epoch, rng: [rng.integers(0, len(data.item_ids), batch) for _ in range(steps)]
 
 

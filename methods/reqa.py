@@ -38,12 +38,22 @@ Choices where the paper is ambiguous or silent (each can be checked against this
    "reduces to" eq. 10, |s_i - s_j| * |F_i - F_j|. The default ``rank_form='eq9'`` implements
    eq. 9 as printed; ``rank_form='eq10'`` uses the factor |s_i - s_j| instead of
    (|s_i - s_j| + 1), which reduces to eq. 10 exactly (up to sigma).
-3. Quality levels for micro-batches: the five ACR categories of IV-A.1 on the 0-100 scale
-   (bad [0, 20), poor [20, 40), fair [40, 60), good [60, 80), excellent [80, 100]). When a
-   category has no training item (common for "bad"), the five levels are the quintiles of the
-   training qualities instead. Members are drawn without replacement within a level, cycling
-   through a fresh permutation when a level runs out. A mini-batch holds floor(batch_size / 5)
-   micro-batches; eq. 12 is summed over the pairs of a micro-batch and averaged over micro-batches;
+3. Quality levels for micro-batches. III-C.1: "we randomly sample a mini-batch with K 2-tuples
+   from the current training set ... [and] group the training samples to form a micro-batch where
+   a predicted image and four anchors are sampled from five different quality scales", with
+   M = floor(K/5) micro-batches. The default ``micro_levels='batch'`` reads "quality scales" as
+   levels within the mini-batch: K = 5 * floor(batch_size / 5) items are drawn uniformly (a fresh
+   permutation of the training set per pass), sorted by quality and cut into five equal bands,
+   and micro-batch k takes one member of each band (matched at random). Every training item is
+   seen about once per epoch and all K items of the mini-batch are grouped, as M = floor(K/5)
+   says. ``micro_levels='acr'`` reads them as the five ACR categories of IV-A.1 on the 0-100
+   scale (bad [0, 20), poor [20, 40), fair [40, 60), good [60, 80), excellent [80, 100]; the
+   quintiles of the training qualities when a category is empty), one member of each per
+   micro-batch, drawn without replacement within a category and cycling through a fresh
+   permutation when it runs out; on a set such as KonIQ-10k, whose extreme categories hold a few
+   percent of the images, those images are then drawn many times per epoch and the middle ones
+   less than once, which a "randomly sampled mini-batch" does not suggest, hence not the default.
+   eq. 12 is summed over the pairs of a micro-batch and averaged over micro-batches;
    eq. 13 is averaged over the images of the batch. An epoch has ceil(N / (5 * floor(batch_size / 5)))
    steps (ceil(N / batch_size) for a multiple of 5 such as the default 50).
 4. Feedback blocks (Fig. 4 is not in the text): each block reduces fm_d with a 1x1 conv
@@ -183,6 +193,27 @@ def micro_batches(levels: np.ndarray, n_micro: int, n_steps: int, rng: np.random
     return [table[s * n_micro : (s + 1) * n_micro].reshape(-1) for s in range(n_steps)]
 
 
+def batch_micro_batches(quality: np.ndarray, n_micro: int, n_steps: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Rows of ``n_steps`` batches of ``5 * n_micro`` items drawn uniformly (every item once per
+    pass over a fresh permutation), each grouped into ``n_micro`` micro-batches of five: the batch
+    sorted by quality is cut into five equal quality bands, and micro-batch k takes one member of
+    each band (members matched at random), so its five members come from five different quality
+    levels of the batch."""
+    quality = np.asarray(quality, dtype=np.float64)
+    if len(quality) < 5:
+        raise MethodError("reqa: need training items at five quality levels to form micro-batches; use at least 5 training items")
+    size = 5 * n_micro
+    need = size * n_steps
+    order = np.concatenate([rng.permutation(len(quality)) for _ in range(math.ceil(need / len(quality)))])[:need]
+    steps = []
+    for s in range(n_steps):
+        rows = order[s * size : (s + 1) * size]
+        bands = rows[np.argsort(quality[rows], kind="stable")].reshape(5, n_micro)  # band b = b-th fifth by quality
+        table = np.stack([rng.permutation(band) for band in bands], axis=1)  # (n_micro, 5): one of each band
+        steps.append(table.reshape(-1))
+    return steps
+
+
 # --------------------------------------------------------------------------- network
 
 
@@ -314,12 +345,14 @@ class REQA(DeepMethod):
         crop: int | None = None,
         image_size: Any = None,
         rank_form: str = "eq9",
+        micro_levels: str = "batch",
         steps: int = 4,
         patch: int = 1,
         heads: int = 8,
     ):
         self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
         self.rank_form = rank_form
+        self.micro_levels = micro_levels
         self.steps = steps
         self.patch = patch
         self.heads = heads
@@ -332,6 +365,8 @@ class REQA(DeepMethod):
             raise MethodError(f"reqa: the paper's losses are defined for T = {len(THRESHOLDS) + 1} time steps, not {self.steps}")
         if self.rank_form not in ("eq9", "eq10"):
             raise MethodError(f"reqa: rank_form must be 'eq9' or 'eq10', not {self.rank_form!r}")
+        if self.micro_levels not in ("batch", "acr"):
+            raise MethodError(f"reqa: micro_levels must be 'batch' or 'acr', not {self.micro_levels!r}")
         return merged
 
     def make_stages(self, pretrained: str, weights: str | None) -> tuple[nn.Module, LoadedWeights]:
@@ -357,7 +392,11 @@ class REQA(DeepMethod):
         epochs = int(settings["epochs"])
         n_micro = int(settings["batch_size"]) // 5
         n_steps = max(1, math.ceil(len(data.item_ids) / (5 * n_micro)))
-        levels = quality_levels(data.quality)
+        if self.micro_levels == "acr":
+            levels = quality_levels(data.quality)
+            draw = lambda epoch, rng: micro_batches(levels, n_micro, n_steps, rng)  # noqa: E731
+        else:
+            draw = lambda epoch, rng: batch_micro_batches(data.quality, n_micro, n_steps, rng)  # noqa: E731
         form = self.rank_form
 
         def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
@@ -368,7 +407,7 @@ class REQA(DeepMethod):
             epochs=epochs,
             optimizer=optimizer,
             schedule=StepDecay(stage_starts(epochs) if settings["milestones"] == "stages" else settings["milestones"], 0.1),
-            batches=lambda epoch, rng: micro_batches(levels, n_micro, n_steps, rng),
+            batches=draw,
             loss=loss,
             train_modules=[model],
             evaluate=evaluate,

@@ -22,6 +22,7 @@ from methods.reqa import (
     coarse_loss,
     curriculum_weights,
     gradient_loss,
+    batch_micro_batches,
     micro_batches,
     quality_levels,
     rank_loss,
@@ -133,6 +134,35 @@ def test_micro_batches_draw_one_member_of_each_level():
     assert all(np.array_equal(a, b) for a, b in zip(steps, again))
     with pytest.raises(MethodError, match="five quality levels"):
         micro_batches(np.array([0, 1, 2, 3]), 1, 1, rng)
+
+
+def test_batch_micro_batches_group_a_uniform_batch_into_its_five_quality_bands():
+    rng = np.random.default_rng(0)
+    # long-tailed like KonIQ: 2 'excellent' and 3 'bad' items among 60
+    quality = np.concatenate([rng.uniform(lo, lo + 20, n) for lo, n in zip((0, 20, 40, 60, 80), (3, 10, 30, 15, 2))])
+    steps = batch_micro_batches(quality, n_micro=4, n_steps=6, rng=np.random.default_rng(7))  # 6 x 20 = 120 = 2 passes
+    assert len(steps) == 6 and all(len(rows) == 20 for rows in steps)
+    for rows in steps:
+        ranked = np.argsort(np.argsort(quality[rows], kind="stable"), kind="stable")  # rank 0..19 within the batch
+        for micro in ranked.reshape(-1, 5):
+            assert sorted(micro // 4) == [0, 1, 2, 3, 4]  # one member from each fifth of the batch
+    drawn = np.concatenate(steps)
+    # uniform: each pass over the training set is a permutation, so every item is drawn exactly twice
+    np.testing.assert_array_equal(np.bincount(drawn, minlength=60), np.full(60, 2))
+    assert len(set(drawn[:60].tolist())) == 60
+    # the ACR reading puts one of the 2 'excellent' items in every one of the 24 micro-batches: 12 draws each
+    acr = np.concatenate(micro_batches(quality_levels(quality), 4, 6, np.random.default_rng(7)))
+    assert np.bincount(acr, minlength=60)[-2:].tolist() == [12, 12]
+    again = batch_micro_batches(quality, 4, 6, np.random.default_rng(7))
+    assert all(np.array_equal(a, b) for a, b in zip(steps, again))
+    with pytest.raises(MethodError, match="five quality levels"):
+        batch_micro_batches(np.arange(4.0), 1, 1, rng)
+
+
+def test_micro_levels_option_is_checked_and_defaults_to_batch():
+    assert create_method("reqa").micro_levels == "batch"
+    with pytest.raises(MethodError, match="micro_levels"):
+        create_method("reqa", micro_levels="quintile").settings()
 
 
 # --------------------------------------------------------------------------- network
