@@ -227,6 +227,9 @@ def _run_one(
     manifest = run_manifest(kind, method_name, params, dataset, split_set, split.index, split_file, seed)
     manifest.update({
         "method_seed": ctx.seed,
+        # every parameter the method ran with, defaults included: "params" holds only what was asked
+        # for (it identifies the run), this records what a later version's defaults cannot change
+        "resolved_params": json.loads(json.dumps(method.get_params(), default=str)),
         "device": device,
         "n_train": len(train),
         "n_val": len(val),

@@ -93,6 +93,8 @@ def test_runs_write_predictions_and_resume_after_interrupt(tiny_dataset, tmp_pat
     manifest = json.loads((out / "tiny" / "test-brightness" / "split_02" / "manifest.json").read_text())
     assert manifest["split_hash"] == split_set.hash and manifest["dataset_fingerprint"] == tiny_dataset.fingerprint
     assert "method_seed" in manifest and manifest["seed"] == 0
+    # asked-for params identify the run; every param, defaults included, is recorded beside them
+    assert manifest["params"] == {} and manifest["resolved_params"] == {"fail_on_split": None}
     # the whole dataset's quality distribution, for the report's histogram: every item once
     counts = manifest["quality_histogram"]
     quality = tiny_dataset.items["quality"].to_numpy()
