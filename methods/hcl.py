@@ -83,12 +83,12 @@ from biqa_bench import pretrain as P
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages, resnet50
-from biqa_bench.nn.data import MemoryImages, resize_to
+from biqa_bench.nn.data import PairedImages
 from biqa_bench.nn.method import DeepMethod
 from biqa_bench.nn.trainer import PhaseResult, TrainData, resolve_device
 
 ABLATIONS = ("none", "no_c1", "no_c2", "no_c3")
-STAGE_VERSION = "1"
+STAGE_VERSION = "2"  # 2: curriculum-1 pairs from decode-once image caches (PIL resize of the cache)
 
 
 def build_encoder(pretrained: str, weights: str | None) -> tuple[ResNetStages, LoadedWeights]:
@@ -296,14 +296,15 @@ class HCL(DeepMethod):
     def _train_c1(self, net: RestorationNet, pset: P.PretrainSet, settings, ctx, device, key) -> PhaseResult:
         size, crop = int(settings["c1_image_size"]), int(settings["c1_crop"])
         items = pset.items
-        pairs = {}
-        for k, row in enumerate(items.itertuples(index=False)):
-            distorted = resize_to(np.asarray(ctx.read_image(row.path))[..., :3], size, size)
-            reference = resize_to(np.asarray(ctx.read_image(row.reference))[..., :3], size, size)
-            pairs[str(row.item_id)] = np.ascontiguousarray(np.concatenate([distorted, reference], axis=2))
-            if k % 64 == 0:
-                ctx.progress("hcl: loading restoration pairs", k + 1, len(items))
-        source = MemoryImages(pairs)  # 6 channels: both images get the same crop and flip
+        # Distorted images and their (far fewer) references each decoded once, in parallel, into
+        # memory-mapped caches at size x size: a large restoration corpus need not fit in memory.
+        distorted = P.pretrain_image_source(pset, size, progress=ctx.progress)
+        unique = pd.Series(items["reference"].astype(str).unique())
+        references = P.pretrain_image_source(
+            P.PretrainSet(f"{pset.name}-references", pset.kind, pd.DataFrame({"item_id": unique, "path": unique}), f"{pset.fingerprint}-references"),
+            size, progress=ctx.progress,
+        )
+        source = PairedImages(distorted, references, dict(zip(items["item_id"].astype(str), items["reference"].astype(str))))
         data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.zeros(len(items)), source=source, crop=crop)
         optimizer = torch.optim.Adam(
             [{"params": net.encoder.parameters(), "lr": settings["c1_lr_encoder"]}, {"params": net.decoder.parameters(), "lr": settings["c1_lr_decoder"]}]

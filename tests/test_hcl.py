@@ -165,6 +165,31 @@ def test_three_curricula_cached_and_ablations(tmp_path, setup):
         create_method("hcl", **QUICK, ablation="no_c4").fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target, work="g"))
 
 
+def test_curriculum1_trains_on_each_distorted_image_beside_its_own_reference(tmp_path, setup, monkeypatch):
+    """C1's 6-channel pairs: the distorted image and its reference, both resized to c1_image_size."""
+    target, items, _ = setup
+    seen = {}
+
+    def capture(name, net, data, *args, **kwargs):
+        seen["data"] = data
+        raise KeyboardInterrupt  # stop before training: only the data is under test
+
+    monkeypatch.setattr(H.P, "run_stage_phase", capture)
+    method = create_method("hcl", **QUICK)
+    with pytest.raises(KeyboardInterrupt):
+        method.fit(items.iloc[:4], items.iloc[4:5], ctx_for(tmp_path, target))
+    data = seen["data"]
+    size = int(method.settings()["c1_image_size"])
+    folder = tmp_path / "dba"
+    assert sorted(data.item_ids) == [f"dba{i}" for i in range(6)]
+    for i in range(6):
+        pair = data.source.read_item(f"dba{i}")
+        assert pair.shape == (size, size, 6)
+        for half, name in ((pair[..., :3], f"dba{i}.png"), (pair[..., 3:], f"dba{i}_ref.png")):
+            expected = np.asarray(Image.open(folder / name).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+            assert np.abs(half.astype(int) - expected.astype(int)).max() <= 1
+
+
 def test_restoration_needs_reference_images(tmp_path, setup, monkeypatch):
     target, items, calls = setup
     bare = make_dataset(DatasetInfo("bare", "synthetic", "MOS", True, (0.0, 100.0)), make_set(tmp_path / "bare", 4, "b", with_reference=False), tmp_path / "bare")

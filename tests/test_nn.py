@@ -15,7 +15,7 @@ from torch import nn
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method
 from biqa_bench.nn import backbones
-from biqa_bench.nn.data import MemoryImages, Normalizer, resize_to
+from biqa_bench.nn.data import MemoryImages, Normalizer, PairedImages, resize_to
 from biqa_bench.nn.trainer import Phase, StepDecay, TrainData, WarmupPlateau, predict_items, run_phase
 from _deep_helpers import make_ctx, make_items, one_thread_tmp_env  # noqa: F401 (autouse fixture)
 
@@ -296,3 +296,20 @@ def test_checkpoints_are_throttled_but_the_last_epoch_is_always_saved(tmp_path, 
     monkeypatch.setenv("BIQA_CHECKPOINT_EVERY_S", "soon")
     with pytest.raises(MethodError, match="BIQA_CHECKPOINT_EVERY_S"):
         run_phase(_tiny_phase(Tiny(), 3, 8), Tiny(), data, make_ctx(tmp_path, "bad"), torch.device("cpu"), "t", "fp")
+
+
+def test_paired_images_crop_and_flip_both_halves_alike():
+    rng = np.random.default_rng(0)
+    first = MemoryImages({f"d{i}": rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for i in range(4)})
+    # each partner is its image + 1: any crop/flip mismatch between the halves breaks the equality
+    second = MemoryImages({f"r{i}": first.read_item(f"d{i}") + 1 for i in range(4)})
+    paired = PairedImages(first, second, {f"d{i}": f"r{i}" for i in range(4)})
+    assert len(paired) == 4
+    batch = paired.batch(["d0", "d1", "d2", "d3", "d0"], 8, np.random.default_rng(3), flip=True)
+    assert batch.shape == (5, 8, 8, 6)
+    np.testing.assert_array_equal(batch[..., 3:], batch[..., :3] + 1)
+    with pytest.raises(MethodError, match="no partner"):
+        paired.read_item("r0")
+    small = PairedImages(first, MemoryImages({"r0": np.zeros((10, 30, 3), np.uint8)}), {"d0": "r0"})
+    with pytest.raises(MethodError, match="differ in size"):
+        small.read_item("d0")

@@ -78,22 +78,35 @@ class MemoryImages:
         except KeyError:
             raise MethodError(f"item '{item_id}' was not loaded into memory; load it with MemoryImages.from_items") from None
 
+    def views(self, item_ids: Sequence[str]) -> list[list[np.ndarray]]:
+        """Per item, the arrays whose channels make its image (one here; crops cut each alike)."""
+        return [[self.read_item(i)] for i in item_ids]
+
     def batch(self, item_ids: Sequence[str], crop, rng: np.random.Generator, flip: bool = True) -> np.ndarray:
         ch, cw = (crop, crop) if isinstance(crop, int) else crop
-        views = [self.read_item(i) for i in item_ids]
+        views = self.views(item_ids)
         n = len(views)
-        out = np.empty((n, ch, cw, views[0].shape[2] if n else 3), dtype=np.uint8)
-        heights = np.array([v.shape[0] for v in views], dtype=np.int64)
-        widths = np.array([v.shape[1] for v in views], dtype=np.int64)
+        out = np.empty((n, ch, cw, sum(p.shape[2] for p in views[0]) if n else 3), dtype=np.uint8)
+        heights = np.array([v[0].shape[0] for v in views], dtype=np.int64)
+        widths = np.array([v[0].shape[1] for v in views], dtype=np.int64)
         if n and ((heights < ch) | (widths < cw)).any():
             k = int(np.flatnonzero((heights < ch) | (widths < cw))[0])
             raise MethodError(f"item '{item_ids[k]}' is {widths[k]}x{heights[k]}, smaller than the {cw}x{ch} crop; use a smaller crop")
         tops = rng.integers(0, heights - ch + 1) if n else heights
         lefts = rng.integers(0, widths - cw + 1) if n else widths
         flips = (rng.random(n) < 0.5) if flip else np.zeros(n, dtype=bool)
-        for row, (view, top, left, mirrored) in enumerate(zip(views, tops, lefts, flips)):
-            patch = view[top : top + ch, left : left + cw]
-            out[row] = patch[:, ::-1] if mirrored else patch
+        for row, (parts, top, left, mirrored) in enumerate(zip(views, tops, lefts, flips)):
+            if len(parts) == 1:
+                patch = parts[0][top : top + ch, left : left + cw]
+                out[row] = patch[:, ::-1] if mirrored else patch
+                continue
+            start = 0
+            for part in parts:  # each part cropped and flipped alike into its own channels
+                patch = part[top : top + ch, left : left + cw]
+                patch = patch[:, ::-1] if mirrored else patch
+                for c in range(part.shape[2]):  # one long strided copy per channel: ~5x faster
+                    out[row, :, :, start + c] = patch[:, :, c]  # than a 3-channel slice of 6
+                start += part.shape[2]
         return out
 
     @classmethod
@@ -118,6 +131,34 @@ class MemoryImages:
             if k % 64 == 0 or k + 1 == total:
                 ctx.progress(label, k + 1, total)
         return cls(images)
+
+
+class PairedImages(MemoryImages):
+    """Two image sources stacked on the channel axis (H x W x 6): ``first`` read by the item id,
+    ``second`` by ``partner[item_id]`` (e.g. a distorted image and its reference). Both halves get
+    the same crop and flip; the sources may be decode-once caches, so nothing is held in memory."""
+
+    def __init__(self, first, second, partner: dict[str, str]):
+        self.first, self.second = first, second
+        self.partner = {str(k): str(v) for k, v in partner.items()}
+
+    def __len__(self) -> int:
+        return len(self.partner)
+
+    def _pair(self, item_id: str) -> list[np.ndarray]:
+        item_id = str(item_id)
+        if item_id not in self.partner:
+            raise MethodError(f"item '{item_id}' has no partner image in this paired source")
+        a, b = self.first.read_item(item_id), self.second.read_item(self.partner[item_id])
+        if a.shape[:2] != b.shape[:2]:
+            raise MethodError(f"item '{item_id}': its images differ in size ({a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}); give both one size")
+        return [a, b]
+
+    def views(self, item_ids: Sequence[str]) -> list[list[np.ndarray]]:
+        return [self._pair(i) for i in item_ids]  # no concatenated copy: batch crops each half
+
+    def read_item(self, item_id: str) -> np.ndarray:
+        return np.concatenate(self._pair(item_id), axis=2)
 
 
 def image_source(items: pd.DataFrame, ctx, size, crop: int):
