@@ -55,8 +55,9 @@ Our design (each a choice; hyper-parameters in brackets):
 6. C3: fusion = a linear layer over the K database scores (weights starting at 1/K, bias at 0),
    trained end to end with everything else on the target: L1, Adam, encoder 2e-5 and the rest
    2e-4, weight decay 5e-4, 16 epochs, batch 32, 25 random 224 crops of every training image per
-   epoch and the mean of 25 crops at test time (HyperIQA's protocol, common on authentic sets;
-   the abstract gives none). The epoch with the best validation SROCC is kept.
+   epoch with random horizontal flips, and the mean of 25 crops at test time (HyperIQA's protocol,
+   common on authentic sets; the abstract gives none). The epoch with the best validation SROCC
+   is kept. Curricula 1 and 2 flip their crops too (``-p flip=false`` turns flips off in all three).
 7. Ablations (``ablation``): ``'no_c1'``: the encoder starts from ImageNet (no restoration);
    ``'no_c2'``: the sub-networks, CQAC and heads start untrained at C3 (random initialisation;
    the heads' biases start at the target's mean training quality, as every regressor here);
@@ -206,11 +207,13 @@ class HCL(DeepMethod):
 
     RECIPES = {
         "paper": dict(
+            flip=True,
             epochs=16, batch_size=32, crop=224, image_size="source", test_crops=25, crops_per_image=25,
             lr_encoder=2e-5, lr_rest=2e-4, weight_decay=5e-4, eval_batch_size=100, max_steps=None,
             blends_per_image=28, **_C1, **_C2,
         ),
         "quick": dict(
+            flip=True,
             epochs=2, batch_size=4, crop=64, image_size="short80", test_crops=2, crops_per_image=1,
             lr_encoder=1e-4, lr_rest=1e-3, weight_decay=0.0, eval_batch_size=16, max_steps=3, blends_per_image=2,
             c1_epochs=1, c1_batch_size=4, c1_image_size=72, c1_crop=64, c1_lr_encoder=1e-4, c1_lr_decoder=1e-3, c1_max_steps=2,
@@ -243,8 +246,9 @@ class HCL(DeepMethod):
         c1_epochs: int | None = None,
         c2_epochs: int | None = None,
         cuda_graphs: bool = False,
+        flip: bool | None = None,
     ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
         self.c1_epochs = c1_epochs
         self.c2_epochs = c2_epochs
         self.cuda_graphs = bool(cuda_graphs)
@@ -279,7 +283,7 @@ class HCL(DeepMethod):
             )
         inputs = {
             "version": STAGE_VERSION, "data": pset.describe(), "recipe": self.recipe,
-            "settings": {k: v for k, v in settings.items() if k.startswith("c1_")},
+            "settings": {**{k: v for k, v in settings.items() if k.startswith("c1_")}, "flip": settings["flip"]},
             "init": {"pretrained": self.pretrained, "weights_sha256": loaded.sha256}, "seed": int(self.pretrain_seed),
         }
         device = resolve_device(ctx.device)
@@ -305,7 +309,7 @@ class HCL(DeepMethod):
             size, progress=ctx.progress,
         )
         source = PairedImages(distorted, references, dict(zip(items["item_id"].astype(str), items["reference"].astype(str))))
-        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.zeros(len(items)), source=source, crop=crop)
+        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.zeros(len(items)), source=source, crop=crop, flip=settings["flip"])
         optimizer = torch.optim.Adam(
             [{"params": net.encoder.parameters(), "lr": settings["c1_lr_encoder"]}, {"params": net.decoder.parameters(), "lr": settings["c1_lr_decoder"]}]
         )
@@ -332,7 +336,7 @@ class HCL(DeepMethod):
         union = P.PretrainSet("+".join(self.databases), "mixed", pd.concat(frames, ignore_index=True), "+".join(s.fingerprint for s in sets))
         inputs = {
             "version": STAGE_VERSION, "databases": [s.describe() for s in sets], "recipe": self.recipe,
-            "settings": {k: v for k, v in settings.items() if k.startswith("c2_")},
+            "settings": {**{k: v for k, v in settings.items() if k.startswith("c2_")}, "flip": settings["flip"]},
             "start": {"c1": c1.key if c1 is not None else None, "pretrained": self.pretrained, "weights_sha256": loaded.sha256},
             "seed": int(self.pretrain_seed),
         }
@@ -362,7 +366,7 @@ class HCL(DeepMethod):
             parameter.requires_grad_(False)
         params = [p for m in net.quality_modules() for p in m.parameters()]
         optimizer = torch.optim.Adam(params, lr=settings["c2_lr"])
-        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.arange(n, dtype=np.float64), source=source, crop=int(settings["c2_crop"]))
+        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.arange(n, dtype=np.float64), source=source, crop=int(settings["c2_crop"]), flip=settings["flip"])
 
         def loss(images: torch.Tensor, rows: torch.Tensor, epoch: int):
             rows = rows.long()

@@ -24,9 +24,9 @@ Training (Algorithm 1, eqs. 1-6, IV-A):
   0.001, 0.003, then 0.01; when the validation performance has not improved for 20 epochs the
   rate is multiplied by 0.3, until it falls below 5e-5 (then the stage ends); the 20 epochs are
   counted after the warm-up (the warm-up epochs never trigger a cut).
-* images resized to 244 x 244, random 224 x 224 crops (the same crop for I and E). The shared
-  trainer also mirrors each training pair horizontally with probability 1/2 (the same flip for I
-  and E); the paper names crops only.
+* images resized to 244 x 244, random 224 x 224 crops (the same crop for I and E); no horizontal
+  flips, as the paper names crops only (``-p flip=true`` mirrors each training pair with
+  probability 1/2, the same flip for I and E).
 
 Selective enhancement: :mod:`biqa_bench.enhance` (classical low-light enhancement and deblurring in
 place of RetinexNet and DeblurGAN-v2, whose weights are not available offline; user models plug in
@@ -209,11 +209,13 @@ class IEIT(DeepMethod):
 
     RECIPES = {
         "paper": dict(
+            flip=False,
             epochs=300, batch_size=64, crop=224, image_size="244x244", test_crops=10, eval_batch_size=128,
             lr1=0.03, warmup1=((10, 0.001), (10, 0.005)), lr2=0.01, warmup2=((10, 0.001), (10, 0.003)),
             patience=20, factor=0.3, min_lr=5e-5, momentum=0.9, weight_decay=0.0, lam=1.0, max_steps=None,
         ),
         "quick": dict(
+            flip=True,
             epochs=1, batch_size=4, crop=32, image_size="40x40", test_crops=2, eval_batch_size=16,
             lr1=1e-3, warmup1=(), lr2=1e-3, warmup2=(), patience=1000, factor=0.3, min_lr=5e-5,
             momentum=0.9, weight_decay=0.0, lam=1.0, max_steps=2,
@@ -239,8 +241,9 @@ class IEIT(DeepMethod):
         deblurrer: str | None = None,
         enhance_size: Any = "short512",
         enhance_workers: int | None = None,
+        flip: bool | None = None,
     ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
         self.selection = selection
         self.dark_threshold = dark_threshold
         self.blur_threshold = blur_threshold

@@ -50,8 +50,9 @@ Choices where the paper is silent or ambiguous (check them here):
    binary cross-entropy is summed over the 26 labels as eq. 4 writes it (eq. 4's
    "log(1 - log(c^))" is read as the usual log(1 - c^); eq. 1's denominator as sum_j exp(y_j)).
 4. Stage 1 keeps its last epoch (no validation set for pre-training); one crop per image per
-   epoch, horizontal flips. Stage 2 keeps the epoch with the best validation SROCC (the paper
-   reports the last of 10), flips crops, and starts the output bias at the mean training quality.
+   epoch. Stage 2 keeps the epoch with the best validation SROCC (the paper reports the last of
+   10) and starts the output bias at the mean training quality. No horizontal flips in either
+   stage (the paper names crops only; ``-p flip=true`` adds them, to both stages).
 5. Generated sets: each source image is resized to 256 x 256 before distortion; a synthetic target
    with ``pretrain_data='target'`` gets all 39 single distortions of each training content's
    reference (``blends_per_image`` does not apply there); authentic targets
@@ -188,10 +189,12 @@ class QAMT(DeepMethod):
 
     RECIPES = {
         "paper": dict(
+            flip=False,
             epochs=10, batch_size=32, crop=224, image_size="source", test_crops=60, crops_per_image=100,
             eval_batch_size=120, max_steps=None, **_STAGE2, **_STAGE1_PAPER,
         ),
         "quick": dict(
+            flip=True,
             epochs=2, batch_size=4, crop=64, image_size="short80", test_crops=2, crops_per_image=1,
             eval_batch_size=16, max_steps=3, lr_backbone=1e-4, lr_head=1e-3, weight_decay=0.0,
             s1_epochs=1, s1_batch_size=4, s1_image_size=72, s1_crop=64, s1_lr_backbone=1e-4,
@@ -226,8 +229,9 @@ class QAMT(DeepMethod):
         crops_per_image: int | None = None,
         dropout: float = 0.5,
         cuda_graphs: bool = False,
+        flip: bool | None = None,
     ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
         self.pretrain_task = pretrain_task
         self.pretrain_data = pretrain_data
         self.pretrain_seed = pretrain_seed
@@ -262,7 +266,7 @@ class QAMT(DeepMethod):
             "task": self.pretrain_task,
             "data": pset.describe(),
             "recipe": self.recipe,
-            "settings": {k: v for k, v in settings.items() if k.startswith("s1_")},
+            "settings": {**{k: v for k, v in settings.items() if k.startswith("s1_")}, "flip": settings["flip"]},
             "pmos_scale": float(self.pmos_scale),
             "backbone": "resnet50",
             "init": {"pretrained": self.pretrained, "weights_sha256": loaded.sha256},
@@ -305,7 +309,7 @@ class QAMT(DeepMethod):
         optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999))
         # The trainer hands each step its rows' "quality"; here that is the row index, from which
         # the loss looks up the class target and the pseudo-MOS of each crop.
-        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.arange(n, dtype=np.float64), source=source, crop=int(settings["s1_crop"]))
+        data = TrainData(item_ids=items["item_id"].astype(str).to_numpy(), quality=np.arange(n, dtype=np.float64), source=source, crop=int(settings["s1_crop"]), flip=settings["flip"])
 
         def loss(images: torch.Tensor, rows: torch.Tensor, epoch: int):
             rows = rows.long()

@@ -65,7 +65,8 @@ Choices where the paper is ambiguous or silent (each can be checked against this
    224), 8 heads (D_h = 28), one encoder layer as eqs. 6-7 describe; MLP-I = Linear(224, 448)-GELU-
    Linear(448, 224), MLP-II = Linear(224, 32)-GELU, so v_m is 32-d like v_{d,t};
    MLP-III = Linear(128, 64)-ReLU-Linear(64, 1), shared by all time steps.
-6. Batch size 50 (not stated), horizontal flips with the crops, 25 random test crops averaged
+6. Batch size 50 (not stated), no horizontal flips (the paper names crops only; ``-p flip=true``
+   adds them), 25 random test crops averaged
    (not stated; HyperIQA's protocol, which REQA compares against), images at the size the context
    gives them, MLP-III's output bias starting at the mean training quality, and the epoch with the
    best validation SROCC of F_T kept.
@@ -324,10 +325,12 @@ class REQA(DeepMethod):
 
     RECIPES = {
         "paper": dict(
+            flip=False,
             epochs=40, batch_size=50, crop=224, image_size="source", test_crops=25,
             lr_backbone=2e-5, lr_head=2e-4, weight_decay=5e-4, milestones="stages", eval_batch_size=100, max_steps=None,
         ),
         "quick": dict(
+            flip=True,
             epochs=2, batch_size=10, crop=64, image_size="short80", test_crops=2,
             lr_backbone=1e-4, lr_head=1e-3, weight_decay=5e-4, milestones=(), eval_batch_size=16, max_steps=2,
         ),
@@ -349,8 +352,9 @@ class REQA(DeepMethod):
         steps: int = 4,
         patch: int = 1,
         heads: int = 8,
+        flip: bool | None = None,
     ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
         self.rank_form = rank_form
         self.micro_levels = micro_levels
         self.steps = steps

@@ -9,7 +9,8 @@ rate 1e-5 for the backbone and both FC layers, mini-batch 32, 10 epochs, each ep
 224x224 crops of every training image, 60 random crops averaged at test time.
 
 Choices where the paper is silent (written here so a reader can check them): a ReLU between the
-two FC layers; no weight decay; horizontal flips with the crops; images used at the size the
+two FC layers; no weight decay; no horizontal flips (crops only, as the paper; ``-p flip=true``
+adds them); images used at the size the
 context provides (``image_size='source'``: the decode-once cache's size, else the file's);
 the FC output bias starts at the mean training quality; the epoch with the best validation SROCC
 is kept (QAMT reports the last of 10).
@@ -63,10 +64,12 @@ class ResNet50Baseline(DeepMethod):
 
     RECIPES = {
         "paper": dict(
+            flip=False,
             epochs=10, batch_size=32, crop=224, image_size="source", test_crops=60,
             lr_backbone=1e-5, lr_head=1e-5, crops_per_image=100, weight_decay=0.0, eval_batch_size=120, max_steps=None,
         ),
         "quick": dict(
+            flip=True,
             epochs=2, batch_size=4, crop=64, image_size="short80", test_crops=2,
             lr_backbone=1e-4, lr_head=1e-3, crops_per_image=1, weight_decay=0.0, eval_batch_size=16, max_steps=3,
         ),
@@ -89,8 +92,9 @@ class ResNet50Baseline(DeepMethod):
         crops_per_image: int | None = None,
         dropout: float = 0.5,
         cuda_graphs: bool = False,
+        flip: bool | None = None,
     ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size)
+        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
         self.lr_backbone = lr_backbone
         self.lr_head = lr_head
         self.crops_per_image = crops_per_image

@@ -313,3 +313,27 @@ def test_paired_images_crop_and_flip_both_halves_alike():
     small = PairedImages(first, MemoryImages({"r0": np.zeros((10, 30, 3), np.uint8)}), {"d0": "r0"})
     with pytest.raises(MethodError, match="differ in size"):
         small.read_item("d0")
+
+
+class _FlipSpy(MemoryImages):
+    def __init__(self, images):
+        super().__init__(images)
+        self.flips = []
+
+    def batch(self, item_ids, crop, rng, flip=True):
+        self.flips.append(flip)
+        return super().batch(item_ids, crop, rng, flip=flip)
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_training_batches_flip_only_when_the_data_says_so(tmp_path, flip):
+    base = _tiny_data()
+    spy = _FlipSpy(base.source.images)
+    data = TrainData(base.item_ids, base.quality, spy, 8, flip=flip)
+    model = Tiny()
+    run_phase(_tiny_phase(model, 1, 8), model, data, make_ctx(tmp_path, "f"), torch.device("cpu"), "t", "fp")
+    assert spy.flips == [flip, flip]  # two training batches, each drawn with the data's setting
+    # with flips off, a crop is never mirrored: every crop of a left-to-right ramp increases
+    ramp = MemoryImages({"r": np.tile(np.arange(12, dtype=np.uint8)[None, :, None], (12, 1, 3))})
+    crops = ramp.batch(["r"] * 20, 8, np.random.default_rng(1), flip=False)
+    assert (np.diff(crops[..., 0].astype(int), axis=2) > 0).all()

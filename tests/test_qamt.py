@@ -240,3 +240,16 @@ def test_stage1_from_random_init_does_not_depend_on_the_global_rng(tmp_path, set
     assert states[0].keys() == states[1].keys()
     for name in states[0]:
         assert torch.equal(states[0][name], states[1][name]), name
+
+
+def test_stage1_key_follows_the_flip_setting():
+    """Flipped and unflipped pre-training are different stages: the cache must not mix them."""
+    pset = P.PretrainSet("s", "synthetic", pd.DataFrame({"item_id": ["a"], "path": ["a.png"]}), "fp")
+    loaded = LoadedWeights(None, None)
+    keys = {}
+    for flip in (False, True):
+        method = create_method("qamt", recipe="quick", pretrained="none", flip=flip)
+        inputs = method.stage1_inputs(method.settings(), pset, loaded)
+        assert inputs["settings"]["flip"] is flip
+        keys[flip] = json.dumps(inputs, sort_keys=True)
+    assert keys[False] != keys[True]

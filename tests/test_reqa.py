@@ -256,3 +256,15 @@ def test_learning_rate_drops_where_the_curriculum_stage_changes_for_any_number_o
     for epoch in range(1, epochs):
         changed = not np.array_equal(curriculum_weights(epoch, epochs), curriculum_weights(epoch - 1, epochs))
         assert (epoch in starts) == changed
+
+
+def test_paper_recipes_flip_only_where_their_paper_protocol_does():
+    # REQA, IEIT, QAMT and the ResNet-50 baseline name random crops only; HCL's curriculum 3
+    # follows HyperIQA's protocol, which flips
+    expected = {"reqa": False, "ieit": False, "qamt": False, "resnet50": False, "hcl": True}
+    for name, flip in expected.items():
+        assert create_method(name).settings()["flip"] is flip, name
+        assert create_method(name, flip=not flip).settings()["flip"] is (not flip), name
+        assert create_method(name, recipe="quick").settings()["flip"] is True, name
+    with pytest.raises(MethodError, match="flip must be true or false"):
+        create_method("reqa", flip="yes").settings()

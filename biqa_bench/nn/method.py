@@ -53,7 +53,7 @@ class DeepMethod(Method):
     # train_l1 take it as a hyper-parameter (``-p cuda_graphs=true``); ignored on the CPU.
     cuda_graphs: bool = False
 
-    def _init_common(self, recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size) -> None:
+    def _init_common(self, recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip=None) -> None:
         self.recipe = recipe
         self.pretrained = pretrained
         self.weights = None if weights in (None, "") else str(weights)
@@ -63,6 +63,7 @@ class DeepMethod(Method):
         self.batch_size = batch_size
         self.crop = crop
         self.image_size = image_size
+        self.flip = flip
         self.weights_sha256 = None
         self._model: nn.Module | None = None
         self._history: list[dict[str, Any]] = []
@@ -95,10 +96,13 @@ class DeepMethod(Method):
         if self.recipe not in self.RECIPES:
             raise MethodError(f"{self.name}: unknown recipe '{self.recipe}'; use one of {', '.join(sorted(self.RECIPES))}")
         merged = dict(self.RECIPES[self.recipe])
-        for key in ("test_crops", "epochs", "batch_size", "crop", "image_size"):
-            value = getattr(self, key)
+        for key in ("test_crops", "epochs", "batch_size", "crop", "image_size", "flip"):
+            value = getattr(self, key, None)
             if value is not None:
                 merged[key] = value
+        merged.setdefault("flip", True)
+        if not isinstance(merged["flip"], bool):
+            raise MethodError(f"{self.name}: flip must be true or false (-p flip=true), not {merged['flip']!r}")
         for key in ("epochs", "batch_size", "crop"):
             if int(merged[key]) < 1:
                 raise MethodError(f"{self.name}: {key} must be at least 1, not {merged[key]}")
@@ -128,6 +132,7 @@ class DeepMethod(Method):
             quality=train_items["quality"].to_numpy(dtype=np.float64),
             source=train_source,
             crop=int(settings["crop"]),
+            flip=settings["flip"],
         )
         if len(val_items):
             val_source = self.prepare_source(val_items, ctx, settings, device)

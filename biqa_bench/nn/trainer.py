@@ -204,6 +204,7 @@ class TrainData:
     quality: np.ndarray
     source: Any
     crop: int
+    flip: bool = True  # random horizontal flips of the training crops (probability 1/2)
 
 
 def _detached(loss: torch.Tensor, parts: dict[str, Any]):
@@ -374,7 +375,7 @@ def run_phase(
         def produce():
             for rows in steps:
                 ids = [str(i) for i in data.item_ids[rows]]
-                yield data.source.batch(ids, data.crop, rng, flip=True), rows
+                yield data.source.batch(ids, data.crop, rng, flip=data.flip), rows
 
         # Sums stay on the device: reading a loss every step would stall the GPU queue.
         loss_acc, n_images, parts_acc = torch.zeros((), device=device), 0, {}
