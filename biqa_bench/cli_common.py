@@ -84,6 +84,15 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, float, float |
         yield report
 
 
+def check_device(device: str) -> str:
+    """``--device``: 'cpu', 'cuda' or 'cuda:N'; anything else is a one-line error before any work."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device).strip()):
+        raise BiqaError(f"--device '{device}': use cpu, cuda or cuda:N (the N-th GPU)")
+    return str(device).strip()
+
+
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
     """``["epochs=3", "lr=1e-3", "name=x"]`` -> typed dict (JSON literals where they parse)."""
     params: dict[str, Any] = {}

@@ -165,6 +165,20 @@ def test_train_bad_parameters_are_one_line(tiny_dataset, tmp_path, capsys):
                    "nosuch", "fail_on_split")
     one_line_error(*biqa(capsys, "train", "-m", "test-brightness", "-d", "tiny", "-o", out, "--recipe", "paper")[::2],
                    "--recipe")
+    for command in (["train", "-m", "test-brightness", "-d", "tiny", "-o", out],
+                    ["cross", "-m", "test-brightness", "--train", "tiny", "--test", "tiny", "-o", out],
+                    ["gmad", "select", "--methods", "a,b", "--pool", "tiny", "--out", out]):
+        one_line_error(*biqa(capsys, *command, "--device", "gpu")[::2], "--device 'gpu'", "cuda:N")
+    assert not out.exists()  # refused before any work
+
+
+def test_resolve_device_names_a_bad_torch_device():
+    from biqa_bench.errors import MethodError
+    from biqa_bench.nn.trainer import resolve_device
+
+    assert str(resolve_device("cpu")) == "cpu"
+    with pytest.raises(MethodError, match="not a torch device"):
+        resolve_device("gpu")
 
 
 def test_check_param_types_catches_wrong_value_types():

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..cli_common import check_param_types, console, json_records, parse_params, print_json, progress_bar, run_command
+from ..cli_common import check_device, check_param_types, console, json_records, parse_params, print_json, progress_bar, run_command
 from ..config import DEFAULT_RESULTS
 from ..errors import BiqaError, MethodError, did_you_mean
 
@@ -210,6 +210,7 @@ def train(
     """
     from ..runner import train_runs
 
+    device = check_device(device)
     params = method_params(
         method, param, recipe=recipe, pretrained=pretrained, weights=weights, test_crops=test_crops, resume=resume
     )
@@ -365,6 +366,7 @@ def cross(
     from ..runner import cross_train, predict_with_run
     from ..store import atomic_write_csv
 
+    device = check_device(device)
     params = method_params(method, param)
     train_data = load_dataset(train_set)
     rows = []

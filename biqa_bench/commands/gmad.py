@@ -33,7 +33,7 @@ from ..errors import AnalysisError, BiqaError, DatasetError, MethodError
 from ..evaluation import gmad
 from ..store import atomic_write_csv, atomic_write_json
 
-from ..cli_common import console, json_records, print_json, progress_bar, run_command
+from ..cli_common import check_device, console, json_records, print_json, progress_bar, run_command
 
 gmad_app = typer.Typer(
     help=(
@@ -338,6 +338,7 @@ def select(
 
     Example: biqa gmad select --methods brisque,resnet50 --pool koniq --out gmad --levels 6
     """
+    device = check_device(device)
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if len(names) < 2:
         raise BiqaError(f"--methods needs at least two methods separated by commas, got '{methods}'")

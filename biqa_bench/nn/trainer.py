@@ -55,7 +55,10 @@ def autocast(device: torch.device):
 
 
 def resolve_device(name: str) -> torch.device:
-    device = torch.device(name or "cpu")
+    try:
+        device = torch.device(name or "cpu")
+    except RuntimeError:
+        raise MethodError(f"device '{name}' is not a torch device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MethodError(f"device '{name}' asked for but CUDA is not available here; use --device cpu")
     if device.type == "cuda":
