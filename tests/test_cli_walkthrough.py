@@ -169,6 +169,7 @@ def test_train_bad_parameters_are_one_line(tiny_dataset, tmp_path, capsys):
                     ["cross", "-m", "test-brightness", "--train", "tiny", "--test", "tiny", "-o", out],
                     ["gmad", "select", "--methods", "a,b", "--pool", "tiny", "--out", out]):
         one_line_error(*biqa(capsys, *command, "--device", "gpu")[::2], "--device 'gpu'", "cuda:N")
+    one_line_error(*biqa(capsys, "train", "-m", "test-brightness", "-d", "tiny", "-o", out, "--seed", "-1")[::2], "--seed")
     assert not out.exists()  # refused before any work
 
 

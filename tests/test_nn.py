@@ -15,7 +15,7 @@ from torch import nn
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method
 from biqa_bench.nn import backbones
-from biqa_bench.nn.data import MemoryImages, Normalizer, PairedImages, resize_to
+from biqa_bench.nn.data import MemoryImages, Normalizer, PairedImages, fit_size, resize_to
 from biqa_bench.nn.trainer import Phase, StepDecay, TrainData, WarmupPlateau, predict_items, run_phase
 from _deep_helpers import make_ctx, make_items, one_thread_tmp_env  # noqa: F401 (autouse fixture)
 
@@ -337,3 +337,11 @@ def test_training_batches_flip_only_when_the_data_says_so(tmp_path, flip):
     ramp = MemoryImages({"r": np.tile(np.arange(12, dtype=np.uint8)[None, :, None], (12, 1, 3))})
     crops = ramp.batch(["r"] * 20, 8, np.random.default_rng(1), flip=False)
     assert (np.diff(crops[..., 0].astype(int), axis=2) > 0).all()
+
+
+def test_crops_upscale_small_images_at_most_four_times():
+    image = np.zeros((30, 40, 3), np.uint8)
+    assert fit_size(image, None, 64).shape == (64, 85, 3)  # shorter side 30 -> 64, aspect kept
+    assert fit_size(image, None, 120).shape == (120, 160, 3)  # exactly 4x
+    with pytest.raises(MethodError, match="cannot give 121x121 crops"):
+        fit_size(image, None, 121)  # before, -p crop=9999 upscaled every image to 9999 px and ran out of memory

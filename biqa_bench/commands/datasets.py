@@ -268,7 +268,7 @@ def synth(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the cache folder)."),
     size: Optional[int] = typer.Option(None, "--size", help="Resize each source to this short side and centre-crop a square (default: native size)."),
     per_image: Optional[int] = typer.Option(None, "--per-image", help="Distorted images per source (default: all 39 classes; 28 blends)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (written to the manifest)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice (written to the manifest)."),
     workers: int = typer.Option(2, "--workers", help="Worker processes."),
 ) -> None:
     """Generate a distorted dataset with pseudo-MOS labels from your own pristine images.

@@ -22,7 +22,7 @@ def register(main: typer.Typer) -> None:
 def demo(
     out: Path = typer.Option(Path("results/demo"), "--out", "-o", help="Results folder of the demo."),
     repeats: int = typer.Option(5, "--repeats", "-n", help="Repeated splits per dataset."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the data, the splits and the methods."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the data, the splits and the methods."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report at the end."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Splits trained at once in worker processes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

@@ -374,7 +374,7 @@ def simulate(
     subjects: int = typer.Option(20, "--subjects", help="Number of simulated observers."),
     noise: float = typer.Option(5.0, "--noise", help="Std of each observer's perception noise, in quality points."),
     scale: str = typer.Option("-100..100", "--scale", help="-100..100 (graded) or 2afc (1 / -1)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the observers' noise."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the observers' noise."),
 ) -> None:
     """Simulated observers for demos and tests: judgments drawn from a known ground truth.
 

@@ -209,7 +209,7 @@ def significance(
     per_image: Optional[str] = typer.Option(None, "--per-image", help="A,B: F-test, Williams' test and bootstrap CI for two methods on one test set."),
     split: Optional[int] = typer.Option(None, "--split", help="With --per-image: which split's test set."),
     resamples: int = typer.Option(2000, "--resamples", help="With --per-image: bootstrap resamples."),
-    seed: int = typer.Option(0, "--seed", help="With --per-image: bootstrap seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="With --per-image: bootstrap seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write CSVs (default: RESULTS/significance)."),
 ) -> None:

@@ -51,12 +51,22 @@ def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
 
 
+#: An image is upscaled to fit the crop by at most this factor; beyond it the crop is an error.
+MAX_CROP_UPSCALE = 4.0
+
+
 def fit_size(image: np.ndarray, spec, min_side: int) -> np.ndarray:
-    """Resize to the size spec (None keeps it), then upscale if a side is below ``min_side``."""
+    """Resize to the size spec (None keeps it), then upscale if a side is below ``min_side``
+    (by at most :data:`MAX_CROP_UPSCALE`: a crop far larger than the image is a MethodError)."""
     height, width = image.shape[:2]
     if spec is not None:
         width, height = spec.target(width, height)
     shorter = min(height, width)
+    if shorter * MAX_CROP_UPSCALE < min_side:
+        raise MethodError(
+            f"a {width}x{height} image cannot give {min_side}x{min_side} crops (it would be upscaled "
+            f"{min_side / shorter:.0f}x); use a smaller crop (-p crop=N) or a larger image_size"
+        )
     if shorter < min_side:  # a crop must fit: upscale the few too-small images, aspect kept
         scale = min_side / shorter
         height, width = max(min_side, round(height * scale)), max(min_side, round(width * scale))
@@ -124,7 +134,10 @@ class MemoryImages:
         images: dict[str, np.ndarray] = {}
         total = len(items)
         for k, (item_id, path) in enumerate(zip(items["item_id"].astype(str), items["path"])):
-            image = fit_size(np.asarray(ctx.read_image(path)), spec, min_side)
+            try:
+                image = fit_size(np.asarray(ctx.read_image(path)), spec, min_side)
+            except MethodError as exc:
+                raise MethodError(f"{path}: {exc}") from None
             if transform is not None:
                 image = transform(image)
             images[item_id] = np.ascontiguousarray(image)
