@@ -30,7 +30,7 @@ from .errors import MethodError, RunError
 from .evaluation.ranges import quality_counts
 from .methods import Context, Method, create_method
 from .splits import SplitSet
-from .store import MANIFEST, atomic_write_csv, is_complete, predictions_frame, run_dir, safe_name, write_run
+from .store import MANIFEST, atomic_write_csv, is_complete, predictions_frame, read_manifest, run_dir, safe_name, write_run
 
 Progress = Callable[[str, float, "float | None"], None]
 
@@ -131,7 +131,7 @@ def train_runs(
             continue
         folder = run_dir(out, dataset.name, method_name, split.index)
         if not force and is_complete(folder):
-            manifest = json.loads((folder / MANIFEST).read_text())
+            manifest = read_manifest(folder / MANIFEST)
             if _matches(manifest, method_name, params, split_set.hash, seed):
                 outcome = RunOutcome(split.index, folder, "skipped", 0.0)
                 outcomes.append(outcome)
@@ -275,7 +275,7 @@ def load_trained(folder: Path) -> Method:
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise RunError(f"{folder}: not a complete run (no manifest); run `biqa train` first")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(manifest_path)
     method = create_method(manifest["method"], **manifest.get("params", {}))
     return method.load(folder / "model")
 
@@ -294,7 +294,7 @@ def predict_with_run(
     if cache.is_file():
         return pd.read_csv(cache, dtype={"item_id": str})
     method = load_trained(folder)
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = read_manifest(folder / MANIFEST)
     ctx = Context(
         device=device,
         seed=int(manifest.get("method_seed", 0)),
@@ -338,7 +338,7 @@ def cross_train(
     split_set = full_train_split(dataset, seed=seed, val_fraction=val_fraction)
     folder = Path(out) / "cross" / safe_name(dataset.name) / safe_name(method_name)
     if is_complete(folder):
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = read_manifest(folder / MANIFEST)
         if _matches(manifest, method_name, params, split_set.hash, seed):
             return folder
         raise RunError(f"{folder}: holds a cross-dataset model with other parameters or seed; use another --out")

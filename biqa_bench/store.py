@@ -195,7 +195,7 @@ class Run:
         path = self.folder / PREDICTIONS
         try:
             frame = pd.read_csv(path, dtype={"item_id": str})
-        except (OSError, pd.errors.ParserError) as exc:
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise RunError(f"{path}: cannot read predictions ({exc}); delete the run folder and re-run") from None
         missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
         if missing:
@@ -209,6 +209,18 @@ class Run:
         frame.insert(0, "method", self.method)
         frame.insert(1, "train_dataset", self.train_dataset)
         return frame
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """A run's manifest; an unreadable or malformed one is a :class:`RunError` naming it."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: unreadable manifest ({exc}); delete the run folder and re-run") from None
+    if not isinstance(manifest, dict):
+        raise RunError(f"{path}: not a run manifest (a JSON object is expected); delete the run folder and re-run")
+    return manifest
 
 
 def find_runs(root: Path, kind: str = "run") -> list[Run]:
@@ -226,10 +238,7 @@ def find_runs(root: Path, kind: str = "run") -> list[Run]:
         folder = manifest_path.parent
         if not (folder / PREDICTIONS).is_file():
             continue
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RunError(f"{manifest_path}: unreadable manifest ({exc}); delete the run folder and re-run") from None
+        manifest = read_manifest(manifest_path)
         if manifest.get("kind", "run") != kind:
             continue
         runs.append(Run(folder, manifest))

@@ -258,3 +258,25 @@ def test_atomic_folder_replace_keeps_a_folder_put_there_between_the_renames(tmp_
         (tmp / "ours.txt").write_text("ours")
     assert sorted(p.name for p in final.iterdir()) == ["theirs.txt"]
     assert _leftovers(tmp_path) == []
+
+
+def test_a_damaged_run_is_a_one_line_error_and_force_retrains_it(tiny_dataset, tmp_path):
+    split_set = make_splits(tiny_dataset, repeats=2, seed=0)
+    out = tmp_path / "results"
+    train_runs("test-brightness", {}, tiny_dataset, split_set, out)
+    folder = out / "tiny" / "test-brightness"
+    (folder / "split_00" / "manifest.json").write_text("{broken")
+    with pytest.raises(RunError, match=r"split_00.manifest\.json: unreadable manifest .*delete the run folder"):
+        train_runs("test-brightness", {}, tiny_dataset, split_set, out)
+    (folder / "split_00" / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(RunError, match="not a run manifest"):
+        train_runs("test-brightness", {}, tiny_dataset, split_set, out)
+    outcomes = train_runs("test-brightness", {}, tiny_dataset, split_set, out, force=True)
+    assert [o.status for o in outcomes] == ["done", "done"]
+    # predictions that are not text, or empty, are named too
+    (folder / "split_01" / "predictions.csv").write_bytes(bytes(range(254, 256)) * 50)
+    with pytest.raises(RunError, match=r"split_01.predictions\.csv: cannot read predictions"):
+        load_predictions(out)
+    (folder / "split_01" / "predictions.csv").write_text("")
+    with pytest.raises(RunError, match="cannot read predictions"):
+        load_predictions(out)
