@@ -85,6 +85,19 @@ def test_read_mat_names_the_missing_variable(tmp_path):
         read_mat(path, ["wanted"])
 
 
+def test_truncated_mat_file_is_named(tmp_path):
+    path = tmp_path / "AllMOS_release.mat"
+    path.write_bytes(b"garbage\n")  # a failed download; scipy raises MatReadError
+    with pytest.raises(DatasetError, match=r"AllMOS_release\.mat: cannot read MATLAB file .*re-download"):
+        read_mat(path, ["AllMOS_release"])
+
+
+def test_label_files_without_images_are_an_error_not_an_empty_dataset(tmp_path):
+    (tmp_path / "mos_with_names.txt").write_text("")
+    with pytest.raises(DatasetError, match="tid2013.*list no images.*official"):
+        load_dataset("tid2013", root=tmp_path)
+
+
 def test_missing_label_file_names_it_and_the_download(tmp_path):
     with pytest.raises(DatasetError, match=r"mos_with_names\.txt.*Download"):
         load_dataset("tid2013", tmp_path)

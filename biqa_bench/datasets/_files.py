@@ -124,6 +124,7 @@ def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
 def read_mat(path: Path, variables: Sequence[str]) -> dict[str, np.ndarray]:
     """Read MATLAB variables; cell arrays of strings come back as 1-D arrays of str."""
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     try:
         data = scipy.io.loadmat(str(path))
@@ -131,7 +132,7 @@ def read_mat(path: Path, variables: Sequence[str]) -> dict[str, np.ndarray]:
         raise DatasetError(
             f"{path}: MATLAB v7.3 (HDF5) file; re-save it with `save -v7` or use the official file"
         ) from None
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, MatReadError) as exc:
         raise DatasetError(f"{path}: cannot read MATLAB file ({exc}); re-download it") from None
     out = {}
     for name in variables:

@@ -215,6 +215,11 @@ def load_dataset(spec: str, root: Path | str | None = None) -> Dataset:
     if root_path is not None and not root_path.is_dir():
         raise DatasetError(f"dataset '{name}': root folder {root_path} does not exist; check the path")
     dataset = entry.loader(root_path, **options)
+    if len(dataset.items) == 0:
+        raise DatasetError(
+            f"dataset '{name}'{f' in {root_path}' if root_path is not None else ''}: its label files list no images; "
+            f"is this the official, unmodified download? ({entry.info.download or 'see biqa datasets info ' + name})"
+        )
     canonical = name if not options else name + ":" + ",".join(f"{k}={v}" for k, v in sorted(options.items()))
     if dataset.spec != canonical:
         dataset = replace(dataset, spec=canonical)
