@@ -217,6 +217,11 @@ def test_eval_without_runs(tmp_path, capsys):
     one_line_error(*biqa(capsys, "eval", tmp_path / "empty")[::2], "no complete runs", "biqa train")
 
 
+def test_eval_refuses_a_bad_low_quality_rule_even_without_the_subset(trained, capsys):
+    one_line_error(*biqa(capsys, "eval", trained, "--low-quality-rule", "quantle")[::2], "quantle", "nominal", "quantile")
+    one_line_error(*biqa(capsys, "eval", trained, "--low-quality", "--fraction", "1.5")[::2], "(0, 1)", "1.5")
+
+
 def test_eval_json_is_flat_records(trained, tmp_path, capsys):
     code, out, err = biqa(capsys, "eval", trained, "--json", "--out", tmp_path / "ev")
     assert code == 0, err

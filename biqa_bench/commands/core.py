@@ -269,9 +269,10 @@ def evaluation_tables(results: Path, ranges: bool, low_quality: bool, min_items:
     import pandas as pd
 
     from ..evaluation.metrics import evaluate_predictions
-    from ..evaluation.ranges import aggregate_records, low_quality_records, range_records
+    from ..evaluation.ranges import aggregate_records, check_low_quality, low_quality_records, range_records
     from ..store import dataset_infos, find_runs, load_predictions
 
+    check_low_quality(rule, fraction)  # also without --low-quality: a mistyped option is not ignored
     runs = find_runs(results)
     predictions = load_predictions(results, runs)
     predictions = predictions[predictions["subset"] == "test"]

@@ -170,6 +170,18 @@ def range_records(predictions: pd.DataFrame, min_items: int = 10) -> pd.DataFram
     return _records_frame(records)
 
 
+#: Rules that define the low-quality subset (see :func:`low_quality_mask`).
+LOW_QUALITY_RULES = ("nominal", "quantile")
+
+
+def check_low_quality(rule: str, fraction: float) -> None:
+    """A one-line :class:`AnalysisError` for a low-quality rule or fraction that cannot be used."""
+    if rule not in LOW_QUALITY_RULES:
+        raise AnalysisError(f"unknown low-quality rule '{rule}'; use 'nominal' or 'quantile'")
+    if not 0 < fraction < 1:
+        raise AnalysisError(f"low-quality fraction must lie in (0, 1), not {fraction}")
+
+
 def low_quality_mask(score, info_or_range, rule: str = "nominal", fraction: float = 0.25, higher_is_better: bool | None = None) -> np.ndarray:
     """Which items are low quality.
 
@@ -191,8 +203,7 @@ def low_quality_mask(score, info_or_range, rule: str = "nominal", fraction: floa
         direction = True if higher_is_better is None else higher_is_better
         if not hi > lo:
             raise AnalysisError(f"low_quality_mask: score range {info_or_range} must be increasing")
-    if not 0 < fraction < 1:
-        raise AnalysisError(f"low-quality fraction must lie in (0, 1), not {fraction}")
+    check_low_quality(rule, fraction)
     score = np.asarray(score, dtype=float)
     if np.isnan(score).any():
         raise AnalysisError("low_quality_mask: scores contain NaN; drop those items first")
@@ -200,12 +211,10 @@ def low_quality_mask(score, info_or_range, rule: str = "nominal", fraction: floa
         if direction:
             return score < lo + fraction * (hi - lo)
         return score > hi - fraction * (hi - lo)
-    if rule == "quantile":
-        if len(score) == 0:
-            return np.zeros(0, dtype=bool)
-        quality = score if direction else -score
-        return quality <= np.quantile(quality, fraction)
-    raise AnalysisError(f"unknown low-quality rule '{rule}'; use 'nominal' or 'quantile'")
+    quality = score if direction else -score
+    if len(quality) == 0:
+        return np.zeros(0, dtype=bool)
+    return quality <= np.quantile(quality, fraction)
 
 
 def low_quality_records(
