@@ -170,6 +170,11 @@ def test_train_bad_parameters_are_one_line(tiny_dataset, tmp_path, capsys):
                     ["gmad", "select", "--methods", "a,b", "--pool", "tiny", "--out", out]):
         one_line_error(*biqa(capsys, *command, "--device", "gpu")[::2], "--device 'gpu'", "cuda:N")
     one_line_error(*biqa(capsys, "train", "-m", "test-brightness", "-d", "tiny", "-o", out, "--seed", "-1")[::2], "--seed")
+    one_line_error(*biqa(capsys, "cross", "-m", "test-brightness", "--train", "tiny", "--test", " , ", "-o", out)[::2], "--test needs")
+    one_line_error(*biqa(capsys, "cross", "-m", "test-brightness", "--train", "tiny", "--test", "tiny", "-o", out)[::2],
+                   "--test tiny", "training set")
+    one_line_error(*biqa(capsys, "cross", "-m", "test-brightness", "--train", "tiny", "--test", "nosuch", "-o", out)[::2],
+                   "unknown dataset 'nosuch'")
     assert not out.exists()  # refused before any work
 
 

@@ -369,12 +369,18 @@ def cross(
 
     device = check_device(device)
     params = method_params(method, param)
+    specs = list(dict.fromkeys(s.strip() for s in test_sets.split(",") if s.strip()))  # in order, once each
+    if not specs:
+        raise BiqaError("--test needs at least one dataset, e.g. --test clive,bid")
     train_data = load_dataset(train_set)
+    tests = [load_dataset(spec) for spec in specs]  # every test set checked before hours of training
+    for test_data in tests:
+        if test_data.fingerprint == train_data.fingerprint:
+            raise BiqaError(f"--test {test_data.spec}: that is the training set (the model sees all of it); test on other datasets")
     rows = []
     with progress_bar(not quiet) as report:
         folder = cross_train(method, params, train_data, out, device=device, seed=seed, progress=report)
-        for spec in [s.strip() for s in test_sets.split(",") if s.strip()]:
-            test_data = load_dataset(spec)
+        for test_data in tests:
             predictions = predict_with_run(folder, test_data, device=device, progress=report)
             predictions = predictions.assign(method=method, train_dataset=train_data.name)
             rows.append(cross_records(predictions, test_data.info, train_data.name))
