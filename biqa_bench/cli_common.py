@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import math
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -30,8 +32,27 @@ def fail(message: str, code: int = 2) -> None:
 INTERRUPTED = "interrupted: what was complete is kept; run the same command again to resume"
 
 
+_OS_HINTS = {
+    errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
+    errno.EISDIR: "a folder stands where a file is needed; choose another path",
+    errno.EACCES: "no permission; choose a path you can write to",
+    errno.EPERM: "not permitted; choose a path you can write to",
+    errno.ENOSPC: "the disk is full; free space (`biqa cache info` shows the cache) and run the same command again to resume",
+    errno.EROFS: "read-only file system; choose a path you can write to",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a file-system error: the path, what went wrong, what to do."""
+    where = exc.filename if exc.filename is not None else "file system"
+    hint = _OS_HINTS.get(exc.errno, "check the path")
+    return f"{where}: {exc.strerror or exc}; {hint}"
+
+
 def run_command(fn: Callable) -> Callable:
-    """Decorator for a command: a BiqaError becomes one line and exit code 2; Ctrl-C one line and 130.
+    """Decorator for a command: a BiqaError becomes one line and exit code 2; Ctrl-C one line and 130;
+    a file-system error (a file where a folder should be, no permission, a full disk) one line and 2
+    (``BIQA_TRACEBACK=1`` shows its traceback instead).
 
     Typer turns KeyboardInterrupt into a silent exit 130 before ``biqa_bench.cli.main`` sees it,
     so the interrupt line is printed here, inside the command.
@@ -43,6 +64,10 @@ def run_command(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except BiqaError as exc:
             fail(str(exc))
+        except OSError as exc:
+            if os.environ.get("BIQA_TRACEBACK"):
+                raise
+            fail(os_error_message(exc))
         except KeyboardInterrupt:
             err_console.print(INTERRUPTED, highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None

@@ -178,6 +178,17 @@ def test_train_bad_parameters_are_one_line(tiny_dataset, tmp_path, capsys):
     assert not out.exists()  # refused before any work
 
 
+def test_file_system_errors_are_one_line(tiny_dataset, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    one_line_error(*biqa(capsys, "train", "-m", "test-brightness", "-d", "tiny", "-o", blocker / "r")[::2],
+                   str(blocker), "Not a directory", "a file stands where a folder is needed")
+    assert blocker.read_text() == "not a folder"  # nothing destroyed
+    monkeypatch.setenv("BIQA_TRACEBACK", "1")  # for debugging: the traceback instead
+    with pytest.raises(NotADirectoryError):
+        main(["train", "-m", "test-brightness", "-d", "tiny", "-o", str(blocker / "r")])
+
+
 def test_resolve_device_names_a_bad_torch_device():
     from biqa_bench.errors import MethodError
     from biqa_bench.nn.trainer import resolve_device
