@@ -7,7 +7,6 @@ each split are kept; every test item must have exactly one finite prediction.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from .datasets.registry import Dataset
 from .errors import RunError
 from .runner import run_manifest
 from .splits import SplitSet
-from .store import MANIFEST, predictions_frame, run_dir, write_run
+from .store import MANIFEST, predictions_frame, read_manifest, run_dir, write_run
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -84,7 +83,7 @@ def import_predictions(
         folder = run_dir(out, dataset.name, method, split.index)
         existing = folder / MANIFEST
         if existing.is_file() and not force:
-            previous = json.loads(existing.read_text()).get("params", {}).get("imported_from")
+            previous = read_manifest(existing).get("params", {}).get("imported_from")
             if previous != str(Path(path).resolve()):
                 raise RunError(f"{folder}: holds another run of '{method}'; import under another --method or pass --force")
         params = {"imported_from": str(Path(path).resolve())}

@@ -61,7 +61,7 @@ def built(tmp_path_factory):
 def test_sections_and_table_files(built):
     _root, result = built
     assert result.sections == ["Overall performance", "Five quality ranges", "Prediction deviation",
-                               "Low-quality images", "Statistical significance", "Cross-dataset tests"]
+                               "Low-quality images", "Statistical significance", "Cross-dataset tests", "Protocol"]
     assert result.skipped == {}
     for name in ("overall", "overall_rmse", "ranges_mixed", "ranges_synthetic", "low_quality", "cross", "cross_pairs",
                  "significance_mixed", "significance_synthetic", "significance_plcc_mixed", "significance_plcc_synthetic",
@@ -293,3 +293,32 @@ def test_one_split_still_gets_the_per_image_f_test(tmp_path):
     assert "significance_ftest_mixed" in result.tables and "significance_mixed" not in result.tables
     assert "two or more splits" in result.skipped["significance on mixed"]
     assert "Statistical significance" in result.sections
+
+
+def test_protocol_section_states_what_each_method_ran_with(tmp_path):
+    from biqa_bench.report.build import protocol_records, protocol_text
+
+    frame = pd.DataFrame({"item_id": ["a", "b"], "dataset": "d", "split": 0, "subset": "test",
+                          "quality": [10.0, 90.0], "score": [1.0, 9.0], "prediction": [0.1, 0.9]})
+    versions = {"biqa-bench": "0.1.0", "torch": "2.14.1", "python": "3.11.7"}
+    for split in (0, 1):
+        write_run(run_dir(tmp_path, "d", "net", split), frame.assign(split=split), {
+            "kind": "run", "method": "net", "train_dataset": "d", "split": split, "split_hash": "abc123", "seed": 7,
+            "device": "cuda", "params": {"recipe": "paper"}, "resolved_params": {"recipe": "paper", "flip": None},
+            "weights_sha256": "0123456789abcdef" * 4, "versions": versions})
+    write_run(run_dir(tmp_path, "d", "ext", 0), frame, {
+        "kind": "run", "method": "ext", "train_dataset": "d", "split": 0, "split_hash": "abc123", "seed": 0,
+        "params": {"imported_from": "/x/preds.csv"}, "versions": versions})
+    records = protocol_records(tmp_path)
+    assert records[["method", "runs", "split_hash", "seed", "device"]].values.tolist() == [
+        ["ext", 1, "abc123", "0", "None"], ["net", 2, "abc123", "7", "cuda"]]
+    assert records.loc[1, "resolved_params"] == '{"flip": null, "recipe": "paper"}'
+    text = protocol_text(records)
+    assert ("ext on d: 1 split(s) of split file abc123, run seed 0; predictions imported from /x/preds.csv." in text)
+    assert ("net on d: 2 split(s) of split file abc123, run seed 7, device cuda; parameters given: recipe=paper; "
+            "weights SHA-256 0123456789ab." in text)
+    assert "Software: biqa-bench 0.1.0, torch 2.14.1, python 3.11.7." in text
+    # runs of one pair that differ are all listed
+    write_run(run_dir(tmp_path, "d", "net", 2), frame.assign(split=2), {
+        "kind": "run", "method": "net", "train_dataset": "d", "split": 2, "split_hash": "other", "seed": 7})
+    assert protocol_records(tmp_path).loc[1, "split_hash"] == "abc123 | other"

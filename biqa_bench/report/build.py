@@ -14,6 +14,7 @@ and at the top of the report.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,64 @@ def overall_records(predictions: pd.DataFrame) -> pd.DataFrame:
 
     test = predictions[predictions["subset"] == "test"] if "subset" in predictions.columns else predictions
     return evaluate_predictions(test)
+
+
+def _one_or_many(values) -> str:
+    found = sorted({json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else str(v) for v in values})
+    return found[0] if len(found) == 1 else " | ".join(found)
+
+
+def protocol_records(results_dir: Path) -> pd.DataFrame:
+    """What each (method, training dataset) was run with, from the run manifests: how many splits,
+    the split files' hashes, run seeds, device, the parameters asked for and every parameter
+    resolved, the weights' SHA-256 and the package versions. Values that differ between the runs
+    of one pair are all listed, separated by ' | '."""
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for run in find_runs(results_dir):
+        rows.setdefault((run.method, run.train_dataset), []).append(run.manifest)
+    records = []
+    for (method, dataset), manifests in sorted(rows.items()):
+        versions = [{k: m.get("versions", {}).get(k) for k in ("biqa-bench", "torch", "python")} for m in manifests]
+        records.append({
+            "method": method, "dataset": dataset, "runs": len(manifests),
+            "split_hash": _one_or_many(m.get("split_hash") for m in manifests),
+            "seed": _one_or_many(m.get("seed") for m in manifests),
+            "device": _one_or_many(m.get("device") for m in manifests),
+            "params": _one_or_many(m.get("params", {}) for m in manifests),
+            "resolved_params": _one_or_many(m.get("resolved_params", "not recorded") for m in manifests),
+            "weights_sha256": _one_or_many(m.get("weights_sha256") for m in manifests),
+            "versions": _one_or_many(versions),
+        })
+    return pd.DataFrame(records)
+
+
+def protocol_text(records: pd.DataFrame) -> str:
+    """The protocol section's paragraph: one sentence per (method, dataset), what is unknown left out."""
+
+    def known(value) -> bool:
+        return str(value) not in ("None", "", "nan")
+
+    sentences = []
+    for row in records.itertuples(index=False):
+        text = f"{row.method} on {row.dataset}: {row.runs} split(s)"
+        text += f" of split file {row.split_hash}" if known(row.split_hash) else ""
+        text += f", run seed {row.seed}" if known(row.seed) else ""
+        text += f", device {row.device}" if known(row.device) else ""
+        asked = json.loads(row.params) if str(row.params).startswith("{") else {}
+        if "imported_from" in asked:
+            text += f"; predictions imported from {asked['imported_from']}"
+        else:
+            text += "; parameters given: " + (", ".join(f"{k}={v}" for k, v in asked.items()) or "none (the defaults)")
+        text += f"; weights SHA-256 {row.weights_sha256[:12]}" if known(row.weights_sha256) else ""
+        sentences.append(text + ".")
+    versions = records["versions"].unique() if len(records) else []
+    if len(versions) == 1 and str(versions[0]).startswith("{"):
+        recorded = json.loads(versions[0])
+        found = {k: recorded[k] for k in ("biqa-bench", "torch", "python") if recorded.get(k)}
+        if found:
+            sentences.append("Software: " + ", ".join(f"{k} {v}" for k, v in found.items()) + ".")
+    sentences.append("Every parameter with its default resolved is in records/protocol.csv.")
+    return " ".join(sentences)
 
 
 def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
@@ -332,6 +391,12 @@ def build_report(
         b.table(section, T.cross_pairs_table(cross, ("srocc", "plcc"), aggregate, decimals))
     else:
         b.skipped["cross-dataset"] = "no cross-dataset models found (run `biqa cross`)"
+
+    # ---------------------------------------------------------------- protocol
+    protocol = protocol_records(results_dir)
+    if len(protocol):
+        b.records("protocol", protocol)
+        b.section("Protocol", protocol_text(protocol))
 
     # ---------------------------------------------------------------- documents
     counts = ", ".join(sorted({str(int(c)) for c in n_splits})) if len(n_splits) else "0"
