@@ -30,7 +30,10 @@ from .errors import MethodError, RunError
 from .evaluation.ranges import quality_counts
 from .methods import Context, Method, create_method
 from .splits import SplitSet
-from .store import MANIFEST, atomic_write_csv, is_complete, predictions_frame, read_manifest, run_dir, safe_name, write_run
+from .store import (
+    MANIFEST, SplitBusy, acquire_split_lock, atomic_write_csv, is_complete, predictions_frame, read_manifest,
+    release_split_lock, run_dir, safe_name, write_run,
+)
 
 Progress = Callable[[str, float, "float | None"], None]
 
@@ -78,8 +81,9 @@ def run_manifest(
 class RunOutcome:
     split: int
     folder: Path
-    status: str  # "done" | "skipped"
+    status: str  # "done" | "skipped" | "busy" (another process is training it)
     seconds: float
+    note: str = ""
 
 
 def _matches(manifest: dict[str, Any], method: str, params: dict[str, Any], split_hash: str, seed: int) -> bool:
@@ -145,28 +149,29 @@ def train_runs(
     if jobs == 1 or len(pending) < 2:
         for split, folder in pending:
             outcome = _run_one(
-                method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip
+                method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
+                force=force,
             )
             outcomes.append(outcome)
             if on_split:
                 on_split(outcome)
     else:
         outcomes.extend(
-            _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split)
+            _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split, force)
         )
     return sorted(outcomes, key=lambda o: o.split)
 
 
 def _run_job(args: tuple) -> RunOutcome:
     # module-level so that it pickles into a worker process; logs go to the worker's "biqa" logger
-    method_name, params, dataset, split_set, split, folder, split_file, device, seed, images, skip, cache = args
+    method_name, params, dataset, split_set, split, folder, split_file, device, seed, images, skip, cache, force = args
     return _run_one(
         method_name, params, dataset, split_set, split, folder, split_file, device, seed,
-        None, logging.getLogger("biqa"), images, skip, cache=cache,
+        None, logging.getLogger("biqa"), images, skip, cache=cache, force=force,
     )
 
 
-def _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split):
+def _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split, force):
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from .pools import pool_context
@@ -179,7 +184,7 @@ def _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file
         futures = {
             executor.submit(
                 _run_job,
-                (method_name, params, dataset, split_set, split, folder, split_file, device, seed, images, skip, cache),
+                (method_name, params, dataset, split_set, split, folder, split_file, device, seed, images, skip, cache, force),
             )
             for split, folder in pending
         }
@@ -199,9 +204,29 @@ def _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file
 
 def _run_one(
     method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
-    kind="run", cache=None,
+    kind="run", cache=None, force=False,
 ):
     started = time.perf_counter()
+    try:
+        lock = acquire_split_lock(folder)
+    except SplitBusy as busy:
+        return RunOutcome(split.index, folder, "busy", 0.0, str(busy))
+    try:
+        # finished by another process while this one waited for it (a race the checks before missed)
+        if not force and is_complete(folder) and _matches(read_manifest(folder / MANIFEST), method_name, params, split_set.hash, seed):
+            return RunOutcome(split.index, folder, "skipped", 0.0, "finished by another process")
+        return _train_split(
+            method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
+            kind, cache, started,
+        )
+    finally:
+        release_split_lock(lock)
+
+
+def _train_split(
+    method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
+    kind, cache, started,
+):
     _clear_incomplete(folder, keep_checkpoints=bool(params.get("resume")))
     ctx = Context(
         device=device,
@@ -343,8 +368,10 @@ def cross_train(
             return folder
         raise RunError(f"{folder}: holds a cross-dataset model with other parameters or seed; use another --out")
     create_method(method_name, **params)
-    _run_one(
+    outcome = _run_one(
         method_name, params, dataset, split_set, split_set.splits[0], folder, None, device, seed,
         progress, log or logging.getLogger("biqa"), images, set(), kind="cross-model",
     )
+    if outcome.status == "busy":
+        raise RunError(f"{folder}: {outcome.note}; run the same command again when it has finished")
     return folder

@@ -211,6 +211,63 @@ class Run:
         return frame
 
 
+class SplitBusy(Exception):
+    """A run folder is being trained by another live process (see :func:`acquire_split_lock`)."""
+
+
+def _lock_path(folder: Path) -> Path:
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.lock"
+
+
+def _holder_alive(holder: str) -> bool:
+    """Whether the process named in a lock file ('HOST PID') still runs; another host's is
+    assumed alive (it cannot be checked from here)."""
+    import socket
+
+    host, _, pid = holder.strip().rpartition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return bool(holder.strip())
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_split_lock(folder: Path) -> Path:
+    """Mark ``folder`` as being trained by this process ('.NAME.lock' beside it, holding host and
+    PID). Raises :class:`SplitBusy` naming the holder when a live process has it, so that two
+    ``biqa train`` on one results folder never clear each other's work; a lock left by a process
+    that died (a crash, ``kill -9``) is taken over. Release it with :func:`release_split_lock`."""
+    import socket
+
+    lock = _lock_path(folder)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = lock.read_text()
+            except OSError:
+                continue  # released meanwhile
+            if _holder_alive(holder):
+                raise SplitBusy(f"being trained by process {holder.strip()} (lock {lock})") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return lock
+    raise SplitBusy(f"its lock {lock} keeps changing hands")
+
+
+def release_split_lock(lock: Path) -> None:
+    Path(lock).unlink(missing_ok=True)
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """A run's manifest; an unreadable or malformed one is a :class:`RunError` naming it."""
     path = Path(path)

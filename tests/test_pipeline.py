@@ -280,3 +280,48 @@ def test_a_damaged_run_is_a_one_line_error_and_force_retrains_it(tiny_dataset, t
     (folder / "split_01" / "predictions.csv").write_text("")
     with pytest.raises(RunError, match="cannot read predictions"):
         load_predictions(out)
+
+
+def test_a_split_another_live_process_trains_is_left_alone(tiny_dataset, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from biqa_bench.store import SplitBusy, acquire_split_lock, release_split_lock
+
+    split_set = make_splits(tiny_dataset, repeats=3, seed=0)
+    out = tmp_path / "results"
+    folder = out / "tiny" / "test-brightness" / "split_01"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_text("the other process's work")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = folder.parent / ".split_01.lock"
+        lock.write_text(f"{socket.gethostname()} {other.pid}\n")
+        outcomes = train_runs("test-brightness", {}, tiny_dataset, split_set, out)
+        assert [o.status for o in outcomes] == ["done", "busy", "done"]
+        assert str(other.pid) in outcomes[1].note and "being trained by process" in outcomes[1].note
+        assert (folder / "checkpoint.pt").read_text() == "the other process's work"  # not cleared
+        assert lock.is_file() and not (out / "tiny" / "test-brightness" / ".split_00.lock").exists()
+    finally:
+        other.kill()
+        other.wait()
+    # its process has died: the stale lock is taken over and the split trained
+    outcomes = train_runs("test-brightness", {}, tiny_dataset, split_set, out)
+    assert [o.status for o in outcomes] == ["skipped", "done", "skipped"]
+    assert not list((out / "tiny" / "test-brightness").glob(".*.lock"))
+    # this process holds a lock: a second acquire is refused until it is released
+    held = acquire_split_lock(folder)
+    with pytest.raises(SplitBusy, match=str(os.getpid())):
+        acquire_split_lock(folder)
+    release_split_lock(held)
+    release_split_lock(acquire_split_lock(folder))
+
+
+def test_an_interrupted_split_releases_its_lock(tiny_dataset, tmp_path):
+    split_set = make_splits(tiny_dataset, repeats=2, seed=0)
+    out = tmp_path / "results"
+    with pytest.raises(KeyboardInterrupt):
+        train_runs("test-brightness", {"fail_on_split": 1}, tiny_dataset, split_set, out)
+    assert not list((out / "tiny" / "test-brightness").glob(".*.lock"))

@@ -231,10 +231,17 @@ def train(
             method, params, data, split_set, out, split_file=split_path, device=device, seed=seed,
             progress=report, log=logging.getLogger("biqa"), images=images, skip_items=skipped,
             only_splits=only_splits, force=force, jobs=jobs,
-            on_split=lambda o: console.print(f"{method} on {data.name} split {o.split}: {o.status} ({o.seconds:.1f} s)"),
+            on_split=lambda o: console.print(
+                f"{method} on {data.name} split {o.split}: {o.status}" + (f", {o.note}" if o.note else f" ({o.seconds:.1f} s)")
+            ),
         )
     done = sum(o.status == "done" for o in outcomes)
-    console.print(f"{method} on {data.name}: {done} splits trained, {len(outcomes) - done} reused, results in {out}")
+    busy = sum(o.status == "busy" for o in outcomes)
+    console.print(
+        f"{method} on {data.name}: {done} splits trained, {len(outcomes) - done - busy} reused"
+        + (f", {busy} left to the other process training them (run the same command again later)" if busy else "")
+        + f", results in {out}"
+    )
 
 
 @run_command
