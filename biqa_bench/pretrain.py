@@ -30,7 +30,6 @@ Pre-training data (:func:`resolve_pretrain_set`):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -46,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MethodError
-from .store import atomic_folder, atomic_write_bytes, atomic_write_json
+from .store import atomic_folder, atomic_write_bytes, atomic_write_json, file_lock
 
 STAGE_FORMAT = 1
 DATA_FORMAT = 1
@@ -100,23 +99,6 @@ class StageResult:
         }
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    """An exclusive lock on ``path`` (fcntl where available; nothing elsewhere)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no cross-process lock, the rename still protects
-        yield
-        return
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
     path = folder / MANIFEST
     if not path.is_file() or not (folder / WEIGHTS).is_file():
@@ -149,7 +131,7 @@ def cached_stage(method: str, stage: str, inputs: dict[str, Any], train: TrainFn
         if log is not None:
             log.info("%s %s: reusing pre-trained stage %s", method, stage, folder)
         return StageResult(key, folder, manifest, reused=True)
-    with _lock(root / f".{key}.lock"):
+    with file_lock(root / f".{key}.lock"):
         manifest = _read_manifest(folder)  # another process may have finished it meanwhile
         if manifest is not None:
             return StageResult(key, folder, manifest, reused=True)
@@ -334,7 +316,7 @@ def target_pretrain_set(
     items_file = folder / "items.csv"
     if not items_file.is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        with _lock(folder.parent / f".{key}.lock"):
+        with file_lock(folder.parent / f".{key}.lock"):
             if not items_file.is_file():
                 _generate(folder, sources, kind, seed, per_source, size, read_image, progress, params)
     items = pd.read_csv(items_file, dtype={"item_id": str, "content_id": str, "labels": str, "level": str, "source_item_id": str, "source_content_id": str})

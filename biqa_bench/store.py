@@ -211,61 +211,75 @@ class Run:
         return frame
 
 
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive, blocking lock on ``path`` (fcntl; the kernel drops it when its process dies,
+    so a crash leaves no stale lock). Without fcntl (Windows) nothing is locked: the atomic renames
+    still keep every file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class SplitBusy(Exception):
     """A run folder is being trained by another live process (see :func:`acquire_split_lock`)."""
 
 
-def _lock_path(folder: Path) -> Path:
-    folder = Path(folder)
-    return folder.parent / f".{folder.name}.lock"
-
-
-def _holder_alive(holder: str) -> bool:
-    """Whether the process named in a lock file ('HOST PID') still runs; another host's is
-    assumed alive (it cannot be checked from here)."""
+def acquire_split_lock(folder: Path):
+    """Mark ``folder`` as being trained by this process: a non-blocking fcntl lock on
+    '.NAME.lock' beside it, which holds host and PID for the message. Raises :class:`SplitBusy`
+    naming the holder when another process has it, so that two ``biqa train`` on one results
+    folder never clear each other's work. The kernel drops the lock when its process dies (a
+    crash, ``kill -9``), so a dead holder never blocks. Returns the handle for
+    :func:`release_split_lock` (None where fcntl does not exist)."""
     import socket
 
-    host, _, pid = holder.strip().rpartition(" ")
-    if host != socket.gethostname() or not pid.isdigit():
-        return bool(holder.strip())
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def acquire_split_lock(folder: Path) -> Path:
-    """Mark ``folder`` as being trained by this process ('.NAME.lock' beside it, holding host and
-    PID). Raises :class:`SplitBusy` naming the holder when a live process has it, so that two
-    ``biqa train`` on one results folder never clear each other's work; a lock left by a process
-    that died (a crash, ``kill -9``) is taken over. Release it with :func:`release_split_lock`."""
-    import socket
-
-    lock = _lock_path(folder)
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no cross-process lock
+        return None
+    lock = Path(folder).parent / f".{Path(folder).name}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):
+        handle = open(lock, "a+")
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = lock.read_text()
-            except OSError:
-                continue  # released meanwhile
-            if _holder_alive(holder):
-                raise SplitBusy(f"being trained by process {holder.strip()} (lock {lock})") from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise SplitBusy(f"being trained by process {holder} (lock {lock})") from None
+        try:  # its previous holder may have removed the file between our open and lock: retry
+            same = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            handle.seek(0)
+            handle.truncate()
             handle.write(f"{socket.gethostname()} {os.getpid()}\n")
-        return lock
+            handle.flush()
+            return handle
+        handle.close()
     raise SplitBusy(f"its lock {lock} keeps changing hands")
 
 
-def release_split_lock(lock: Path) -> None:
-    Path(lock).unlink(missing_ok=True)
+def release_split_lock(handle) -> None:
+    if handle is None:
+        return
+    try:
+        Path(handle.name).unlink(missing_ok=True)  # removed while held: a waiter's inode check sees it
+    finally:
+        handle.close()  # closing drops the lock
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

@@ -284,7 +284,6 @@ def test_a_damaged_run_is_a_one_line_error_and_force_retrains_it(tiny_dataset, t
 
 def test_a_split_another_live_process_trains_is_left_alone(tiny_dataset, tmp_path):
     import os
-    import socket
     import subprocess
     import sys
 
@@ -295,23 +294,25 @@ def test_a_split_another_live_process_trains_is_left_alone(tiny_dataset, tmp_pat
     folder = out / "tiny" / "test-brightness" / "split_01"
     folder.mkdir(parents=True)
     (folder / "checkpoint.pt").write_text("the other process's work")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # another process holds split 1's lock, as a second `biqa train` in the middle of that split does
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from biqa_bench.store import acquire_split_lock; "
+         "held = acquire_split_lock(sys.argv[1]); print('locked', flush=True); time.sleep(60)", str(folder)],
+        stdout=subprocess.PIPE, text=True,
+    )
     try:
-        lock = folder.parent / ".split_01.lock"
-        lock.write_text(f"{socket.gethostname()} {other.pid}\n")
+        assert holder.stdout.readline().strip() == "locked"
         outcomes = train_runs("test-brightness", {}, tiny_dataset, split_set, out)
         assert [o.status for o in outcomes] == ["done", "busy", "done"]
-        assert str(other.pid) in outcomes[1].note and "being trained by process" in outcomes[1].note
+        assert "being trained by process" in outcomes[1].note and str(holder.pid) in outcomes[1].note
         assert (folder / "checkpoint.pt").read_text() == "the other process's work"  # not cleared
-        assert lock.is_file() and not (out / "tiny" / "test-brightness" / ".split_00.lock").exists()
     finally:
-        other.kill()
-        other.wait()
-    # its process has died: the stale lock is taken over and the split trained
+        holder.kill()  # dies without releasing: the kernel drops its lock
+        holder.wait()
     outcomes = train_runs("test-brightness", {}, tiny_dataset, split_set, out)
     assert [o.status for o in outcomes] == ["skipped", "done", "skipped"]
     assert not list((out / "tiny" / "test-brightness").glob(".*.lock"))
-    # this process holds a lock: a second acquire is refused until it is released
+    # within one process too: a second acquire is refused until the first is released
     held = acquire_split_lock(folder)
     with pytest.raises(SplitBusy, match=str(os.getpid())):
         acquire_split_lock(folder)
