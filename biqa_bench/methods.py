@@ -156,13 +156,18 @@ def method_names() -> list[str]:
     return sorted(discover())
 
 
-def create_method(name: str, **params: Any) -> Method:
+def method_class(name: str) -> type[Method]:
+    """The registered adapter class called ``name``; an unknown name is a MethodError with a suggestion."""
     registry = discover()
     if name not in registry:
         from .errors import did_you_mean
 
         raise MethodError(f"unknown method '{name}'.{did_you_mean(name, registry)} See `biqa methods list`.")
-    cls = registry[name]
+    return registry[name]
+
+
+def create_method(name: str, **params: Any) -> Method:
+    cls = method_class(name)
     try:
         return cls(**params)
     except TypeError as exc:

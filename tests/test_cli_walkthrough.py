@@ -309,7 +309,21 @@ def test_every_help_says_what_and_gives_an_example(capsys):
     commands = [["train"], ["import"], ["eval"], ["cross"], ["significance"], ["report"], ["demo"],
                 ["datasets", "list"], ["datasets", "info"], ["datasets", "root"], ["datasets", "add"],
                 ["datasets", "check"], ["datasets", "synth"], ["splits", "make"], ["splits", "show"],
-                ["methods", "list"], ["gmad", "select"], ["gmad", "simulate"], ["gmad", "analyze"], ["datasets"], ["gmad"]]
+                ["methods", "list"], ["methods", "info"], ["gmad", "select"], ["gmad", "simulate"], ["gmad", "analyze"], ["datasets"], ["gmad"]]
     for command in commands:
         code, out, _ = biqa(capsys, *command, "--help")
         assert code == 0 and "Example: biqa" in out, command
+
+
+def test_methods_info_shows_params_and_recipes(capsys):
+    import json
+
+    code, out, _ = biqa(capsys, "methods", "info", "reqa", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["params"]["micro_levels"] == "batch" and info["params"]["flip"] is None
+    assert info["recipes"]["paper"]["epochs"] == 40 and info["recipes"]["paper"]["flip"] is False
+    assert info["source"].endswith("reqa.py")
+    code, out, _ = biqa(capsys, "methods", "info", "test-brightness")
+    assert code == 0 and "fail_on_split" in out and "Recipes" not in out  # no recipes: a classical method
+    one_line_error(*biqa(capsys, "methods", "info", "reqq")[::2], "unknown method 'reqq'", "Did you mean 'reqa'")

@@ -178,6 +178,50 @@ def methods_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     console.print(table)
 
 
+@methods_app.command("info")
+@run_command
+def methods_info(
+    name: str = typer.Argument(..., help="Method name (see `biqa methods list`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A method's parameters with their defaults and, for deep methods, every setting of its recipes
+    (what `--recipe paper` and `--recipe quick` run), and where its adapter documents its choices.
+
+    Example: biqa methods info reqa
+    """
+    import inspect
+    import json
+
+    from ..methods import method_class
+
+    cls = method_class(name)
+    signature = inspect.signature(cls.__init__)
+    params = {k: (None if p.default is inspect.Parameter.empty else p.default) for k, p in signature.parameters.items() if k != "self"}
+    recipes = {recipe: dict(values) for recipe, values in getattr(cls, "RECIPES", {}).items()}
+    source = inspect.getsourcefile(cls) or cls.__module__
+    info = {"name": name, "summary": (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else "",
+            "params": params, "recipes": recipes, "source": str(source)}
+    if as_json:
+        print_json(json.dumps(info, indent=1, default=str))
+        return
+    console.print(f"[bold]{name}[/]: {info['summary']}", highlight=False)
+    console.print(f"Choices where its paper is silent: the docstring of {source}", highlight=False)
+    table = Table(title="Parameters (-p key=value)", caption="None: the recipe's value")
+    table.add_column("parameter")
+    table.add_column("default")
+    for key, value in params.items():
+        table.add_row(key, repr(value))
+    console.print(table)
+    if recipes:
+        table = Table(title="Recipes (--recipe)")
+        table.add_column("setting")
+        for recipe in recipes:
+            table.add_column(recipe)
+        for key in sorted({k for values in recipes.values() for k in values}):
+            table.add_row(key, *[repr(values.get(key, "-")) for values in recipes.values()])
+        console.print(table)
+
+
 # ---------------------------------------------------------------- train / import
 
 @run_command
