@@ -86,6 +86,16 @@ class RunOutcome:
     note: str = ""
 
 
+def _reusable(folder: Path, method: str, params: dict[str, Any], split_hash: str, seed: int) -> bool:
+    """True when ``folder`` holds a complete run of these settings, False when it holds none; a
+    complete run of other settings is a RunError (``--force`` overwrites it)."""
+    if not is_complete(folder):
+        return False
+    if _matches(read_manifest(folder / MANIFEST), method, params, split_hash, seed):
+        return True
+    raise RunError(f"{folder}: holds a run with other parameters, seed or splits; use another --out, or --force to overwrite")
+
+
 def _matches(manifest: dict[str, Any], method: str, params: dict[str, Any], split_hash: str, seed: int) -> bool:
     return (
         manifest.get("method") == method
@@ -134,17 +144,12 @@ def train_runs(
         if only_splits is not None and split.index not in only_splits:
             continue
         folder = run_dir(out, dataset.name, method_name, split.index)
-        if not force and is_complete(folder):
-            manifest = read_manifest(folder / MANIFEST)
-            if _matches(manifest, method_name, params, split_set.hash, seed):
-                outcome = RunOutcome(split.index, folder, "skipped", 0.0)
-                outcomes.append(outcome)
-                if on_split:
-                    on_split(outcome)
-                continue
-            raise RunError(
-                f"{folder}: holds a run with other parameters, seed or splits; use another --out, or --force to overwrite"
-            )
+        if not force and _reusable(folder, method_name, params, split_set.hash, seed):
+            outcome = RunOutcome(split.index, folder, "skipped", 0.0)
+            outcomes.append(outcome)
+            if on_split:
+                on_split(outcome)
+            continue
         pending.append((split, folder))
     if jobs == 1 or len(pending) < 2:
         for split, folder in pending:
@@ -213,7 +218,7 @@ def _run_one(
         return RunOutcome(split.index, folder, "busy", 0.0, str(busy))
     try:
         # finished by another process while this one waited for it (a race the checks before missed)
-        if not force and is_complete(folder) and _matches(read_manifest(folder / MANIFEST), method_name, params, split_set.hash, seed):
+        if not force and _reusable(folder, method_name, params, split_set.hash, seed):
             return RunOutcome(split.index, folder, "skipped", 0.0, "finished by another process")
         return _train_split(
             method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
