@@ -322,3 +322,12 @@ def test_protocol_section_states_what_each_method_ran_with(tmp_path):
     write_run(run_dir(tmp_path, "d", "net", 2), frame.assign(split=2), {
         "kind": "run", "method": "net", "train_dataset": "d", "split": 2, "split_hash": "other", "seed": 7})
     assert protocol_records(tmp_path).loc[1, "split_hash"] == "abc123 | other"
+    assert protocol_records(tmp_path).loc[1, "differs"] == ""  # split 2 recorded no resolved parameters
+    # a default that changed between runs (a results folder resumed with a newer version) is named
+    write_run(run_dir(tmp_path, "d", "net", 3), frame.assign(split=3), {
+        "kind": "run", "method": "net", "train_dataset": "d", "split": 3, "split_hash": "abc123", "seed": 7,
+        "resolved_params": {"recipe": "paper", "flip": False}})
+    assert protocol_records(tmp_path).loc[1, "differs"] == "flip"
+    result = build_report(tmp_path, tmp_path / "report", pdf=False)
+    assert "Caution: the splits of net on d ran with different flip (records/protocol.csv)" in result.markdown.read_text()
+    assert 'parameters given: {} | {"recipe": "paper"}' in protocol_text(protocol_records(tmp_path))  # as recorded

@@ -104,6 +104,9 @@ def protocol_records(results_dir: Path) -> pd.DataFrame:
     records = []
     for (method, dataset), manifests in sorted(rows.items()):
         versions = [{k: m.get("versions", {}).get(k) for k in ("biqa-bench", "torch", "python")} for m in manifests]
+        resolved = [m["resolved_params"] for m in manifests if isinstance(m.get("resolved_params"), dict)]
+        keys = sorted({k for r in resolved for k in r})
+        differs = [k for k in keys if len({json.dumps(r.get(k), sort_keys=True, default=str) for r in resolved}) > 1]
         records.append({
             "method": method, "dataset": dataset, "runs": len(manifests),
             "split_hash": _one_or_many(m.get("split_hash") for m in manifests),
@@ -113,6 +116,7 @@ def protocol_records(results_dir: Path) -> pd.DataFrame:
             "resolved_params": _one_or_many(m.get("resolved_params", "not recorded") for m in manifests),
             "weights_sha256": _one_or_many(m.get("weights_sha256") for m in manifests),
             "versions": _one_or_many(versions),
+            "differs": ", ".join(differs),  # resolved parameters that are not the same in every run
         })
     return pd.DataFrame(records)
 
@@ -129,11 +133,16 @@ def protocol_text(records: pd.DataFrame) -> str:
         text += f" of split file {row.split_hash}" if known(row.split_hash) else ""
         text += f", run seed {row.seed}" if known(row.seed) else ""
         text += f", device {row.device}" if known(row.device) else ""
-        asked = json.loads(row.params) if str(row.params).startswith("{") else {}
-        if "imported_from" in asked:
+        try:
+            asked = json.loads(row.params)
+        except ValueError:  # runs that differ: 'A | B', shown as recorded
+            asked = str(row.params)
+        if isinstance(asked, dict) and "imported_from" in asked:
             text += f"; predictions imported from {asked['imported_from']}"
-        else:
+        elif isinstance(asked, dict):
             text += "; parameters given: " + (", ".join(f"{k}={v}" for k, v in asked.items()) or "none (the defaults)")
+        else:
+            text += f"; parameters given: {asked}"
         text += f"; weights SHA-256 {row.weights_sha256[:12]}" if known(row.weights_sha256) else ""
         sentences.append(text + ".")
     versions = records["versions"].unique() if len(records) else []
@@ -406,6 +415,11 @@ def build_report(
         f"Splits per method and dataset: {counts}. Figures in the tables are the {aggregate} over splits "
         f"with {decimals} decimals."
     )
+    mixed = protocol[protocol["differs"] != ""] if len(protocol) else protocol
+    if len(mixed):
+        intro += " Caution: the splits of " + "; ".join(
+            f"{row.method} on {row.dataset} ran with different {row.differs}" for row in mixed.itertuples(index=False)
+        ) + " (records/protocol.csv); re-run them with one setting to compare like with like."
     if b.skipped:
         intro += " Not included: " + "; ".join(f"{k} ({v})" for k, v in b.skipped.items()) + "."
     tex = out_dir / "report.tex"
