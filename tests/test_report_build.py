@@ -330,4 +330,4 @@ def test_protocol_section_states_what_each_method_ran_with(tmp_path):
     assert protocol_records(tmp_path).loc[1, "differs"] == "flip"
     result = build_report(tmp_path, tmp_path / "report", pdf=False)
     assert "Caution: the splits of net on d ran with different flip (records/protocol.csv)" in result.markdown.read_text()
-    assert 'parameters given: {} | {"recipe": "paper"}' in protocol_text(protocol_records(tmp_path))  # as recorded
+    assert 'parameters given: {"recipe": "paper"} | {}' in protocol_text(protocol_records(tmp_path))  # as recorded
