@@ -150,6 +150,14 @@ def splits_show(path: Path = typer.Argument(..., help="Split file.")) -> None:
         console.print(f"  split {split.index}: train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
 
 
+def _summary(cls) -> str:
+    """A method's one-line summary: the first line of its class docstring."""
+    import inspect
+
+    lines = (inspect.getdoc(cls) or "").splitlines()
+    return lines[0] if lines else ""
+
+
 @methods_app.command("list")
 @run_command
 def methods_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -164,9 +172,8 @@ def methods_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.
 
     rows = []
     for name, cls in sorted(discover().items()):
-        doc = (inspect.getdoc(cls) or "").splitlines()
         params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        rows.append({"name": name, "summary": doc[0] if doc else "", "params": params, "module": cls.__module__})
+        rows.append({"name": name, "summary": _summary(cls), "params": params, "module": cls.__module__})
     if as_json:
         print_json(json.dumps(rows, indent=1))
         return
@@ -199,8 +206,7 @@ def methods_info(
     params = {k: (None if p.default is inspect.Parameter.empty else p.default) for k, p in signature.parameters.items() if k != "self"}
     recipes = {recipe: dict(values) for recipe, values in getattr(cls, "RECIPES", {}).items()}
     source = inspect.getsourcefile(cls) or cls.__module__
-    info = {"name": name, "summary": (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else "",
-            "params": params, "recipes": recipes, "source": str(source)}
+    info = {"name": name, "summary": _summary(cls), "params": params, "recipes": recipes, "source": str(source)}
     if as_json:
         print_json(json.dumps(info, indent=1, default=str))
         return

@@ -31,6 +31,9 @@ SIGNIFICANCE_METRICS = ("srocc", "plcc")
 
 LOW_QUALITY_FRACTION = 0.25
 
+#: Package versions the Protocol section states (the manifests record more).
+PROTOCOL_PACKAGES = ("biqa-bench", "torch", "python")
+
 
 @dataclass
 class ReportResult:
@@ -103,7 +106,7 @@ def protocol_records(results_dir: Path) -> pd.DataFrame:
         rows.setdefault((run.method, run.train_dataset), []).append(run.manifest)
     records = []
     for (method, dataset), manifests in sorted(rows.items()):
-        versions = [{k: m.get("versions", {}).get(k) for k in ("biqa-bench", "torch", "python")} for m in manifests]
+        versions = [{k: m.get("versions", {}).get(k) for k in PROTOCOL_PACKAGES} for m in manifests]
         resolved = [m["resolved_params"] for m in manifests if isinstance(m.get("resolved_params"), dict)]
         keys = sorted({k for r in resolved for k in r})
         differs = [k for k in keys if len({json.dumps(r.get(k), sort_keys=True, default=str) for r in resolved}) > 1]
@@ -148,7 +151,7 @@ def protocol_text(records: pd.DataFrame) -> str:
     versions = records["versions"].unique() if len(records) else []
     if len(versions) == 1 and str(versions[0]).startswith("{"):
         recorded = json.loads(versions[0])
-        found = {k: recorded[k] for k in ("biqa-bench", "torch", "python") if recorded.get(k)}
+        found = {k: recorded[k] for k in PROTOCOL_PACKAGES if recorded.get(k)}
         if found:
             sentences.append("Software: " + ", ".join(f"{k} {v}" for k, v in found.items()) + ".")
     sentences.append("Every parameter with its default resolved is in records/protocol.csv.")
