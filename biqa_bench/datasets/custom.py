@@ -49,7 +49,7 @@ def _loader_for(name: str, spec: dict[str, Any]):
             if column in table.columns and column not in columns.values():
                 values = table[column]
                 items[column] = values.fillna("").astype(str) if dtype is str else values
-        return make_dataset(_info(name, spec), items, root_path)
+        return make_dataset(_info(name, spec), items, root_path, labels_file=csv_path, first_row=2)
 
     return load
 
@@ -65,6 +65,25 @@ def _info(name: str, spec: dict[str, Any]) -> DatasetInfo:
         download="registered with `biqa datasets add`",
         needs_root=False,
     )
+
+
+def _check_inside_root(paths, csv: Path, root: Path, path_column: str) -> None:
+    """Every image path must lie below ``root`` (``../x`` or an absolute path would only fail
+    later, or read files that are not part of the dataset)."""
+    import os
+
+    base = os.path.normpath(str(root))
+    outside = []
+    for path in paths:
+        text = str(path).replace("\\", "/")
+        joined = os.path.normpath(os.path.join(base, text))
+        if os.path.isabs(text) or not (joined == base or joined.startswith(base.rstrip(os.sep) + os.sep)):
+            outside.append(text)
+    if outside:
+        raise DatasetError(
+            f"{csv}: {len(outside)} image paths in the '{path_column}' column lie outside --root {root} "
+            f"(e.g. {outside[:3]}); give paths relative to --root, or pass --root a folder that holds them all"
+        )
 
 
 def custom_entries() -> dict[str, DatasetEntry]:
@@ -115,7 +134,8 @@ def add_custom_dataset(
         info = _info(name, spec)
     except ValueError as exc:
         raise DatasetError(f"dataset '{name}': {exc}") from None
-    _loader_for(name, spec)(root)  # raises a clear error on a bad CSV
+    dataset = _loader_for(name, spec)(root)  # raises a clear error on a bad CSV
+    _check_inside_root(dataset.items["path"], csv, root, path_column)
     config = load_config()
     config.setdefault("datasets", {})[name] = spec
     save_config(config)

@@ -111,21 +111,29 @@ def quality_from_score(score, info: DatasetInfo) -> np.ndarray:
     return quality if info.higher_is_better else 100.0 - quality
 
 
-def make_dataset(info: DatasetInfo, items: pd.DataFrame, root: Path, spec: str | None = None) -> Dataset:
-    """Validate an items table, add ``quality`` (and ``content_id`` if absent), build a Dataset."""
+def make_dataset(
+    info: DatasetInfo, items: pd.DataFrame, root: Path, spec: str | None = None,
+    labels_file: Path | str | None = None, first_row: int | None = None,
+) -> Dataset:
+    """Validate an items table, add ``quality`` (and ``content_id`` if absent), build a Dataset.
+
+    Scores (and ``std`` when present) must be finite numbers. ``labels_file`` names the file
+    the items came from in errors; ``first_row`` is the file's line of the first item (2 for a
+    CSV with a header), so that errors give the rows to fix.
+    """
     frame = items.copy()
     for column in ("item_id", "path", "score"):
         if column not in frame.columns:
             raise DatasetError(f"{info.name}: loader produced no '{column}' column")
     frame["item_id"] = frame["item_id"].astype(str)
     frame["path"] = frame["path"].astype(str)
-    frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype(float)
-    if frame["score"].isna().any():
-        bad = frame.loc[frame["score"].isna(), "item_id"].head(3).tolist()
-        raise DatasetError(f"{info.name}: non-numeric or missing scores for items {bad}; check the label file")
+    where = f"{labels_file} (dataset '{info.name}')" if labels_file is not None else info.name
+    for column in ("score", "std"):
+        if column in frame.columns:
+            frame[column] = _finite_column(frame, column, where, first_row)
     if frame["item_id"].duplicated().any():
         dup = frame.loc[frame["item_id"].duplicated(), "item_id"].head(3).tolist()
-        raise DatasetError(f"{info.name}: duplicate item ids {dup}; check the label file")
+        raise DatasetError(f"{where}: duplicate item ids {dup}; check the label file")
     if "content_id" not in frame.columns:
         frame["content_id"] = frame["item_id"]
     frame["content_id"] = frame["content_id"].astype(str)
@@ -133,6 +141,24 @@ def make_dataset(info: DatasetInfo, items: pd.DataFrame, root: Path, spec: str |
     ordered = REQUIRED_COLUMNS + [c for c in frame.columns if c not in REQUIRED_COLUMNS]
     frame = frame[ordered].reset_index(drop=True)
     return Dataset(info=info, items=frame, root=Path(root), spec=spec or info.name)
+
+
+def _finite_column(frame: pd.DataFrame, column: str, where: str, first_row: int | None) -> pd.Series:
+    """``frame[column]`` as floats; a missing, non-numeric, NaN or infinite value is a DatasetError
+    naming the items (and rows), since a single one makes training fail far from its cause."""
+    values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    bad = ~np.isfinite(values.to_numpy())
+    if bad.any():
+        positions = np.flatnonzero(bad)
+        ids = frame["item_id"].iloc[positions[:3]].tolist()
+        rows = f" in rows {[int(p) + first_row for p in positions[:3]]}" if first_row is not None else ""
+        more = f" (and {len(positions) - 3} more)" if len(positions) > 3 else ""
+        kind = "infinite" if np.isinf(values.to_numpy()[bad]).all() else "missing, non-numeric, NaN or infinite"
+        raise DatasetError(
+            f"{where}: {len(positions)} {kind} {column} value(s){rows} for items {ids}{more}; "
+            f"every {column} must be a finite number: fix or remove those rows in the label file"
+        )
+    return values
 
 
 Loader = Callable[..., Dataset]
