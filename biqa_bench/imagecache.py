@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import BiqaError, DatasetError
-from .images import DECODE_ERRORS
+from .images import DECODE_ERRORS, DECODER_VERSION, to_rgb
 from .store import atomic_folder
 
 FORMAT_VERSION = 1
@@ -148,7 +148,7 @@ def _decode(path: str, spec: Size, draft: bool) -> np.ndarray:
         if draft and image.format == "JPEG" and target != image.size:
             # libjpeg scales by 1/2, 1/4 or 1/8 while decoding, never below the target.
             image.draft("RGB", target)
-        rgb = image.convert("RGB")
+        rgb = to_rgb(image)
     if rgb.size != target:
         rgb = rgb.resize(target, _RESAMPLE_FILTER)
     return np.asarray(rgb)
@@ -190,7 +190,7 @@ def _decode_chunk(tasks: list) -> list[str | None]:
 
 def _items_hash(item_ids: Sequence[str], paths: Sequence[str], spec: Size, draft: bool) -> str:
     digest = hashlib.sha256()
-    digest.update(f"v{FORMAT_VERSION}|{spec.key}|{RESAMPLE}|draft={int(draft)}\n".encode())
+    digest.update(f"v{FORMAT_VERSION}|decoder{DECODER_VERSION}|{spec.key}|{RESAMPLE}|draft={int(draft)}\n".encode())
     for item_id, path in zip(item_ids, paths):
         digest.update(f"{item_id}\t{path}\n".encode("utf-8"))
     return digest.hexdigest()[:16]

@@ -247,6 +247,11 @@ def check(
                 console.print(f"  ... and {len(names) - SHOWN_PER_KIND} more {label} (all of them: --json)")
         if result.ok:
             console.print(f"  all {result.n_items} images present and readable")
+    if result.rescaled:
+        modes = ", ".join(sorted(set(result.rescaled.values())))
+        shown = ", ".join(list(result.rescaled)[:3]) + (", ..." if len(result.rescaled) > 3 else "")
+        warn(f"{len(result.rescaled)} of {result.n_items} images have a high bit depth ({modes}: {shown}); "
+             "every method reads them rescaled to 8-bit RGB (16-bit: v/257, float: v*255 from 0..1)")
     if not result.ok:
         fixes = []
         if result.missing or result.unreadable:

@@ -2,7 +2,8 @@
 
 :func:`check_dataset` verifies that every labelled image exists and fully decodes (a truncated
 JPEG counts as unreadable), in parallel, and lists the image files of the image folders that no
-label names. It returns a :class:`CheckReport`; it never prints.
+label names. High-bit-depth images (16-bit grey, float) decode, rescaled to 8 bits by
+:func:`biqa_bench.images.to_rgb`; the report lists them so the user knows. It returns a :class:`CheckReport`; it never prints.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Callable
 
 from PIL import Image, ImageFile
 
+from ..images import is_high_bit_depth
 from ._files import IMAGE_EXTENSIONS, excluded_paths
 from .registry import Dataset
 
@@ -35,6 +37,7 @@ class CheckReport:
     unlabelled: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # unreadable path -> decoder message
     n_excluded: int = 0  # files present on purpose but not items (e.g. LIVE's reference copies)
+    rescaled: dict[str, str] = field(default_factory=dict)  # high-bit-depth path -> PIL mode (read rescaled to 8 bits)
 
     @property
     def ok(self) -> bool:
@@ -62,16 +65,16 @@ class CheckReport:
         return data
 
 
-def _decode_error(path: Path) -> str | None:
-    """None when the file decodes completely, else the reason."""
+def _decode(path: Path) -> tuple[str | None, str | None]:
+    """(None, PIL mode) when the file decodes completely, else (the reason, None)."""
     try:
         with Image.open(path) as image:
             image.load()
+            return None, image.mode
     except FileNotFoundError:
-        return "not found"
+        return "not found", None
     except Exception as exc:  # PIL raises many types for corrupt data; each one means "unreadable"
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        return f"{type(exc).__name__}: {exc}", None
 
 
 def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None = None) -> CheckReport:
@@ -90,6 +93,7 @@ def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None 
     present = [p for p in paths if p not in missing_set]
 
     errors: dict[str, str] = {}
+    rescaled: dict[str, str] = {}
     done = len(missing)
     if progress is not None:
         progress(done, total)
@@ -97,11 +101,13 @@ def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-            futures = {pool.submit(_decode_error, root / p): p for p in present}
+            futures = {pool.submit(_decode, root / p): p for p in present}
             for future in as_completed(futures):
-                reason = future.result()
+                reason, mode = future.result()
                 if reason is not None:
                     errors[futures[future]] = reason
+                elif is_high_bit_depth(mode):
+                    rescaled[futures[future]] = mode
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -122,6 +128,7 @@ def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None 
         unlabelled=unlabelled_images(dataset),
         errors=dict(sorted(errors.items())),
         n_excluded=len(excluded_paths(items)),
+        rescaled=dict(sorted(rescaled.items())),
     )
 
 

@@ -2,8 +2,8 @@
 every split, every repeat and every later run.
 
 An entry is keyed by (feature name, feature version, absolute image path, file size, file
-mtime, image source): editing or replacing an image, bumping the feature version, or reading
-the images through a resizing image cache (:func:`image_source_tag`) misses the cache.
+mtime, image source, :data:`~biqa_bench.images.DECODER_VERSION`): editing or replacing an
+image, bumping the feature or decoder version, or reading the images through a resizing image cache (:func:`image_source_tag`) misses the cache.
 Entries live under ``<cache_dir>/features/<name>-<version>/<k[:2]>/<k>.npy``, one small file
 per image, written atomically (temporary file + rename), so parallel jobs may share the cache
 and an interrupted extraction leaves no half entry. An unreadable entry counts as a miss.
@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..images import DECODER_VERSION
 from ..store import atomic_write_bytes, safe_name
 
 ImageReader = Callable[[str], np.ndarray]
@@ -54,7 +55,8 @@ class FeatureCache:
     def key(self, path: str | Path) -> str:
         path = Path(path).absolute()
         info = path.stat()  # a missing image is the caller's error, raised by its reader
-        text = "\0".join([self.name, self.version, str(path), str(info.st_size), str(info.st_mtime_ns), self.source])
+        fields = [self.name, self.version, str(path), str(info.st_size), str(info.st_mtime_ns), self.source, f"decoder{DECODER_VERSION}"]
+        text = "\0".join(fields)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def _entry(self, key: str) -> Path:
