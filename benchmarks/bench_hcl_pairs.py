@@ -67,7 +67,7 @@ def in_memory(items: pd.DataFrame, size: int):
 
 
 def cached(items: pd.DataFrame, size: int, workers: int, fingerprint: str):
-    from biqa_bench import pretrain as P
+    from methods._support import pretrain as P
     from biqa_bench.nn.data import PairedImages
 
     pset = P.PretrainSet("bench", "synthetic", items, fingerprint)

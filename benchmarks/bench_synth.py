@@ -49,7 +49,7 @@ def main() -> None:
         from biqa_bench.datasets import distortions as D
         from biqa_bench.datasets import synthetic as S
         from biqa_bench.datasets.pseudo_mos import pseudo_mos
-        from biqa_bench.synth import synthesize_folder
+        from biqa_bench.datasets.synth import synthesize_folder
 
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
         reference = S.EMBEDDED_CONTENTS[0].image()

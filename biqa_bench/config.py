@@ -69,7 +69,7 @@ def load_config() -> dict[str, Any]:
 
 
 def save_config(data: dict[str, Any]) -> Path:
-    from .store import atomic_write_text  # here, not at import: keeps `biqa --help` free of pandas
+    from .fileio import atomic_write_text
 
     path = config_path()
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

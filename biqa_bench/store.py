@@ -1,4 +1,4 @@
-"""Reading and writing runs: atomic file writes, run folders, the predictions table.
+"""Reading and writing runs: run folders, manifests, the predictions table (atomic writes from :mod:`.fileio`).
 
 A run is one (method, train dataset, split) and lives in its own folder::
 
@@ -12,129 +12,30 @@ The manifest is written last, so a folder with a manifest is a complete run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 
 from .errors import RunError
 
+# The file-level write helpers live in fileio; the store is where the rest of the package gets them.
+from .fileio import (  # noqa: F401
+    atomic_folder,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    file_lock,
+    sha256_file,
+)
+
 PREDICTION_COLUMNS = ["item_id", "dataset", "split", "subset", "quality", "score", "prediction"]
 MANIFEST = "manifest.json"
 PREDICTIONS = "predictions.csv"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in chunks (weights files in manifests, enhancer sources)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never half a file.
-
-    ``fsync=False`` skips the flush to disk, for cache entries that are cheap to recompute.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
-    atomic_write_text(path, frame.to_csv(index=False))
-
-
-@contextmanager
-def atomic_folder(
-    final: Path,
-    replace: bool = False,
-    complete: Callable[[Path], bool] | None = None,
-    temp: Path | None = None,
-) -> Iterator[Path]:
-    """Build a folder in a temporary folder beside ``final``, then rename it into place.
-
-    Yields the temporary folder (``temp`` if given, created here; else a fresh
-    ``.<name>.*.tmp``). When the block finishes, it is renamed to ``final``; when the block
-    raises anything (KeyboardInterrupt included), it is removed and the error goes on.
-
-    A folder already at ``final``: with ``replace`` it is stale, moved aside and deleted once
-    ours is in place. Without ``replace``, or when another process puts a folder there between
-    the two renames, the rename fails; if ``complete(final)`` (default: it exists) another
-    process finished it first, so theirs is kept and ours removed, else the error is raised.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if temp is None:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    else:
-        tmp = Path(temp)
-        tmp.mkdir()
-    try:
-        yield tmp
-        stale = None
-        if replace and final.exists():
-            stale = final.parent / f".stale-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            try:
-                os.rename(final, stale)
-            except FileNotFoundError:
-                stale = None  # another process removed it meanwhile
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (complete or Path.exists)(final):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process completed it first: ours is redundant
-        if stale is not None:
-            shutil.rmtree(stale, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def safe_name(name: str) -> str:
@@ -209,26 +110,6 @@ class Run:
         frame.insert(0, "method", self.method)
         frame.insert(1, "train_dataset", self.train_dataset)
         return frame
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive, blocking lock on ``path`` (fcntl; the kernel drops it when its process dies,
-    so a crash leaves no stale lock). Without fcntl (Windows) nothing is locked: the atomic renames
-    still keep every file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class SplitBusy(Exception):

@@ -64,7 +64,7 @@ Our design (each a choice; hyper-parameters in brackets):
    ``'no_c3'``: the encoder, sub-networks, CQAC and heads stay as C2 left them (frozen, batch-norm
    statistics included), and only the K + 1 fusion parameters are fitted on the target at the
    C3 recipe's ``lr_rest`` (a score needs the target's scale); ``'none'``: the full method.
-8. Caching (:mod:`biqa_bench.pretrain`): C1 is keyed by its data, recipe, initial weights and
+8. Caching (:mod:`methods._support.pretrain`): C1 is keyed by its data, recipe, initial weights and
    ``pretrain_seed``; C2 by the C1 stage it starts from, its databases, recipe and seed. Both are
    shared by every split and target whose training content does not change the data (the
    ``'target'`` data and the held-out filtering do, on purpose).
@@ -80,7 +80,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from biqa_bench import pretrain as P
+from methods._support import pretrain as P
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages, resnet50

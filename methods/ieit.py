@@ -28,7 +28,7 @@ Training (Algorithm 1, eqs. 1-6, IV-A):
   flips, as the paper names crops only (``-p flip=true`` mirrors each training pair with
   probability 1/2, the same flip for I and E).
 
-Selective enhancement: :mod:`biqa_bench.enhance` (classical low-light enhancement and deblurring in
+Selective enhancement: :mod:`methods._support.enhance` (classical low-light enhancement and deblurring in
 place of RetinexNet and DeblurGAN-v2, whose weights are not available offline; user models plug in
 through ``low_light_enhancer`` / ``deblurrer`` = ``"module:function"``). The selection classifier
 is DeiT-Small with its ImageNet head, from the same weights file as the backbones. Without ImageNet
@@ -37,7 +37,7 @@ weights (``pretrained='none'`` and no ``weights``) the classifier rule cannot be
 so. The classifier's weights are saved with the model so that prediction needs no weights file.
 
 Enhancement is the slow part of a fit (tens of ms per image on one core), so it is cached and
-parallel (:func:`biqa_bench.enhance.enhance_stream`): each image's result (E at ``enhance_size``
+parallel (:func:`methods._support.enhance.enhance_stream`): each image's result (E at ``enhance_size``
 and its dark/blurred/kept flags) is stored under ``<cache>/enhance/<settings hash>/``, keyed by
 the SHA-256 of the working image's pixels; the settings hash covers ``enhance_size``, the
 thresholds, ``deblur``, the hooks (names and source files), the selection mode and, for the
@@ -74,7 +74,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from biqa_bench.enhance import (
+from methods._support.enhance import (
     DEBLURRERS, EnhancementCache, EnhancerSpec, SelectiveEnhancer, Top5Confidence, cache_folder, enhance_stream,
 )
 from biqa_bench.errors import MethodError
@@ -337,7 +337,7 @@ class IEIT(DeepMethod):
 
         The enhancement of each image comes from the disk cache when it was computed before with
         the same settings; misses are computed by ``enhance_workers`` processes
-        (:func:`biqa_bench.enhance.enhance_stream`). Either way the pairs are the same.
+        (:func:`methods._support.enhance.enhance_stream`). Either way the pairs are the same.
         """
         cached = getattr(self, "_val_source_cache", None)
         if cached is not None and cached[0] == tuple(items["item_id"].astype(str)):

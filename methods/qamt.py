@@ -28,7 +28,7 @@ only (never validation or test items), with :mod:`biqa_bench.datasets.synthetic`
 other value is a registered dataset (``synthetic``, ``mixed``, or a set made by ``biqa datasets
 synth``), from which every item whose content is held out of the target's training split is
 removed. The task follows the set: single-label (N = 39) when every item has a ``class_index``,
-multi-label (N = 26, ``labels``) otherwise. Stage 1 is cached (:mod:`biqa_bench.pretrain`) by its
+multi-label (N = 26, ``labels``) otherwise. Stage 1 is cached (:mod:`methods._support.pretrain`) by its
 data fingerprint, recipe, hyper-parameters, initial weights and ``pretrain_seed`` (not the split's
 seed), so every split and every target that needs the same stage reuses it; the run manifest names
 it (``pretraining_manifest``).
@@ -72,7 +72,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from biqa_bench import pretrain as P
+from methods._support import pretrain as P
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet50

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import methods.hcl as H
-from biqa_bench import pretrain as P
+from methods._support import pretrain as P
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method

@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import ndimage
 from timm.models.vision_transformer import VisionTransformer
 
-from biqa_bench import enhance
+from methods._support import enhance
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import Context, create_method
 from biqa_bench.nn.backbones import LoadedWeights
@@ -115,7 +115,7 @@ def test_user_enhancer_hook(tmp_path):
         enhance.load_enhancer(f"{module}:missing")
     with pytest.raises(MethodError, match="module:function"):
         enhance.load_enhancer("just_a_name")
-    assert enhance.load_enhancer("biqa_bench.enhance:enhance_low_light")(image).shape == image.shape
+    assert enhance.load_enhancer("methods._support.enhance:enhance_low_light")(image).shape == image.shape
 
 
 # --------------------------------------------------------------------------- network and stages

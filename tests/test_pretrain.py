@@ -1,4 +1,4 @@
-"""The pre-training stage cache and the pre-training data rules (biqa_bench.pretrain)."""
+"""The pre-training stage cache and the pre-training data rules (methods._support.pretrain)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from biqa_bench import pretrain as P
+from methods._support import pretrain as P
 from biqa_bench.datasets import distortions as D
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import methods.qamt as Q
-from biqa_bench import pretrain as P
+from methods._support import pretrain as P
 from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method

@@ -320,7 +320,7 @@ def _write_sources(folder, count: int = 2, size=(200, 180)) -> None:
 
 
 def test_synthesize_folder_writes_labels_and_resumes(tmp_path):
-    from biqa_bench.synth import LABEL_COLUMNS, synthesize_folder
+    from biqa_bench.datasets.synth import LABEL_COLUMNS, synthesize_folder
 
     sources = tmp_path / "pristine"
     _write_sources(sources)
@@ -354,7 +354,7 @@ def test_synthesize_folder_writes_labels_and_resumes(tmp_path):
 def test_synthesize_folder_is_loadable_as_a_user_dataset(tmp_path, monkeypatch):
     from biqa_bench.datasets import load_dataset
     from biqa_bench.datasets.custom import add_custom_dataset
-    from biqa_bench.synth import synthesize_folder
+    from biqa_bench.datasets.synth import synthesize_folder
 
     monkeypatch.setenv("BIQA_CONFIG", str(tmp_path / "config.json"))
     monkeypatch.setenv("BIQA_CACHE", str(tmp_path / "cache"))
@@ -373,7 +373,7 @@ def test_synthesize_folder_is_loadable_as_a_user_dataset(tmp_path, monkeypatch):
 
 
 def test_synthesize_folder_names_the_bad_input(tmp_path):
-    from biqa_bench.synth import synthesize_folder
+    from biqa_bench.datasets.synth import synthesize_folder
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -407,7 +407,7 @@ def test_embedded_build_does_not_depend_on_workers(tmp_path, monkeypatch):
 
 
 def test_synthesize_files_uses_only_the_listed_sources(tmp_path):
-    from biqa_bench.synth import synthesize_files
+    from biqa_bench.datasets.synth import synthesize_files
 
     sources = tmp_path / "pristine"
     _write_sources(sources, count=2)
@@ -427,7 +427,7 @@ def test_registered_synth_sets_keep_their_labels_for_pretraining(tmp_path, monke
     26-way labels and the reference images when they load it as pre-training data."""
     from typer.testing import CliRunner
 
-    from biqa_bench import pretrain as PT
+    from methods._support import pretrain as PT
     from biqa_bench.cli import app
     from biqa_bench.datasets.distortions import AUTHENTIC_CLASSES
 

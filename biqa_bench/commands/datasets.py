@@ -282,7 +282,7 @@ def synth(
     """
     from ..config import cache_path
     from ..datasets.custom import add_custom_dataset
-    from ..synth import synthesize_folder
+    from ..datasets.synth import synthesize_folder
 
     if kind not in ("synthetic", "authentic"):
         raise DatasetError(f"--kind must be 'synthetic' or 'authentic', not '{kind}'")

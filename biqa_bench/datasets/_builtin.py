@@ -1,4 +1,5 @@
-"""Imports every built-in dataset module so that its loader registers itself."""
+"""Imports every built-in dataset module so that its loader registers itself, and the source of
+the user's datasets (``custom``), which registers itself as an entry source."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ BUILTIN_MODULES = [
     "live",
     "csiq",
     "tid2013",
+    "custom",
 ]
 
 for _module in BUILTIN_MODULES:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..config import load_config, save_config
 from ..errors import DatasetError
-from .registry import DatasetEntry, DatasetInfo, make_dataset
+from .registry import DatasetEntry, DatasetInfo, builtin_entries, make_dataset, register_entry_source
 
 
 # Columns of a `biqa datasets synth` labels file that pre-training needs (QAMT's class index or
@@ -87,10 +87,14 @@ def _check_inside_root(paths, csv: Path, root: Path, path_column: str) -> None:
 
 
 def custom_entries() -> dict[str, DatasetEntry]:
+    """The datasets registered with ``biqa datasets add`` (read from the config each time)."""
     entries = {}
     for name, spec in load_config().get("datasets", {}).items():
         entries[name] = DatasetEntry(_info(name, spec), _loader_for(name, spec))
     return entries
+
+
+register_entry_source(custom_entries)
 
 
 def add_custom_dataset(
@@ -106,10 +110,7 @@ def add_custom_dataset(
     kind: str = "authentic",
 ) -> DatasetInfo:
     """Register a user dataset; validates the CSV now so mistakes show at once."""
-    from .registry import _REGISTRY, _ensure_builtin
-
-    _ensure_builtin()
-    if name in _REGISTRY:
+    if name in builtin_entries():
         raise DatasetError(f"'{name}' is a built-in dataset; choose another name")
     if ":" in name or "/" in name:
         raise DatasetError(f"dataset name '{name}' may not contain ':' or '/'")

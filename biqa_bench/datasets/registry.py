@@ -14,6 +14,7 @@ spec ``name:key=value,key=value`` (for example ``koniq:scale=mos``).
 from __future__ import annotations
 
 import hashlib
+import importlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -171,6 +172,9 @@ class DatasetEntry:
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}
+#: Functions giving more entries each time the registry is read (the user's datasets, from the
+#: config: see :mod:`.custom`), so that the registry itself imports none of its sources.
+_ENTRY_SOURCES: list[Callable[[], dict[str, DatasetEntry]]] = []
 
 
 def register_dataset(info: DatasetInfo) -> Callable[[Loader], Loader]:
@@ -183,17 +187,28 @@ def register_dataset(info: DatasetInfo) -> Callable[[Loader], Loader]:
     return decorate
 
 
+def register_entry_source(source: Callable[[], dict[str, DatasetEntry]]) -> None:
+    """Add ``source() -> {name: entry}``, asked each time the registry is read."""
+    _ENTRY_SOURCES.append(source)
+
+
 def _ensure_builtin() -> None:
-    # Importing the package registers the built-in loaders; user datasets come from config.
-    from . import _builtin  # noqa: F401
+    # Importing _builtin imports the built-in loaders, which register themselves, and the
+    # user-dataset source (custom.py), which registers its entry source.
+    importlib.import_module(f"{__package__}._builtin")
+
+
+def builtin_entries() -> dict[str, DatasetEntry]:
+    """The datasets this package ships (public databases and the embedded sets), not the user's."""
+    _ensure_builtin()
+    return dict(_REGISTRY)
 
 
 def registered() -> dict[str, DatasetEntry]:
-    _ensure_builtin()
-    from .custom import custom_entries
-
-    entries = dict(_REGISTRY)
-    entries.update(custom_entries())
+    """Every dataset: the built-in ones and those the entry sources give (the user's)."""
+    entries = builtin_entries()
+    for source in _ENTRY_SOURCES:
+        entries.update(source())
     return entries
 
 

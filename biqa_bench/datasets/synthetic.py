@@ -133,7 +133,7 @@ EMBEDDED_CONTENTS: tuple[Content, ...] = (
 
 
 # --------------------------------------------------------------------------------------------
-# The generator, shared with biqa_bench.synth
+# The generator, shared with biqa_bench.datasets.synth (biqa datasets synth)
 
 
 def content_key(content_id: str) -> int:
@@ -279,7 +279,7 @@ def generate_content(
 # Embedded builds
 
 
-def _init_worker() -> None:
+def init_generator_worker() -> None:
     """Worker set-up: one torch thread; Ctrl-C is the parent's to handle (it cancels the queue,
     lets the parts in flight finish, and removes the temporary folder)."""
     import signal
@@ -306,7 +306,7 @@ def _embedded_job(args: tuple) -> pd.DataFrame:
     )
 
 
-def _pool_context():
+def generator_pool_context():
     """Fork where the platform has it (:func:`biqa_bench.pools.pool_context`): workers start at
     once; they use one torch thread each (set in the initializer)."""
     from ..pools import pool_context
@@ -383,8 +383,8 @@ def build_embedded(
                 done += len(frames[(job[0], job[6])])
                 report(done, total)
         else:
-            context = _pool_context()
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+            context = generator_pool_context()
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_generator_worker) as pool:
                 futures = {pool.submit(_embedded_job, job): (job[0], job[6]) for job in jobs}
                 try:
                     for future in as_completed(futures):
@@ -410,13 +410,13 @@ def build_embedded(
             ],
             "n_items": int(len(items)),
             "seconds": round(time.perf_counter() - started, 2),
-            "versions": _versions(),
+            "versions": generator_versions(),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return folder
 
 
-def _versions() -> dict[str, str]:
+def generator_versions() -> dict[str, str]:
     import PIL
     import piq
     import scipy

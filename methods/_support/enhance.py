@@ -61,9 +61,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .errors import MethodError
-from .pools import pool_context
-from .store import sha256_file
+from biqa_bench.errors import MethodError
+from biqa_bench.pools import pool_context
+from biqa_bench.store import sha256_file
 
 Enhancer = Callable[[np.ndarray], np.ndarray]
 SELECTIONS = ("classifier", "never", "always")
@@ -198,8 +198,8 @@ class Top5Confidence:
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
         import torch
 
-        from .nn.data import Normalizer, resize_to
-        from .nn.trainer import autocast
+        from biqa_bench.nn.data import Normalizer, resize_to
+        from biqa_bench.nn.trainer import autocast
 
         self.classifier.to(self.device)
         normalize = Normalizer(self.device)
@@ -387,12 +387,12 @@ def cache_folder(identity: dict[str, Any], root: Path | None = None) -> Path:
     """``<cache>/enhance/<hash of identity>/``, with the identity in ``key.json`` for people."""
     text = json.dumps({"format": CACHE_FORMAT, **identity}, sort_keys=True, default=str)
     if root is None:
-        from .config import cache_path
+        from biqa_bench.config import cache_path
 
         root = cache_path("enhance")
     folder = Path(root) / hashlib.sha256(text.encode()).hexdigest()[:20]
     if not (folder / "key.json").is_file():
-        from .store import atomic_write_bytes
+        from biqa_bench.store import atomic_write_bytes
 
         try:
             atomic_write_bytes(folder / "key.json", (json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n").encode(), fsync=False)
@@ -443,7 +443,7 @@ class EnhancementCache:
         return Enhancement(image if kept else original, dark, blurred, kept, float(confidence[0]), float(confidence[1]))
 
     def store(self, digest: str, result: Enhancement) -> bool:
-        from .store import atomic_write_bytes
+        from biqa_bench.store import atomic_write_bytes
 
         arrays = {
             "flags": np.array([result.dark, result.blurred, result.kept], dtype=np.uint8),

@@ -37,20 +37,20 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .datasets import distortions as D
-from .datasets.pseudo_mos import MIN_SIDE
-from .datasets.synthetic import (
+from . import distortions as D
+from .pseudo_mos import MIN_SIDE
+from .synthetic import (
     GENERATOR_VERSION,
     MIXED_PER_CONTENT,
-    _init_worker,
-    _pool_context,
-    _versions,
+    init_generator_worker,
+    generator_pool_context,
+    generator_versions,
     default_workers,
     generate_content,
 )
-from .errors import BiqaError
-from .images import DECODE_ERRORS, ImageReadError, read_image
-from .store import atomic_write_csv, atomic_write_json
+from ..errors import BiqaError
+from ..images import DECODE_ERRORS, ImageReadError, read_image
+from ..store import atomic_write_csv, atomic_write_json
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 LABELS_FILE = "labels.csv"
@@ -256,7 +256,7 @@ def synthesize_files(
             done += 1
             report(done, total)
     elif pending:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=generator_pool_context(), initializer=init_generator_worker) as pool:
             queue = iter(pending)
             in_flight = set()
             try:
@@ -286,7 +286,7 @@ def synthesize_files(
     manifest = {
         "status": "complete",
         "parameters": parameters,
-        "versions": _versions(),
+        "versions": generator_versions(),
         "n_sources": total,
         "n_items": int(len(labels)),
         "items_per_distortion": {k: int(v) for k, v in labels["distortion"].value_counts().sort_index().items()},

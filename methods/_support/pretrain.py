@@ -44,8 +44,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .errors import MethodError
-from .store import atomic_folder, atomic_write_bytes, atomic_write_json, file_lock
+from biqa_bench.errors import MethodError
+from biqa_bench.store import atomic_folder, atomic_write_bytes, atomic_write_json, file_lock
 
 STAGE_FORMAT = 1
 DATA_FORMAT = 1
@@ -55,7 +55,7 @@ GENERATED_SIZE = 256  # QAMT 4.1: pre-training images are scaled to 256 x 256
 
 
 def pretrain_root() -> Path:
-    from .config import cache_path
+    from biqa_bench.config import cache_path
 
     return cache_path("pretrain")
 
@@ -207,7 +207,7 @@ def _items_fingerprint(items: pd.DataFrame, columns: list[str]) -> str:
 
 def load_named_set(spec: str, excluded_contents: set[str] | frozenset = frozenset()) -> PretrainSet:
     """A registered dataset as pre-training data, without the items of ``excluded_contents``."""
-    from .datasets.registry import load_dataset
+    from biqa_bench.datasets.registry import load_dataset
 
     dataset = load_dataset(spec)
     items = dataset.with_abspaths()
@@ -295,7 +295,7 @@ def target_pretrain_set(
     training content's reference. Every source is resized to ``size`` x ``size``; pseudo-MOS labels
     come from the generator. Cached by the sources and the parameters.
     """
-    from .datasets import synthetic as generator
+    from biqa_bench.datasets import synthetic as generator
 
     if kind not in ("synthetic", "authentic"):
         raise MethodError(f"pre-training set kind must be 'synthetic' or 'authentic', not {kind!r}")
@@ -333,7 +333,7 @@ def target_pretrain_set(
 
 
 def _generate(folder, sources, kind, seed, per_source, size, read_image, progress, params) -> None:
-    from .datasets.synthetic import generate_content
+    from biqa_bench.datasets.synthetic import generate_content
 
     with atomic_folder(folder, replace=True) as tmp:  # a folder there is stale (no items.csv)
         frames = []
@@ -397,7 +397,7 @@ def resolve_pretrain_set(
 
 def classification_targets(items: pd.DataFrame, kind: str) -> np.ndarray:
     """Class index per item (synthetic: N = 39) or the 26-way multi-hot matrix (authentic)."""
-    from .datasets import distortions as D
+    from biqa_bench.datasets import distortions as D
 
     if kind == "synthetic":
         if "class_index" not in items.columns:
@@ -412,7 +412,7 @@ def classification_targets(items: pd.DataFrame, kind: str) -> np.ndarray:
 
 
 def n_classes(kind: str) -> int:
-    from .datasets import distortions as D
+    from biqa_bench.datasets import distortions as D
 
     return len(D.SYNTHETIC_CLASSES) if kind == "synthetic" else len(D.AUTHENTIC_CLASSES)
 
@@ -426,7 +426,7 @@ def pretrain_image_source(pset: PretrainSet, size, workers: int | None = None, p
     (``'short384'``); keyed by their paths and files."""
     from types import SimpleNamespace
 
-    from .imagecache import ImageCache
+    from biqa_bench.imagecache import ImageCache
 
     items = pset.items[["item_id", "path"]].astype(str)
     view = SimpleNamespace(
@@ -456,7 +456,7 @@ def run_stage_phase(name: str, net, data, optimizer, loss, train_modules, settin
     (:func:`epoch_batches`), no validation set (the last epoch is kept), resumable from the stage's
     work folder. ``prefix`` names the stage's settings (``<prefix>_epochs``, ``_batch_size``,
     ``_max_steps``)."""
-    from .nn.trainer import Phase, StepDecay, run_phase
+    from biqa_bench.nn.trainer import Phase, StepDecay, run_phase
 
     n, batch = len(data.item_ids), int(settings[f"{prefix}_batch_size"])
     phase = Phase(
