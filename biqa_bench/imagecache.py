@@ -575,3 +575,20 @@ def _remove_dead_partials(folder: Path) -> None:
         pid_text = partial.name[len(f".partial-{folder.name}-") :].split("-")[0]
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
             shutil.rmtree(partial, ignore_errors=True)
+
+
+
+def open_image_source(dataset, spec: str = "none", workers: int = 1, progress: Progress | None = None):
+    """The image source for ``dataset`` that a ``--image-cache`` spec names: ``None`` for ``none``
+    (images decoded from their files), else its :class:`ImageCache` (``short512``, ``original``,
+    ``HxW`` such as ``384x512``), built on first use and checked against the files when opened."""
+    if spec in (None, "none"):
+        return None
+    size: Any = spec
+    if "x" in spec:
+        try:
+            height, width = (int(v) for v in spec.split("x"))
+        except ValueError:
+            raise BiqaError(f"image cache size must be none, short<N>, original or HxW such as 384x512; not '{spec}'") from None
+        size = (height, width)
+    return ImageCache.open_or_build(dataset, size=size, workers=workers, progress=progress)

@@ -5,6 +5,9 @@ crash or Ctrl-C loses at most the split in flight, and re-running skips complete
 manifest matches the requested method parameters and split file. The trained model is saved
 in the run's ``model/`` folder, so later analyses (cross-dataset, gMAD) reuse it.
 
+Each run is a :class:`biqa_bench.jobs.Job`; :func:`run_jobs` skips complete ones and hands the
+rest to an executor (:mod:`biqa_bench.jobs`), whose workers call :func:`run_job`.
+
 Predictions of a trained run on another image set are cached inside the run folder under
 ``inference/<dataset>-<fingerprint>.csv``: one inference pass per (model, dataset).
 """
@@ -13,13 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,14 +31,16 @@ from . import __version__
 from .datasets.registry import Dataset, info_to_dict
 from .errors import MethodError, RunError
 from .evaluation.ranges import quality_counts
+from .imagecache import open_image_source
+from .jobs import Executor, Job, OnDone, Progress, RunOutcome, SerialExecutor
 from .methods import Context, Method, create_method
 from .splits import SplitSet
 from .store import (
-    MANIFEST, SplitBusy, acquire_split_lock, atomic_write_csv, is_complete, predictions_frame, read_manifest,
-    release_split_lock, run_dir, safe_name, write_run,
+    MANIFEST, SplitBusy, acquire_split_lock, atomic_write_csv, atomic_write_json, is_complete, predictions_frame,
+    read_manifest, release_split_lock, safe_name, write_run,
 )
 
-Progress = Callable[[str, float, "float | None"], None]
+FAILED = "failed.json"
 
 
 def versions() -> dict[str, str]:
@@ -77,15 +82,6 @@ def run_manifest(
     }
 
 
-@dataclass(frozen=True)
-class RunOutcome:
-    split: int
-    folder: Path
-    status: str  # "done" | "skipped" | "busy" (another process is training it)
-    seconds: float
-    note: str = ""
-
-
 def _reusable(folder: Path, method: str, params: dict[str, Any], split_hash: str, seed: int) -> bool:
     """True when ``folder`` holds a complete run of these settings, False when it holds none; a
     complete run of other settings is a RunError (``--force`` overwrites it)."""
@@ -105,147 +101,113 @@ def _matches(manifest: dict[str, Any], method: str, params: dict[str, Any], spli
     )
 
 
-def train_runs(
-    method_name: str,
-    params: dict[str, Any],
-    dataset: Dataset,
-    split_set: SplitSet,
-    out: Path,
-    split_file: Path | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    progress: Progress | None = None,
-    log: logging.Logger | None = None,
-    images: Any = None,
-    skip_items: list[str] | None = None,
-    only_splits: list[int] | None = None,
-    force: bool = False,
-    on_split: Callable[[RunOutcome], None] | None = None,
-    jobs: int = 1,
-) -> list[RunOutcome]:
-    """Fit and test ``method_name`` on every split of ``split_set``; write one run per split.
+def run_jobs(jobs: Sequence[Job], executor: Executor | None = None, on_done: OnDone | None = None) -> list[RunOutcome]:
+    """Run ``jobs`` on ``executor`` (default: in this process); one outcome per job, by split.
 
-    ``jobs > 1`` runs that many splits at once in worker processes (a local process pool, for
-    CPU methods); runs communicate only through their folders, so the results are the same as
-    with ``jobs=1``. Progress callbacks are not forwarded from the workers.
+    Complete runs of the same settings are skipped here, before any job is handed out; the job
+    re-checks after taking its split's lock (another process may finish it meanwhile). Runs
+    communicate only through their folders, so every executor gives the same runs.
     """
-    log = log or logging.getLogger("biqa")
-    if split_set.fingerprint != dataset.fingerprint:
-        raise RunError(
-            f"split file for '{split_set.dataset}' does not match dataset '{dataset.name}'; re-make it with `biqa splits make`"
-        )
-    create_method(method_name, **params)  # fail fast on a bad name or parameters
-    if jobs < 1:
-        raise RunError(f"--jobs must be at least 1, not {jobs}")
-    skip = set(skip_items or [])
-    outcomes = []
-    pending = []
-    for split in split_set.splits:
-        if only_splits is not None and split.index not in only_splits:
-            continue
-        folder = run_dir(out, dataset.name, method_name, split.index)
-        if not force and _reusable(folder, method_name, params, split_set.hash, seed):
-            outcome = RunOutcome(split.index, folder, "skipped", 0.0)
+    executor = executor or SerialExecutor()
+    checked = set()
+    outcomes, pending = [], []
+    for job in jobs:
+        if id(job.dataset) not in checked:
+            if job.split_set.fingerprint != job.dataset.fingerprint:
+                raise RunError(
+                    f"split file for '{job.split_set.dataset}' does not match dataset '{job.dataset.name}'; "
+                    "re-make it with `biqa splits make`"
+                )
+            checked.add(id(job.dataset))
+        create_method(job.method, **job.params)  # fail fast on a bad name or parameters
+        if not job.force and _reusable(job.folder, job.method, job.params, job.split_set.hash, job.seed):
+            outcome = RunOutcome(job.split, job.folder, "skipped", 0.0)
             outcomes.append(outcome)
-            if on_split:
-                on_split(outcome)
+            if on_done:
+                on_done(outcome)
             continue
-        pending.append((split, folder))
-    if jobs == 1 or len(pending) < 2:
-        for split, folder in pending:
-            outcome = _run_one(
-                method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
-                force=force,
-            )
-            outcomes.append(outcome)
-            if on_split:
-                on_split(outcome)
-    else:
-        outcomes.extend(
-            _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split, force)
-        )
-    return sorted(outcomes, key=lambda o: o.split)
+        pending.append(job)
+    outcomes.extend(executor.run(pending, on_done))
+    return sorted(outcomes, key=lambda o: (str(o.folder.parent), o.split))
 
 
-def _run_job(args: tuple) -> RunOutcome:
-    # module-level so that it pickles into a worker process; logs go to the worker's "biqa" logger
-    method_name, params, dataset, split_set, split, folder, split_file, device, seed, images, skip, cache, force = args
-    return _run_one(
-        method_name, params, dataset, split_set, split, folder, split_file, device, seed,
-        None, logging.getLogger("biqa"), images, skip, cache=cache, force=force,
-    )
+def run_job(job: Job, progress: Progress | None = None, log: logging.Logger | None = None, keep_going: bool = False) -> RunOutcome:
+    """Train and test one job into its run folder, holding the split's lock.
 
-
-def _run_pool(jobs, pending, method_name, params, dataset, split_set, split_file, device, seed, images, skip, on_split, force):
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    from .pools import pool_context
-
-    context = pool_context()  # no fork of a parent whose torch/OpenMP thread pools may be running
-    outcomes = []
-    cache = _cache_dir()  # resolved here: a worker's environment may be older than the caller's
-    executor = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context)
-    try:
-        futures = {
-            executor.submit(
-                _run_job,
-                (method_name, params, dataset, split_set, split, folder, split_file, device, seed, images, skip, cache, force),
-            )
-            for split, folder in pending
-        }
-        while futures:
-            done, futures = wait(futures, return_when=FIRST_COMPLETED)
-            for future in done:
-                outcome = future.result()
-                outcomes.append(outcome)
-                if on_split:
-                    on_split(outcome)
-    except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
-        raise
-    executor.shutdown(wait=True)
-    return outcomes
-
-
-def _run_one(
-    method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
-    kind="run", cache=None, force=False,
-):
+    A split another live process holds is ``busy`` (left to it). With ``keep_going`` an error is
+    recorded in the folder's ``failed.json`` and returned as ``failed``; else it is raised.
+    """
     started = time.perf_counter()
+    folder = job.folder
     try:
         lock = acquire_split_lock(folder)
     except SplitBusy as busy:
-        return RunOutcome(split.index, folder, "busy", 0.0, str(busy))
+        return RunOutcome(job.split, folder, "busy", 0.0, str(busy))
     try:
         # finished by another process while this one waited for it (a race the checks before missed)
-        if not force and _reusable(folder, method_name, params, split_set.hash, seed):
-            return RunOutcome(split.index, folder, "skipped", 0.0, "finished by another process")
-        return _train_split(
-            method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
-            kind, cache, started,
-        )
+        if not job.force and _reusable(folder, job.method, job.params, job.split_set.hash, job.seed):
+            return RunOutcome(job.split, folder, "skipped", 0.0, "finished by another process")
+        try:
+            _train_split(job, progress, log or logging.getLogger("biqa"))
+        except Exception as exc:
+            if not keep_going:
+                raise
+            reason = _error_line(exc)
+            record_failure(folder, reason)
+            return RunOutcome(job.split, folder, "failed", time.perf_counter() - started, reason)
+        return RunOutcome(job.split, folder, "done", time.perf_counter() - started)
     finally:
         release_split_lock(lock)
 
 
-def _train_split(
-    method_name, params, dataset, split_set, split, folder, split_file, device, seed, progress, log, images, skip,
-    kind, cache, started,
-):
-    _clear_incomplete(folder, keep_checkpoints=bool(params.get("resume")))
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def record_failure(folder: Path, reason: str) -> None:
+    """Note in an incomplete run folder why its job failed (cleared when the job runs again)."""
+    import socket
+    import traceback
+
+    atomic_write_json(Path(folder) / FAILED, {
+        "error": reason,
+        "traceback": traceback.format_exc() if traceback.format_exc().strip() != "NoneType: None" else None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def read_failure(folder: Path) -> dict[str, Any] | None:
+    """The failure record of an incomplete run folder, if its last job failed."""
+    path = Path(folder) / FAILED
+    if is_complete(folder) or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"error": f"{path}: unreadable failure record"}
+
+
+def _train_split(job: Job, progress: Progress | None, log: logging.Logger) -> None:
+    folder = job.folder
+    dataset, split = job.dataset, job.split_set.splits[_split_position(job)]
+    _clear_incomplete(folder, keep_checkpoints=bool(job.params.get("resume")))
     ctx = Context(
-        device=device,
-        seed=method_seed(seed, split.index),
-        cache_dir=cache or _cache_dir(),
+        device=job.device,
+        seed=method_seed(job.seed, split.index),
+        cache_dir=_cache_dir(),
         work_dir=folder,
         progress=progress or (lambda *a: None),
         log=log,
-        images=images,
+        images=open_image_source(dataset, job.image_cache),
         dataset=dataset,
     )
+    skip = set(job.skip_items)
     pick = lambda ids: dataset.with_abspaths(dataset.subset([i for i in ids if i not in skip]))  # noqa: E731
     train, val, test = pick(split.train), pick(split.val), pick(split.test)
-    method = create_method(method_name, **params)
+    method = create_method(job.method, **job.params)
     t0 = time.perf_counter()
     method.fit(train, val, ctx)
     fit_seconds = time.perf_counter() - t0
@@ -254,13 +216,13 @@ def _train_split(
     predict_seconds = time.perf_counter() - t0
     method.save(folder / "model")
     predictions = predictions_frame(test, dataset.name, split.index, prediction)
-    manifest = run_manifest(kind, method_name, params, dataset, split_set, split.index, split_file, seed)
+    manifest = run_manifest(job.kind, job.method, job.params, dataset, job.split_set, split.index, job.split_file, job.seed)
     manifest.update({
         "method_seed": ctx.seed,
         # every parameter the method ran with, defaults included: "params" holds only what was asked
         # for (it identifies the run), this records what a later version's defaults cannot change
         "resolved_params": json.loads(json.dumps(method.get_params(), default=str)),
-        "device": device,
+        "device": job.device,
         "n_train": len(train),
         "n_val": len(val),
         "n_test": len(test),
@@ -271,7 +233,13 @@ def _train_split(
         "timings": {"fit_s": round(fit_seconds, 3), "predict_s": round(predict_seconds, 3)},
     })
     write_run(folder, predictions, manifest)
-    return RunOutcome(split.index, folder, "done", time.perf_counter() - started)
+
+
+def _split_position(job: Job) -> int:
+    for position, split in enumerate(job.split_set.splits):
+        if split.index == job.split:
+            return position
+    raise RunError(f"split {job.split} is not in the split file of '{job.dataset.name}' (it has {[s.index for s in job.split_set.splits]})")
 
 
 def _clear_incomplete(folder: Path, keep_checkpoints: bool) -> None:
@@ -360,7 +328,7 @@ def cross_train(
     val_fraction: float = 0.1,
     progress: Progress | None = None,
     log: logging.Logger | None = None,
-    images: Any = None,
+    image_cache: str = "none",
 ) -> Path:
     """Train on all of ``dataset`` (val carved from it) for cross-dataset tests; reused if complete."""
     from .splits import full_train_split
@@ -373,10 +341,9 @@ def cross_train(
             return folder
         raise RunError(f"{folder}: holds a cross-dataset model with other parameters or seed; use another --out")
     create_method(method_name, **params)
-    outcome = _run_one(
-        method_name, params, dataset, split_set, split_set.splits[0], folder, None, device, seed,
-        progress, log or logging.getLogger("biqa"), images, set(), kind="cross-model",
-    )
+    job = Job(method_name, params, dataset, split_set, Path(out), split=split_set.splits[0].index, device=device, seed=seed,
+              kind="cross-model", folder_override=folder, image_cache=image_cache)
+    outcome = run_job(job, progress, log or logging.getLogger("biqa"))
     if outcome.status == "busy":
         raise RunError(f"{folder}: {outcome.note}; run the same command again when it has finished")
     return folder

@@ -10,7 +10,7 @@ from biqa_bench.datasets.registry import load_dataset, parse_spec
 from biqa_bench.errors import DatasetError, MethodError, RunError, SplitError
 from biqa_bench.importer import import_predictions
 from biqa_bench.methods import create_method
-from biqa_bench.runner import train_runs
+from _run_helpers import train_runs
 from biqa_bench.splits import load_splits, make_splits
 from biqa_bench.store import find_runs, load_predictions
 

@@ -190,7 +190,7 @@ def test_save_load_gives_identical_predictions(tmp_path, setup):
 
 
 def test_runner_reuses_stage1_across_splits_and_each_manifest_names_it(tmp_path, setup):
-    from biqa_bench.runner import train_runs
+    from _run_helpers import train_runs
     from biqa_bench.splits import make_splits
 
     target, items, calls = setup

@@ -88,20 +88,9 @@ def load_with_skips(dataset_spec: str, root: Optional[Path], skip_broken: bool, 
 
 
 def image_source(dataset, spec: str, workers: int, report):
-    if spec == "none":
-        return None
-    from ..imagecache import ImageCache
+    from ..imagecache import open_image_source
 
-    size = spec
-    if "x" in spec:
-        try:
-            height, width = (int(v) for v in spec.split("x"))
-        except ValueError:
-            raise BiqaError(f"image cache size must be none, short<N>, original or HxW such as 384x512; not '{spec}'") from None
-        size = (height, width)
-    return ImageCache.open_or_build(
-        dataset, size=size, workers=workers, progress=lambda done, total: report("caching images", done, total)
-    )
+    return open_image_source(dataset, spec, workers, progress=lambda done, total: report("caching images", done, total))
 
 
 # ---------------------------------------------------------------- splits / methods
@@ -258,7 +247,8 @@ def train(
 
     Example: biqa train --method brisque --dataset synthetic --repeats 5
     """
-    from ..runner import train_runs
+    from ..jobs import Job, local_executor
+    from ..runner import run_jobs
 
     device = check_device(device)
     params = method_params(
@@ -275,13 +265,14 @@ def train(
         absent = sorted(set(only_splits) - known)
         if absent:
             raise BiqaError(f"--only names splits {absent} that {split_path} does not have (it has {sorted(known)})")
+    job = Job(method, params, data, split_set, out, split_file=split_path, seed=seed, device=device,
+              image_cache=image_cache, skip_items=tuple(skipped), force=force)
     with progress_bar(not quiet) as report:
-        images = image_source(data, image_cache, workers, report)
-        outcomes = train_runs(
-            method, params, data, split_set, out, split_file=split_path, device=device, seed=seed,
-            progress=report, log=logging.getLogger("biqa"), images=images, skip_items=skipped,
-            only_splits=only_splits, force=force, jobs=jobs,
-            on_split=lambda o: console.print(
+        image_source(data, image_cache, workers, report)  # built once here, with progress; the jobs open it
+        executor = local_executor(jobs, progress=report, log=logging.getLogger("biqa"))
+        outcomes = run_jobs(
+            job.for_splits(only_splits), executor,
+            on_done=lambda o: console.print(
                 f"{method} on {data.name} split {o.split}: {o.status}" + (f", {o.note}" if o.note else f" ({o.seconds:.1f} s)")
             ),
         )

@@ -37,7 +37,8 @@ def demo(
     from ..datasets.registry import load_dataset
     from ..evaluation.cross import cross_records
     from ..evaluation.significance import compare_methods
-    from ..runner import cross_train, predict_with_run, train_runs
+    from ..jobs import Job, local_executor
+    from ..runner import cross_train, predict_with_run, run_jobs
     from ..store import atomic_write_csv
     from .core import evaluation_tables, render_summary, resolve_splits
 
@@ -62,8 +63,8 @@ def demo(
         for name, data in datasets.items():
             split_set, split_path = resolve_splits(data, None, out, repeats, seed)
             for method in DEMO_METHODS:
-                outcomes = train_runs(method, {}, data, split_set, out, split_file=split_path, seed=seed,
-                                      progress=bar, log=log, jobs=jobs)
+                job = Job(method, {}, data, split_set, out, split_file=split_path, seed=seed)
+                outcomes = run_jobs(job.for_splits(), local_executor(jobs, progress=bar, log=log))
                 done = sum(o.status == "done" for o in outcomes)
                 seconds = sum(o.seconds for o in outcomes)
                 console.print(f"[bold]train[/] {method} on {data.name}: {done} splits trained "

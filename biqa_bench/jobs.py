@@ -1,0 +1,211 @@
+"""The unit of work (:class:`Job`) and the executors that run jobs.
+
+A job is one (method, parameters, train dataset, split, image-cache spec, results folder): it
+writes exactly one run folder through :func:`biqa_bench.runner.run_job` (split lock, resume,
+atomic writes, manifest last). Jobs share nothing but their run folders and the caches, so any
+executor gives the same runs:
+
+* :class:`SerialExecutor` - in this process, one job after the other (progress and log reach the
+  caller);
+* :class:`ProcessExecutor` - a local process pool (``workers`` processes, for CPU methods).
+
+An executor's :meth:`Executor.run` takes jobs and returns one :class:`RunOutcome` per job. With
+``keep_going`` a job that raises is recorded (``failed.json`` in its run folder) and returned as
+``failed``; the other jobs go on. Without it the first error stops the run and is raised, as
+``biqa train`` wants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import RunError
+
+Progress = Callable[[str, float, "float | None"], None]
+OnDone = Callable[["RunOutcome"], None]
+
+#: The environment a job depends on (config, caches, user method folders). A worker may have
+#: been started before the caller changed it (a pool's server process outlives one command), so
+#: every job carries the caller's values into its worker.
+JOB_ENVIRONMENT = ("BIQA_CONFIG", "BIQA_CACHE", "BIQA_METHODS_PATH")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: ``method`` with ``params`` on split ``split`` of ``split_set``.
+
+    ``kind`` is ``run`` (a split of a benchmark, folder ``OUT/DATASET/METHOD/split_NN``) or
+    ``cross-model`` (trained on all of the dataset, folder given). ``image_cache`` is a spec as
+    ``biqa train --image-cache`` takes it (``none``, ``short512``, ``original``, ``HxW``): the
+    job opens that cache of its dataset where it runs.
+    """
+
+    method: str
+    params: dict[str, Any]
+    dataset: Any  # biqa_bench.datasets.registry.Dataset
+    split_set: Any  # biqa_bench.splits.SplitSet
+    out: Path
+    split: int = 0
+    split_file: Path | None = None
+    seed: int = 0
+    device: str = "cpu"
+    image_cache: str = "none"
+    skip_items: tuple[str, ...] = ()
+    force: bool = False
+    kind: str = "run"
+    folder_override: Path | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        if self.folder_override is not None:
+            return Path(self.folder_override)
+        from .store import run_dir
+
+        return run_dir(self.out, self.dataset.name, self.method, self.split)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} on {self.dataset.name} split {self.split}"
+
+    def for_splits(self, only: Sequence[int] | None = None) -> list["Job"]:
+        """This job once per split of its split set (those in ``only`` when given)."""
+        return [
+            dataclasses.replace(self, split=s.index)
+            for s in self.split_set.splits
+            if only is None or s.index in set(only)
+        ]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    split: int
+    folder: Path
+    status: str  # "done" | "skipped" | "busy" (another process is training it) | "failed"
+    seconds: float
+    note: str = ""
+
+
+def caller_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in JOB_ENVIRONMENT if name in os.environ}
+
+
+def execute(job: Job, progress: Progress | None = None, log: logging.Logger | None = None, keep_going: bool = False) -> RunOutcome:
+    """Run one job where this is called (in this process, or inside a worker)."""
+    from .runner import run_job
+
+    return run_job(job, progress=progress, log=log or logging.getLogger("biqa"), keep_going=keep_going)
+
+
+def _execute_in_worker(job: Job, keep_going: bool) -> RunOutcome:
+    # module-level so that it pickles into a worker process; logs go to the worker's "biqa" logger
+    os.environ.update(job.environment)
+    return execute(job, keep_going=keep_going)
+
+
+def _with_environment(job: Job) -> Job:
+    return job if job.environment else dataclasses.replace(job, environment=caller_environment())
+
+
+class Executor:
+    """Runs jobs and returns their outcomes (in the order they finish); see the module docstring."""
+
+    name = "executor"
+
+    def __init__(self, keep_going: bool = False):
+        self.keep_going = keep_going
+
+    def run(self, jobs: Sequence[Job], on_done: OnDone | None = None) -> list[RunOutcome]:
+        raise NotImplementedError
+
+    def _failed(self, job: Job, reason: str) -> RunOutcome:
+        """The outcome of a job whose worker died or could not report (a crash, ``kill -9``)."""
+        from .runner import record_failure
+
+        record_failure(job.folder, reason)
+        return RunOutcome(job.split, job.folder, "failed", 0.0, reason)
+
+
+class SerialExecutor(Executor):
+    """Every job in this process, one after the other."""
+
+    name = "serial"
+
+    def __init__(self, progress: Progress | None = None, log: logging.Logger | None = None, keep_going: bool = False):
+        super().__init__(keep_going)
+        self.progress = progress
+        self.log = log
+
+    def run(self, jobs: Sequence[Job], on_done: OnDone | None = None) -> list[RunOutcome]:
+        outcomes = []
+        for job in jobs:
+            outcome = execute(job, self.progress, self.log, self.keep_going)
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+        return outcomes
+
+
+class ProcessExecutor(Executor):
+    """A local process pool of ``workers`` processes (forkserver; progress is not forwarded)."""
+
+    name = "process"
+
+    def __init__(
+        self, workers: int = 2, keep_going: bool = False, inline_single: bool = False,
+        progress: Progress | None = None, log: logging.Logger | None = None,
+    ):
+        if workers < 1:
+            raise RunError(f"--jobs / --workers must be at least 1, not {workers}")
+        super().__init__(keep_going)
+        self.workers = workers
+        self.inline_single = inline_single  # one job alone runs here, with progress (biqa train)
+        self.progress, self.log = progress, log
+
+    def run(self, jobs: Sequence[Job], on_done: OnDone | None = None) -> list[RunOutcome]:
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        from .pools import pool_context
+
+        if not jobs:
+            return []
+        if self.inline_single and len(jobs) == 1:
+            return SerialExecutor(self.progress, self.log, self.keep_going).run(jobs, on_done)
+        outcomes = []
+        # forkserver: no fork of a parent whose torch/OpenMP thread pools may be running
+        executor = ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)), mp_context=pool_context())
+        try:
+            futures = {executor.submit(_execute_in_worker, _with_environment(job), self.keep_going): job for job in jobs}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        if not self.keep_going:
+                            raise
+                        outcome = self._failed(futures[future], "its worker process died (killed, or out of memory); run again to retry")
+                    outcomes.append(outcome)
+                    if on_done:
+                        on_done(outcome)
+        except BaseException:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+        executor.shutdown(wait=True)
+        return outcomes
+
+
+def local_executor(workers: int = 1, progress: Progress | None = None, log: logging.Logger | None = None, keep_going: bool = False) -> Executor:
+    """In this process for one worker, else a process pool: what ``biqa train --jobs N`` uses."""
+    if workers < 1:
+        raise RunError(f"--jobs / --workers must be at least 1, not {workers}")
+    if workers == 1:
+        return SerialExecutor(progress, log, keep_going)
+    return ProcessExecutor(workers, keep_going, inline_single=True, progress=progress, log=log)
