@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -135,7 +136,12 @@ def _official_split(dataset: Dataset) -> SplitSet:
 
 
 def load_splits(path: Path, dataset: Dataset | None = None) -> SplitSet:
-    """Read a split file; with ``dataset``, verify that it still matches it."""
+    """Read a split file; with ``dataset``, verify that it still matches it (:func:`check_splits`)."""
+    return load_checked_splits(path, dataset)[0]
+
+
+def load_checked_splits(path: Path, dataset: Dataset | None = None) -> tuple[SplitSet, "SplitCheck | None"]:
+    """A split file and, with ``dataset``, what :func:`check_splits` found (None without one)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -154,18 +160,90 @@ def load_splits(path: Path, dataset: Dataset | None = None) -> SplitSet:
         raise SplitError(f"{path}: split file not found; make one with `biqa splits make`") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SplitError(f"{path}: not a valid split file ({type(exc).__name__}: {exc}); re-make it with `biqa splits make`") from None
-    if dataset is not None:
-        if split_set.dataset.split(":")[0] != dataset.name.split(":")[0]:
-            raise SplitError(f"{path}: split file is for dataset '{split_set.dataset}', not '{dataset.name}'")
-        if split_set.fingerprint != dataset.fingerprint:
-            raise SplitError(
-                f"{path}: split file no longer matches dataset '{dataset.name}' (fingerprint "
-                f"{split_set.fingerprint} != {dataset.fingerprint}); its labels or files changed. "
-                "Re-make the splits with `biqa splits make` and re-run the methods"
-            )
-        known = set(dataset.items["item_id"])
-        for split in split_set.splits:
-            unknown = [i for i in split.train + split.val + split.test if i not in known]
-            if unknown:
-                raise SplitError(f"{path}: split {split.index} names items not in '{dataset.name}' ({unknown[:3]}); re-make the splits")
-    return split_set
+    if dataset is None:
+        return split_set, None
+    if split_set.dataset.split(":")[0] != dataset.name.split(":")[0]:
+        raise SplitError(f"{path}: split file is for dataset '{split_set.dataset}', not '{dataset.name}'")
+    if split_set.fingerprint != dataset.fingerprint:
+        raise SplitError(
+            f"{path}: split file no longer matches dataset '{dataset.name}' (fingerprint "
+            f"{split_set.fingerprint} != {dataset.fingerprint}); its labels or files changed. "
+            "Re-make the splits with `biqa splits make` and re-run the methods"
+        )
+    return split_set, check_splits(split_set, dataset, path)
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """What :func:`check_splits` found that is not an error: dataset items no part names."""
+
+    path: str
+    dataset: str
+    n_items: int
+    unassigned: dict[int, int]  # split index -> how many dataset items are in none of its parts
+
+    def warnings(self) -> list[str]:
+        if not self.unassigned:
+            return []
+        counts = ", ".join(f"split {k}: {n}" for k, n in sorted(self.unassigned.items()))
+        return [
+            f"{self.path}: items of '{self.dataset}' ({self.n_items}) in no part of a split ({counts}); "
+            "they are not trained or tested on. Re-make the splits with `biqa splits make` if that is not meant"
+        ]
+
+
+PARTS = ("train", "val", "test")
+_REMAKE = "re-make the splits with `biqa splits make`"
+
+
+def check_splits(split_set: SplitSet, dataset: Dataset, path: Path | str = "split file") -> SplitCheck:
+    """Validate every split against ``dataset`` (a hand-edited file is not trusted).
+
+    Errors (:class:`SplitError`): two splits with one index; an item named twice; an item not in
+    the dataset; an empty train or test part (an empty val too when the file asked for one); an
+    item, or a content (the reference image of a synthetic set, the scene of CID2013, ...), in
+    two parts of one split, which leaks test data into training. Not an error: dataset items in
+    no part (counted per split in the returned :class:`SplitCheck`, for a warning).
+    """
+    items = dataset.items
+    content_of = dict(zip(items["item_id"], items["content_id"]))
+    contents_differ = bool((items["content_id"] != items["item_id"]).any())
+    seen_indices: set[int] = set()
+    unassigned: dict[int, int] = {}
+    for split in split_set.splits:
+        where = f"{path}: split {split.index}"
+        if split.index in seen_indices:
+            raise SplitError(f"{path}: two splits have index {split.index}; each split needs its own index: {_REMAKE}")
+        seen_indices.add(split.index)
+        parts = {name: getattr(split, name) for name in PARTS}
+        named: list[str] = [i for ids in parts.values() for i in ids]
+        unknown = sorted({i for i in named if i not in content_of})
+        if unknown:
+            raise SplitError(f"{where} names {len(unknown)} items not in '{dataset.name}' (e.g. {unknown[:3]}); {_REMAKE}")
+        for name, ids in parts.items():
+            if len(set(ids)) != len(ids):
+                repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+                raise SplitError(f"{where}: {len(repeated)} items listed twice in its {name} part (e.g. {repeated[:3]}); {_REMAKE}")
+        may_be_empty = {"val"} if not split_set.val_fraction > 0 else set()  # NaN (official): as the dataset has it
+        if split_set.rule == "all":
+            may_be_empty.add("test")
+        for name, ids in parts.items():
+            if not ids and name not in may_be_empty:
+                raise SplitError(f"{where}: its {name} part is empty; every split needs train and test items: {_REMAKE}")
+        for first, second in (("train", "test"), ("train", "val"), ("val", "test")):
+            shared = sorted(set(parts[first]) & set(parts[second]))
+            if shared:
+                raise SplitError(
+                    f"{where}: {len(shared)} items are in both {first} and {second} (e.g. {shared[:3]}), a leak; {_REMAKE}"
+                )
+            if contents_differ:
+                shared = sorted({content_of[i] for i in parts[first]} & {content_of[i] for i in parts[second]})
+                if shared:
+                    raise SplitError(
+                        f"{where}: {len(shared)} contents (reference images) have items in both {first} and {second} "
+                        f"(e.g. {shared[:3]}), a leak; split by content: {_REMAKE}"
+                    )
+        missing = len(content_of) - len(set(named))
+        if missing:
+            unassigned[split.index] = missing
+    return SplitCheck(str(path), dataset.name, len(content_of), unassigned)

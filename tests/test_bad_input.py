@@ -92,3 +92,83 @@ def test_add_accepts_paths_in_subfolders_and_dot_segments(tmp_path, capsys):
     labels.to_csv(csv, index=False)
     code, _, err = biqa(capsys, "datasets", "add", "nested", "--csv", csv, "--root", root, "--score-range", 1, 5)
     assert code == 0, err
+
+
+# ------------------------------------------------------------------ hand-edited split files
+
+
+def _edited_split_file(dataset, tmp_path, edit) -> Path:
+    from biqa_bench.splits import make_splits
+
+    data = make_splits(dataset, repeats=2, seed=0).to_dict()
+    edit(data["splits"][1])
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _leak_item(split):
+    split["train"].append(split["test"][0])
+
+
+def _leak_content(split):
+    # img000 and img001 share content c0; put the two of one content on both sides
+    partner = {f"img{k:03d}.png": f"img{k ^ 1:03d}.png" for k in range(40)}
+    moved = split["test"][0]
+    split["test"].remove(partner[moved]) if partner[moved] in split["test"] else None
+    split["train"] = [i for i in split["train"] if i != partner[moved]] + [partner[moved]]
+    split["val"] = [i for i in split["val"] if i != partner[moved]]
+
+
+EDITS = {
+    "item leak": (_leak_item, "split 1: 1 items are in both train and test"),
+    "content leak": (_leak_content, "split 1: 1 contents (reference images) have items in both train and test"),
+    "empty test": (lambda s: s.update(test=[]), "split 1: its test part is empty"),
+    "empty train": (lambda s: s.update(train=[]), "split 1: its train part is empty"),
+    "empty val": (lambda s: s.update(train=s["train"] + s["val"], val=[]), "split 1: its val part is empty"),
+    "unknown item": (lambda s: s["test"].append("ghost.png"), "split 1 names 1 items not in 'tiny' (e.g. ['ghost.png'])"),
+    "listed twice": (lambda s: s["train"].append(s["train"][0]), "split 1: 1 items listed twice in its train part"),
+    "same index": (lambda s: s.update(index=0), "two splits have index 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(EDITS))
+def test_a_hand_edited_split_file_is_an_error_in_train_import_and_check(tiny_dataset, tmp_path, capsys, case):
+    edit, needle = EDITS[case]
+    path = _edited_split_file(tiny_dataset, tmp_path, edit)
+    out = tmp_path / "res"
+    code, _, err = biqa(capsys, "train", "-m", "test-brightness", "-d", "tiny", "--splits", path, "-o", out, "-q")
+    one_line_error(code, err, str(path), needle, "biqa splits make")
+    assert not out.exists()  # nothing trained or written
+    preds = tmp_path / "p.csv"
+    pd.DataFrame({"item_id": tiny_dataset.items["item_id"], "prediction": 1.0, "split": 0}).to_csv(preds, index=False)
+    code, _, err = biqa(capsys, "import", "-m", "ext", "-d", "tiny", "--predictions", preds, "--splits", path, "-o", out)
+    one_line_error(code, err, str(path), needle)
+    assert not out.exists()
+    code, _, err = biqa(capsys, "splits", "check", path)
+    one_line_error(code, err, str(path), needle)
+
+
+def test_items_in_no_part_are_a_warning_with_the_count(tiny_dataset, tmp_path, capsys):
+    def drop(split):
+        split["train"] = split["train"][3:]
+
+    path = _edited_split_file(tiny_dataset, tmp_path, drop)
+    code, out, err = biqa(capsys, "splits", "check", path)
+    assert code == 0, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "warning" in lines[0] and "(split 1: 3)" in lines[0] and "(40)" in lines[0], err
+    assert "2 splits of tiny valid" in out
+    code, _, err = biqa(capsys, "train", "-m", "test-brightness", "-d", "tiny", "--splits", path, "-o", tmp_path / "res", "-q")
+    assert code == 0 and "(split 1: 3)" in err
+    manifest = json.loads((tmp_path / "res" / "tiny" / "test-brightness" / "split_01" / "manifest.json").read_text())
+    assert manifest["n_train"] + manifest["n_val"] + manifest["n_test"] == 37
+
+
+def test_a_made_split_file_checks_clean(tiny_dataset, tmp_path, capsys):
+    code, out, err = biqa(capsys, "splits", "make", "-d", "tiny", "-n", "3", "-o", tmp_path / "s.json")
+    assert code == 0, err
+    code, out, err = biqa(capsys, "splits", "check", tmp_path / "s.json")
+    assert code == 0 and err.strip() == "", err
+    assert "3 splits of tiny valid" in out

@@ -9,7 +9,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..cli_common import check_device, check_param_types, console, json_records, parse_params, print_json, progress_bar, run_command
+from ..cli_common import (
+    check_device, check_param_types, console, json_records, parse_params, print_json, progress_bar, run_command, warn,
+)
 from ..config import DEFAULT_RESULTS
 from ..errors import BiqaError, MethodError, did_you_mean
 
@@ -35,16 +37,26 @@ def register(main: typer.Typer) -> None:
 
 def resolve_splits(dataset, splits_file: Optional[Path], out: Path, repeats: int, seed: int, official: bool = False):
     """The split set for a run: the given file, else the default file under ``out/splits`` (made once)."""
-    from ..splits import default_split_path, load_splits, make_splits
+    from ..splits import default_split_path, make_splits
 
     if splits_file is not None:
-        return load_splits(splits_file, dataset), splits_file
+        return checked_splits(splits_file, dataset), splits_file
     path = default_split_path(out, dataset.name, seed, repeats, official)
     if path.exists():
-        return load_splits(path, dataset), path
+        return checked_splits(path, dataset), path
     split_set = make_splits(dataset, repeats=repeats, seed=seed, official=official)
     split_set.save(path)
     return split_set, path
+
+
+def checked_splits(path: Path, dataset):
+    """A split file validated against its dataset (errors raise); its warnings shown on stderr."""
+    from ..splits import load_checked_splits
+
+    split_set, check = load_checked_splits(path, dataset)
+    for message in check.warnings():
+        warn(message)
+    return split_set
 
 
 def method_params(method: str, params: list[str] | None, **flags) -> dict:
@@ -137,6 +149,31 @@ def splits_show(path: Path = typer.Argument(..., help="Split file.")) -> None:
                   f"seed {split_set.seed}, hash {split_set.hash}")
     for split in split_set.splits:
         console.print(f"  split {split.index}: train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
+
+
+@splits_app.command("check")
+@run_command
+def splits_check(
+    path: Path = typer.Argument(..., help="Split file."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder (default: remembered root)."),
+) -> None:
+    """Validate a split file against its dataset: same labels, no item or content in two parts, no
+    empty part, no unknown item; items in no part are a warning. Exits 2 on an error.
+
+    Example: biqa splits check results/splits/synthetic-seed0-r10.json
+    """
+    from ..datasets.registry import load_dataset
+    from ..splits import load_checked_splits
+
+    split_set, _ = load_checked_splits(path)
+    dataset = load_dataset(split_set.dataset, root)
+    split_set, check = load_checked_splits(path, dataset)
+    for message in check.warnings():
+        warn(message)
+    console.print(
+        f"{path}: {len(split_set.splits)} splits of {dataset.name} valid (no item or content in two parts, "
+        f"no empty part, every item in the dataset), hash {split_set.hash}", highlight=False,
+    )
 
 
 def _summary(cls) -> str:
