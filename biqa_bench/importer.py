@@ -2,11 +2,14 @@
 
 Input: CSV files with columns ``item_id`` and ``prediction`` (optionally ``split``), either one
 file holding a ``split`` column or one file per split in split order. Only the test items of
-each split are kept; every test item must have exactly one finite prediction.
+each split are kept; every test item must have exactly one finite prediction. Predictions of
+items outside a split's test part (its training or validation items, or items of no part), and
+of splits the split file does not have, are ignored and counted in :class:`Imported`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,19 @@ def _read(path: Path) -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True)
+class Imported:
+    """What an import wrote, and what it ignored."""
+
+    folders: list[Path]
+    ignored: dict[int, int] = field(default_factory=dict)  # split -> predictions for items not in its test part
+    unknown_splits: list[int] = field(default_factory=list)  # split indices the split file does not have
+
+    @property
+    def n_ignored(self) -> int:
+        return sum(self.ignored.values())
+
+
 def import_predictions(
     method: str,
     dataset: Dataset,
@@ -41,7 +57,7 @@ def import_predictions(
     out: Path,
     split_file: Path | None = None,
     force: bool = False,
-) -> list[Path]:
+) -> Imported:
     if not files:
         raise RunError("no predictions file given; pass --predictions FILE.csv")
     tables = [(Path(f), _read(Path(f))) for f in files]
@@ -61,6 +77,7 @@ def import_predictions(
             per_split[index] = (path, frame)
     known = set(dataset.items["item_id"])
     folders = []
+    ignored: dict[int, int] = {}
     for split in split_set.splits:
         if split.index not in per_split:
             continue
@@ -75,6 +92,9 @@ def import_predictions(
         if bad:
             raise RunError(f"{path}: NaN or non-numeric predictions for items {bad[:3]}; fix or drop them")
         lookup = frame.set_index("item_id")["prediction"]
+        outside = len(set(lookup.index) - set(split.test))
+        if outside:
+            ignored[split.index] = outside
         missing = [i for i in split.test if i not in lookup.index]
         if missing:
             raise RunError(f"{path}: no prediction for {len(missing)} test items of split {split.index} (e.g. {missing[:3]})")
@@ -88,7 +108,7 @@ def import_predictions(
                 raise RunError(f"{folder}: holds another run of '{method}'; import under another --method or pass --force")
         params = {"imported_from": str(Path(path).resolve())}
         manifest = run_manifest("run", method, params, dataset, split_set, split.index, split_file, split_set.seed)
-        manifest.update({"n_test": len(test), "imported": True})
+        manifest.update({"n_test": len(test), "imported": True, "n_ignored_predictions": outside})
         write_run(folder, predictions, manifest)
         folders.append(folder)
     if not folders:
@@ -96,4 +116,5 @@ def import_predictions(
             f"no split matched the predictions: found splits {sorted(per_split)}, "
             f"the split file has {[s.index for s in split_set.splits]}; check the split column or the number of files"
         )
-    return folders
+    unknown_splits = sorted(set(per_split) - {s.index for s in split_set.splits})
+    return Imported(folders, ignored, unknown_splits)

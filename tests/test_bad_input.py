@@ -172,3 +172,42 @@ def test_a_made_split_file_checks_clean(tiny_dataset, tmp_path, capsys):
     code, out, err = biqa(capsys, "splits", "check", tmp_path / "s.json")
     assert code == 0 and err.strip() == "", err
     assert "3 splits of tiny valid" in out
+
+
+# ------------------------------------------------------------------ imported predictions of non-test items
+
+
+def test_import_counts_predictions_of_items_outside_the_test_part(tiny_dataset, tmp_path, capsys):
+    from biqa_bench.importer import import_predictions
+    from biqa_bench.splits import make_splits
+
+    split_set = make_splits(tiny_dataset, repeats=2, seed=0)
+    split_set.save(tmp_path / "s.json")
+    everything = pd.concat(
+        [pd.DataFrame({"item_id": tiny_dataset.items["item_id"], "prediction": np.arange(40.0), "split": k}) for k in (0, 1, 5)]
+    )
+    everything.to_csv(tmp_path / "all.csv", index=False)
+    result = import_predictions("ext", tiny_dataset, [tmp_path / "all.csv"], split_set, tmp_path / "lib")
+    n_test = {s.index: len(s.test) for s in split_set.splits}
+    assert result.ignored == {0: 40 - n_test[0], 1: 40 - n_test[1]} and result.unknown_splits == [5]
+    code, out, err = biqa(capsys, "import", "-m", "ext", "-d", "tiny", "--predictions", tmp_path / "all.csv",
+                          "--splits", tmp_path / "s.json", "-o", tmp_path / "res")
+    assert code == 0 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 2, err
+    assert f"{80 - n_test[0] - n_test[1]} predictions ignored because their items are not in the split's test part" in lines[0]
+    assert f"split 0: {40 - n_test[0]}" in lines[0]
+    assert "splits [5] ignored" in lines[1]
+    manifest = json.loads((tmp_path / "res" / "tiny" / "ext" / "split_00" / "manifest.json").read_text())
+    assert manifest["n_ignored_predictions"] == 40 - n_test[0] and manifest["n_test"] == n_test[0]
+
+
+def test_import_of_test_items_only_warns_nothing(tiny_dataset, tmp_path, capsys):
+    from biqa_bench.splits import make_splits
+
+    split_set = make_splits(tiny_dataset, repeats=1, seed=0)
+    split_set.save(tmp_path / "s.json")
+    pd.DataFrame({"item_id": split_set.splits[0].test, "prediction": 1.0}).to_csv(tmp_path / "p.csv", index=False)
+    code, out, err = biqa(capsys, "import", "-m", "ext", "-d", "tiny", "--predictions", tmp_path / "p.csv",
+                          "--splits", tmp_path / "s.json", "-o", tmp_path / "res")
+    assert code == 0 and err.strip() == "", err

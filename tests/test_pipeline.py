@@ -116,7 +116,7 @@ def test_import_predictions_and_its_errors(tiny_dataset, tmp_path):
     good = pd.concat(
         [pd.DataFrame({"item_id": s.test, "prediction": np.arange(len(s.test), dtype=float), "split": s.index}) for s in split_set.splits]
     )
-    folders = import_predictions("ext", tiny_dataset, [_write(tmp_path, good)], split_set, out)
+    folders = import_predictions("ext", tiny_dataset, [_write(tmp_path, good)], split_set, out).folders
     assert len(folders) == 2 and len(load_predictions(out)) == len(good)
 
     missing = good.iloc[1:]

@@ -343,8 +343,14 @@ def import_cmd(
 
     data = load_dataset(dataset, root)
     split_set, split_path = resolve_splits(data, splits, out, repeats, seed)
-    folders = import_predictions(method, data, list(predictions), split_set, out, split_path, force=force)
-    console.print(f"imported {len(folders)} splits of {method} on {data.name} into {out}")
+    imported = import_predictions(method, data, list(predictions), split_set, out, split_path, force=force)
+    if imported.n_ignored:
+        counts = ", ".join(f"split {k}: {n}" for k, n in sorted(imported.ignored.items()))
+        warn(f"{imported.n_ignored} predictions ignored because their items are not in the split's test part "
+             f"({counts}; training, validation or unsplit items); only test items are evaluated")
+    if imported.unknown_splits:
+        warn(f"predictions for splits {imported.unknown_splits} ignored: {split_path} has no such splits")
+    console.print(f"imported {len(imported.folders)} splits of {method} on {data.name} into {out}")
 
 
 # ---------------------------------------------------------------- eval
