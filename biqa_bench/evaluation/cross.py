@@ -26,7 +26,7 @@ from ..datasets.registry import DatasetInfo
 from ..errors import AnalysisError
 from .logistic import fit_logistic
 from .metrics import METRICS, krocc, plcc, rmse, srocc
-from .ranges import OK, OUTPUT_COLUMNS, UNDEFINED, check_predictions
+from .ranges import OK, OUTPUT_COLUMNS, UNDEFINED, check_predictions, too_few_items
 
 CROSS_SUBSET = "all"
 WEIGHTED_AVERAGE = "weighted_average"
@@ -66,7 +66,7 @@ def cross_records(predictions_on_test_set: pd.DataFrame, test_info: DatasetInfo 
         record = {"method": method, "train_dataset": train, "dataset": test_name, "split": split,
                   "subset": CROSS_SUBSET, "n": int(len(group))}
         if len(group) < min_items:
-            status, reason = UNDEFINED, f"only {len(group)} items (fewer than min_items={min_items})"
+            status, reason = UNDEFINED, too_few_items(len(group), min_items)
         elif np.ptp(quality) == 0:
             status, reason = UNDEFINED, "ground truth is constant"
         elif np.ptp(prediction) == 0:
@@ -80,7 +80,7 @@ def cross_records(predictions_on_test_set: pd.DataFrame, test_info: DatasetInfo 
             record.update(srocc=srocc(quality, prediction), krocc=krocc(quality, prediction),
                           plcc=plcc(labels, mapped), plcc_raw=plcc(quality, prediction), rmse=rmse(labels, mapped))
             if not mapping.success:
-                reason = f"logistic fit failed ({mapping.message}); PLCC/RMSE use the linear fallback"
+                reason = mapping.fallback_note()
         else:
             record.update({m: float("nan") for m in METRICS})
         record["status"], record["reason"] = status, reason

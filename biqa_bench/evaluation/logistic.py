@@ -10,7 +10,15 @@ same mistake as reporting ``abs()`` correlations. The fit runs in the parameters
 reflective, analytic Jacobian). Starting values (documented, deterministic): b1 = max(y),
 b2 = min(y), b3 = mean(x), b4 = std(x) / 4 (or 1 when x is constant).
 A fit that fails is reported in :class:`LogisticFit` (``success=False``, ``message``) and the
-mapping falls back to the best linear fit, so callers never crash on it.
+mapping falls back to the best non-decreasing linear fit (slope 0, the mean of y, when the
+least-squares slope is negative), so callers never crash on it and the fallback cannot flip
+the sign either.
+
+A **flat** mapping is a failed fit too: for a method that ranks the items inversely (or not at
+all) the best non-decreasing logistic is a constant, and its "PLCC" is numerical noise (about
+the raw correlation's sign times an arbitrary value). The fit is flagged flat when the fitted
+curve spans less than :data:`FLAT_FRACTION` of the range of y over the given x; the fallback is
+then the constant mean of y (PLCC undefined, RMSE that of predicting the mean).
 """
 
 from __future__ import annotations
@@ -20,6 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
+
+
+#: A fitted logistic whose values over the data span less than this fraction of the range of
+#: the truth is "flat": it maps every prediction to (nearly) one value.
+FLAT_FRACTION = 1e-3
+
+FLAT_MESSAGE = ("the non-decreasing logistic is flat, as for predictions ranked inversely to or unrelated "
+                "with the truth, so PLCC is not defined")
 
 
 def logistic4(x, b1, b2, b3, b4):
@@ -47,6 +63,15 @@ class LogisticFit:
     success: bool
     message: str
     linear: tuple[float, float] = (1.0, 0.0)  # slope, intercept: the fallback mapping
+    flat: bool = False  # the fitted logistic was flat (see FLAT_FRACTION); the fallback is a constant
+
+    def fallback_note(self) -> str:
+        """One clause for a record's reason: why the fit is not used and what replaces it."""
+        if self.success:
+            return ""
+        if self.flat:
+            return self.message
+        return f"the logistic fit failed ({self.message}), so PLCC and RMSE use the linear fallback"
 
     def predict(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -73,7 +98,7 @@ def fit_logistic(x, y, maxfev: int = 20000) -> LogisticFit:
     x, y = x[finite], y[finite]
     if len(x) >= 2 and np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
-        linear = (float(slope), float(intercept))
+        linear = (float(slope), float(intercept)) if slope >= 0 else (0.0, float(np.mean(y)))
     else:
         linear = (0.0, float(np.mean(y)) if len(y) else 0.0)
     if len(x) < 5:
@@ -97,4 +122,7 @@ def fit_logistic(x, y, maxfev: int = 20000) -> LogisticFit:
     if not np.all(np.isfinite(params)):
         return LogisticFit(None, False, "logistic fit gave non-finite parameters", linear)
     a, b2, b3, b4 = (float(p) for p in params)
+    fitted = _increasing(x, a, b2, b3, b4)
+    if np.ptp(fitted) < FLAT_FRACTION * np.ptp(y):
+        return LogisticFit(None, False, FLAT_MESSAGE, (0.0, float(np.mean(y))), flat=True)
     return LogisticFit((b2 + a, b2, b3, b4), True, "ok", linear)

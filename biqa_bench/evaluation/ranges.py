@@ -21,6 +21,7 @@ subset), only those rows are evaluated; otherwise every row is taken as a test i
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 import numpy as np
@@ -110,12 +111,49 @@ def check_predictions(predictions: pd.DataFrame, required=("method", "dataset", 
 # --------------------------------------------------------------------------- records
 
 
+def too_few_items(n: int, min_items: int) -> str:
+    """The reason of a subset with too few items (one format: :func:`merge_reasons` reads it back)."""
+    return f"only {n} item{'s' if n != 1 else ''}, fewer than the {min_items} needed"
+
+
+_TOO_FEW = re.compile(r"^only (\d+) items?, fewer than the (\d+) needed$")
+
+
+def merge_reasons(reasons) -> str:
+    """One sentence for the per-split reasons of a subset not defined on any split: alike
+    reasons once, with how many splits gave them; too-few-item reasons with their counts
+    ("only 1-2 items in each of 5 splits, fewer than the 10 needed")."""
+    reasons = [str(r) for r in reasons]
+    total = len(reasons)
+    too_few: dict[int, list[int]] = {}
+    others: dict[str, int] = {}
+    for reason in reasons:
+        match = _TOO_FEW.match(reason)
+        if match:
+            too_few.setdefault(int(match.group(2)), []).append(int(match.group(1)))
+        else:
+            others[reason] = others.get(reason, 0) + 1
+
+    def where(count: int) -> str:
+        if total == 1:
+            return ""
+        return f" in each of the {total} splits" if count == total else f" in {count} of {total} splits"
+
+    parts = []
+    for needed, counts in sorted(too_few.items()):
+        lo, hi = min(counts), max(counts)
+        many = f"{lo}-{hi} items" if lo != hi else f"{lo} item{'s' if lo != 1 else ''}"
+        parts.append(f"only {many}{where(len(counts))}, fewer than the {needed} needed")
+    parts += [f"{reason}{where(count)}" for reason, count in sorted(others.items())]
+    return "; ".join(parts)
+
+
 def _status(truth: np.ndarray, prediction: np.ndarray, min_items: int) -> tuple[str, str]:
     n = len(truth)
     if n == 0:
         return UNDEFINED, "no items"
     if n < min_items:
-        return UNDEFINED, f"only {n} items (fewer than min_items={min_items})"
+        return UNDEFINED, too_few_items(n, min_items)
     if np.ptp(truth) == 0:
         return UNDEFINED, "ground truth is constant"
     if np.ptp(prediction) == 0:
@@ -134,7 +172,7 @@ def subset_record(keys: Mapping, truth, prediction, mapping: LogisticFit, min_it
         scores = score_predictions(truth, prediction, mapping=mapping)
         record.update({m: getattr(scores, m) for m in METRICS})
         if not mapping.success:
-            reason = f"whole-split logistic fit failed ({mapping.message}); PLCC/RMSE use the linear fallback"
+            reason = f"on the whole test split {mapping.fallback_note()}"
     else:
         record.update({m: float("nan") for m in METRICS})
     record["status"] = status
@@ -242,12 +280,25 @@ def low_quality_records(
     return _records_frame(records)
 
 
+def _mapping_note(ok: pd.DataFrame) -> str:
+    """'split 1: <why>' for each split whose logistic fit failed (empty when all succeeded)."""
+    if "mapping_ok" not in ok.columns:
+        return ""
+    failed = ok[ok["mapping_ok"].astype(str).str.lower().isin(["false", "0"])]
+    messages = failed["mapping_message"] if "mapping_message" in failed.columns else pd.Series("", index=failed.index)
+    return "; ".join(f"split {int(split)}: {message}" for split, message in zip(failed["split"], messages.fillna("")))
+
+
 def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
     """Mean, median and std (ddof=1) over splits per (method, train dataset, dataset, subset).
 
-    Only splits with ``status='ok'`` enter a figure; ``n_splits`` says how many did and
-    ``n_splits_total`` how many there were. A group with no defined split is ``undefined``
-    (its reasons listed); a std over one split is NaN.
+    Only splits with ``status='ok'`` enter a mean, and of those only the ones where the metric
+    is defined (PLCC is not where the logistic mapping is flat): ``<metric>_splits`` says per
+    metric how many entered, ``n_splits`` how many splits are ok and ``n_splits_total`` how many
+    there were. A group with no defined split is ``undefined`` (its reasons merged into one
+    sentence by :func:`merge_reasons`); a std over one split is NaN. ``mapping`` lists the
+    splits whose logistic fit failed or was flat, with the reason, where records carry
+    ``mapping_ok`` / ``mapping_message``.
     """
     frame = records.copy()
     if "train_dataset" not in frame.columns:
@@ -271,15 +322,16 @@ def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
         row["n_splits_total"] = int(len(group))
         row["n_mean"] = float(group["n"].mean())
         for metric in METRICS:
-            values = ok[metric].astype(float)
+            values = ok[metric].astype(float).dropna()
             row[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
             row[f"{metric}_median"] = float(values.median()) if len(values) else float("nan")
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+            row[f"{metric}_splits"] = int(len(values))
         if len(ok):
             row["status"], row["reason"] = OK, ""
         else:
-            reasons = sorted(set(group["reason"].astype(str)))
-            row["status"], row["reason"] = UNDEFINED, "; ".join(reasons)
+            row["status"], row["reason"] = UNDEFINED, merge_reasons(group["reason"])
+        row["mapping"] = _mapping_note(ok)
         rows.append(row)
     result = pd.DataFrame(rows)
     if len(result):

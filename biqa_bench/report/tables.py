@@ -20,8 +20,9 @@ underlined. Two methods tied for best are both bold and no value is underlined (
 second with one method ahead of it and one level with it). Columns with fewer than two defined
 values are not marked, and with exactly two only the best is (second would mean last). Undefined figures (NaN) print as an en dash.
 
-Splits. Each figure is the mean (or median) over the splits on which it is defined; a figure
-resting on fewer splits than were run carries a dagger, and the caption says so.
+Splits. Each value is the mean (or median) over the splits on which it is defined; a value
+resting on fewer splits than were run carries a dagger, and a note under the table says what
+the mark means and, per value, how many splits entered it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class Table:
     # Which cells compete for bold/underline: "column" (each column, the methods down it) or
     # "row-group" (within each row, the columns of one group: methods across, REQA Table IV).
     compare: str = "column"
+    # Where a dagger is set, which mean rests on how many splits ("psnr on toy, PLCC: 1 of 2 splits").
+    split_notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.name = file_stem(self.name)
@@ -213,6 +216,19 @@ def _pivot(summary: pd.DataFrame, row_key: str, group_key: str, metrics, groups,
     return values_frame, partial_frame, better
 
 
+def split_notes(summary: pd.DataFrame, row_key: str, group_key: str | None, metrics, joiner: str = " on ") -> list[str]:
+    """One note per figure of a summary that rests on fewer splits than were run:
+    "<row> on <group>, <METRIC>: k of n splits" (the dagger's explanation)."""
+    notes = []
+    for _, entry in summary.iterrows():
+        for metric in metrics:
+            entered, total = int(entry[f"{metric}_splits"]), int(entry["n_splits"])
+            if 0 < entered < total:
+                where = f"{entry[row_key]}{joiner}{entry[group_key]}" if group_key else str(entry[row_key])
+                notes.append(f"{where}, {METRIC_LABELS.get(metric, metric)}: {entered} of {total} splits")
+    return notes
+
+
 def dataset_weights(summary: pd.DataFrame, dataset_key: str = "dataset") -> pd.Series:
     """Weight of each dataset: its number of test items (mean over splits and methods)."""
     return summary.groupby(dataset_key)["n"].mean()
@@ -291,7 +307,8 @@ def overall_table(
         f"{_split_phrase(summary, aggregate)}{weighted_note} Best in bold, second underlined."
     )
     title = "Overall performance" if metrics != ("rmse",) and list(metrics) != ["rmse"] else "Overall RMSE"
-    return Table(name, title, caption, values, better, decimals, partial=partial)
+    return Table(name, title, caption, values, better, decimals, partial=partial,
+                 split_notes=split_notes(summary, "method", "dataset", metrics))
 
 
 def ranges_table(
@@ -328,7 +345,7 @@ def ranges_table(
         "Best in bold, second underlined."
     )
     return Table(name or f"ranges_{dataset}", f"Five quality ranges on {dataset}", caption, values, better,
-                 decimals, partial=partial)
+                 decimals, partial=partial, split_notes=split_notes(summary, "method", "subset", metrics, ", "))
 
 
 def low_quality_table(
@@ -356,7 +373,8 @@ def low_quality_table(
         f"(items per split: {sizes}). PLCC uses the logistic fitted on the whole test split. "
         f"{_split_phrase(summary, aggregate)}{weighted_note} {DASH}: not defined. Best in bold, second underlined."
     )
-    return Table(name, "Low-quality images", caption, values, better, decimals, partial=partial)
+    return Table(name, "Low-quality images", caption, values, better, decimals, partial=partial,
+                 split_notes=split_notes(summary, "method", "dataset", metrics))
 
 
 def _cross_records(records: pd.DataFrame, metrics) -> pd.DataFrame:
@@ -416,7 +434,8 @@ def cross_table(
         f"{' Weighted averages weight each test set by its number of items.' if has_average else ''} "
         "Best in bold, second underlined."
     )
-    return Table(name, "Cross-dataset tests", caption, values, better, decimals, partial=partial)
+    return Table(name, "Cross-dataset tests", caption, values, better, decimals, partial=partial,
+                 split_notes=split_notes(summary, "method", "pair", metrics))
 
 
 def cross_pairs_table(
@@ -444,7 +463,8 @@ def cross_pairs_table(
         "Per pair and metric, the best method in bold, the second underlined."
     )
     return Table(name, "Cross-dataset tests by pair", caption, values, better, decimals,
-                 row_header="Training \u2192 testing", partial=partial, compare="row-group")
+                 row_header="Training \u2192 testing", partial=partial, compare="row-group",
+                 split_notes=split_notes(summary, "method", "pair", metrics))
 
 
 def significance_table(
@@ -504,10 +524,19 @@ def _cell(table: Table, r: int, c: int, ranks: pd.DataFrame, style: str) -> str:
 
 
 def _full_caption(table: Table, style: str) -> str:
-    caption = table.caption
-    if table.partial is not None and table.partial.to_numpy().any():
-        caption += f" {DAGGER} Rests on fewer splits (or datasets) than the others: the rest were not defined."
-    return latex_escape(caption) if style == "latex" else caption
+    return latex_escape(table.caption) if style == "latex" else table.caption
+
+
+def dagger_note(table: Table) -> str:
+    """The note under a table that has daggers: what the mark means, and per figure the splits
+    its mean rests on. Empty when no figure carries one."""
+    if table.partial is None or not table.partial.to_numpy().any():
+        return ""
+    note = (f"{DAGGER} Mean over fewer splits than were run (the metric was not defined on the others)"
+            + (" or, for an average, over fewer datasets" if any(WEIGHTED.lower() in str(g).lower() for g, _ in table.values.columns) else ""))
+    if table.split_notes:
+        note += ": " + "; ".join(table.split_notes)
+    return note + "."
 
 
 def to_latex(table: Table, label_prefix: str = "tab:") -> str:
@@ -546,7 +575,11 @@ def to_latex(table: Table, label_prefix: str = "tab:") -> str:
     for r, row in enumerate(table.values.index):
         cells = [latex_escape(str(row))] + [_cell(table, r, c, ranks, "latex") for c in range(len(columns))]
         lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
+    lines += ["\\bottomrule", "\\end{tabular}}"]
+    note = dagger_note(table)
+    if note:
+        lines += ["", "\\smallskip", f"\\parbox{{\\linewidth}}{{\\footnotesize {latex_escape(note)}}}"]
+    lines += ["\\end{table}", ""]
     return "\n".join(lines)
 
 
@@ -566,7 +599,8 @@ def to_markdown(table: Table) -> str:
     for r, row in enumerate(table.values.index):
         cells = [_md_escape(str(row))] + [_cell(table, r, c, ranks, "markdown") for c in range(len(columns))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", _full_caption(table, "markdown"), ""]
+    note = dagger_note(table)
+    lines += [""] + ([note, ""] if note else []) + [_full_caption(table, "markdown"), ""]
     return "\n".join(lines)
 
 
