@@ -1,8 +1,16 @@
 """User configuration and folders: the config file, the cache folder, the results root.
 
-The config file (JSON) remembers dataset roots and user-registered datasets. Its location is
-``$BIQA_CONFIG`` or ``~/.config/biqa/config.json``; the cache is ``$BIQA_CACHE`` or
-``~/.cache/biqa``.
+The config file (JSON) remembers dataset roots and user-registered datasets. It is the first of
+
+1. ``$BIQA_CONFIG`` (a file path; the test suite sets it, so it never touches yours);
+2. a project-local ``biqa-config.json`` in the working directory or the nearest folder above it
+   (create one with ``echo '{}' > biqa-config.json``: that project's roots and datasets are then
+   its own, and no other project sees them);
+3. the user's ``$XDG_CONFIG_HOME/biqa/config.json`` (``~/.config/biqa/config.json``).
+
+Only that one file is read and written. ``BIQA_ROOT_<NAME>`` (the dataset name upper-cased, every
+character other than a letter or digit as ``_``: ``BIQA_ROOT_KONIQ``) overrides one dataset's
+root for a process without writing anything. The cache is ``$BIQA_CACHE`` or ``~/.cache/biqa``.
 """
 
 from __future__ import annotations
@@ -17,12 +25,37 @@ from .errors import BiqaError
 DEFAULT_RESULTS = Path("results")
 
 
-def config_path() -> Path:
+#: The name of a project-local config file (see the module docstring).
+PROJECT_CONFIG = "biqa-config.json"
+
+
+def project_config(start: Path | None = None) -> Path | None:
+    """The nearest ``biqa-config.json`` in ``start`` (default: the working directory) or above."""
+    try:
+        folder = Path(start if start is not None else Path.cwd()).resolve()
+    except OSError:  # the working directory was deleted
+        return None
+    for candidate in (folder, *folder.parents):
+        path = candidate / PROJECT_CONFIG
+        if path.is_file():
+            return path
+    return None
+
+
+def config_source() -> tuple[Path, str]:
+    """The config file in use and why: ``'BIQA_CONFIG'``, ``'project'`` or ``'user'``."""
     env = os.environ.get("BIQA_CONFIG")
     if env:
-        return Path(env)
+        return Path(env), "BIQA_CONFIG"
+    local = project_config()
+    if local is not None:
+        return local, "project"
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "biqa" / "config.json"
+    return Path(base) / "biqa" / "config.json", "user"
+
+
+def config_path() -> Path:
+    return config_source()[0]
 
 
 def cache_dir() -> Path:
@@ -76,12 +109,37 @@ def save_config(data: dict[str, Any]) -> Path:
     return path
 
 
-def dataset_root(name: str) -> Path | None:
+def root_variable(name: str) -> str:
+    """The environment variable that overrides a dataset's root: ``BIQA_ROOT_KONIQ`` for koniq."""
+    return "BIQA_ROOT_" + "".join(c if c.isascii() and c.isalnum() else "_" for c in name.upper())
+
+
+def dataset_root_source(name: str) -> tuple[Path | None, str]:
+    """A dataset's remembered root and where it comes from (the variable's name or the config
+    file's path); ``(None, '')`` when none is set."""
+    variable = root_variable(name)
+    env = os.environ.get(variable)
+    if env:
+        return Path(env).expanduser(), variable
     root = load_config().get("roots", {}).get(name)
-    return Path(root) if root else None
+    return (Path(root), str(config_path())) if root else (None, "")
+
+
+def dataset_root(name: str) -> Path | None:
+    return dataset_root_source(name)[0]
 
 
 def set_dataset_root(name: str, root: Path) -> Path:
     data = load_config()
     data.setdefault("roots", {})[name] = str(Path(root).resolve())
+    return save_config(data)
+
+
+def unset_dataset_root(name: str) -> Path | None:
+    """Forget a dataset's root; the config file written, or None when it held no root for it."""
+    data = load_config()
+    roots = data.get("roots", {})
+    if name not in roots:
+        return None
+    del roots[name]
     return save_config(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,14 @@ from biqa_bench.methods import Method, register_method
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
+    # The suite never reads or writes the user's config: BIQA_CONFIG wins over a project-local
+    # biqa-config.json and the user's file, and no BIQA_ROOT_* override leaks in from the shell.
     home = tmp_path_factory.mktemp("biqa-home")
     monkeypatch.setenv("BIQA_CONFIG", str(home / "config.json"))
     monkeypatch.setenv("BIQA_CACHE", str(home / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
+    for variable in [v for v in os.environ if v.startswith("BIQA_ROOT_")]:
+        monkeypatch.delenv(variable)
     yield home
     shutil.rmtree(home, ignore_errors=True)  # caches of deep models are large: a run must not fill the disk
 

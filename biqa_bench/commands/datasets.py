@@ -1,8 +1,9 @@
-"""`biqa datasets ...`: list, info, add, root, check, synth."""
+"""`biqa datasets ...`: list, info, add, remove, root, check, synth."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -108,19 +109,67 @@ def info(name: str = typer.Argument(..., help="Dataset name, e.g. koniq.")) -> N
 
 @app.command("root")
 @run_command
-def set_root(name: str = typer.Argument(..., help="Dataset name."), folder: Path = typer.Argument(..., help="Where it is unpacked.")) -> None:
-    """Remember where a dataset is unpacked (in the user config file).
+def set_root(
+    name: str = typer.Argument(..., help="Dataset name."),
+    folder: Optional[Path] = typer.Argument(None, help="Where it is unpacked (omit to show the current root)."),
+    unset: bool = typer.Option(False, "--unset", help="Forget the remembered root."),
+) -> None:
+    """Remember where a dataset is unpacked (in the config file in use), show it, or forget it.
 
-    Example: biqa datasets root koniq ~/data/koniq10k
+    Example: biqa datasets root koniq ~/data/koniq10k   (biqa datasets root koniq --unset forgets it)
     """
-    from ..config import set_dataset_root
+    from ..config import config_path, dataset_root_source, root_variable, set_dataset_root, unset_dataset_root
     from ..datasets.registry import get_entry
 
     get_entry(name)
+    if unset:
+        if folder is not None:
+            raise DatasetError(f"--unset forgets {name}'s root and takes no folder; drop {folder} or --unset")
+        path = unset_dataset_root(name)
+        if path is None:
+            console.print(f"{name}: no root remembered in {config_path()}; nothing to forget", highlight=False)
+        else:
+            console.print(f"{name}: root forgotten in {path}", highlight=False)
+        if root_variable(name) in os.environ:
+            warn(f"{root_variable(name)} is set in the environment and still gives {name}'s root")
+        return
+    if folder is None:
+        root, source = dataset_root_source(name)
+        if root is None:
+            console.print(f"{name}: no root set (config {config_path()}); biqa datasets root {name} DIR sets one",
+                          highlight=False)
+        else:
+            console.print(f"{name}: {root} (from {source})", highlight=False)
+        return
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder; unpack the dataset there first")
     path = set_dataset_root(name, folder)
-    console.print(f"{name}: root {folder.resolve()} saved in {path}")
+    console.print(f"{name}: root {folder.resolve()} saved in {path}", highlight=False)
+    if root_variable(name) in os.environ:
+        warn(f"{root_variable(name)} is set in the environment and overrides this root while it is set")
+
+
+@app.command("remove")
+@run_command
+def remove(name: str = typer.Argument(..., help="A dataset you registered (biqa datasets add or synth).")) -> None:
+    """Unregister a dataset you added (its labels and images stay on disk) and forget its root.
+
+    Example: biqa datasets remove mydb
+    """
+    from ..config import config_path, unset_dataset_root
+    from ..datasets.custom import remove_custom_dataset
+    from ..datasets.registry import get_entry
+
+    get_entry(name)  # an unknown name: did-you-mean
+    if _custom_spec(name) is None:
+        raise DatasetError(
+            f"'{name}' is a built-in dataset and cannot be removed; "
+            f"`biqa datasets root {name} --unset` forgets its root"
+        )
+    spec = remove_custom_dataset(name)
+    unset_dataset_root(name)
+    console.print(f"removed dataset '{name}' from {config_path()} (its files stay: labels {spec['csv']}, "
+                  f"images {spec['root']})", highlight=False)
 
 
 @app.command("add")

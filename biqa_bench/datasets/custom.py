@@ -141,3 +141,14 @@ def add_custom_dataset(
     config.setdefault("datasets", {})[name] = spec
     save_config(config)
     return info
+
+
+def remove_custom_dataset(name: str) -> dict[str, Any]:
+    """Unregister a user dataset (its files are left alone); returns its spec."""
+    config = load_config()
+    datasets = config.get("datasets", {})
+    if name not in datasets:
+        raise DatasetError(f"'{name}' is not a dataset you registered; see `biqa datasets list`")
+    spec = datasets.pop(name)
+    save_config(config)
+    return spec
