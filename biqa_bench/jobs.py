@@ -9,7 +9,8 @@ executor gives the same runs:
   caller);
 * :class:`ProcessExecutor` - a local process pool (``workers`` processes, for CPU methods).
 
-An executor's :meth:`Executor.run` takes jobs and returns one :class:`RunOutcome` per job. With
+An executor's :meth:`Executor.run` takes jobs and the function that runs one
+(:func:`biqa_bench.runner.run_job`) and returns one :class:`RunOutcome` per job. With
 ``keep_going`` a job that raises is recorded (``failed.json`` in its run folder) and returned as
 ``failed``; the other jobs go on. Without it the first error stops the run and is raised, as
 ``biqa train`` wants.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import RunError
+from .store import record_failure
 
 Progress = Callable[[str, float, "float | None"], None]
 OnDone = Callable[["RunOutcome"], None]
@@ -95,17 +97,15 @@ def caller_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in JOB_ENVIRONMENT if name in os.environ}
 
 
-def execute(job: Job, progress: Progress | None = None, log: logging.Logger | None = None, keep_going: bool = False) -> RunOutcome:
-    """Run one job where this is called (in this process, or inside a worker)."""
-    from .runner import run_job
-
-    return run_job(job, progress=progress, log=log or logging.getLogger("biqa"), keep_going=keep_going)
+#: What executes one job where it is called: ``work(job, progress, log, keep_going)``
+#: (:func:`biqa_bench.runner.run_job`; module-level, so that it pickles into workers).
+Work = Callable[[Job, "Progress | None", "logging.Logger | None", bool], RunOutcome]
 
 
-def _execute_in_worker(job: Job, keep_going: bool) -> RunOutcome:
-    # module-level so that it pickles into a worker process; logs go to the worker's "biqa" logger
+def _execute_in_worker(work: Work, job: Job, keep_going: bool) -> RunOutcome:
+    # logs go to the worker's "biqa" logger; progress is not forwarded
     os.environ.update(job.environment)
-    return execute(job, keep_going=keep_going)
+    return work(job, None, logging.getLogger("biqa"), keep_going)
 
 
 def _with_environment(job: Job) -> Job:
@@ -120,13 +120,11 @@ class Executor:
     def __init__(self, keep_going: bool = False):
         self.keep_going = keep_going
 
-    def run(self, jobs: Sequence[Job], on_done: OnDone | None = None) -> list[RunOutcome]:
+    def run(self, jobs: Sequence[Job], work: Work, on_done: OnDone | None = None) -> list[RunOutcome]:
         raise NotImplementedError
 
     def _failed(self, job: Job, reason: str) -> RunOutcome:
         """The outcome of a job whose worker died or could not report (a crash, ``kill -9``)."""
-        from .runner import record_failure
-
         record_failure(job.folder, reason)
         return RunOutcome(job.split, job.folder, "failed", 0.0, reason)
 
@@ -141,10 +139,10 @@ class SerialExecutor(Executor):
         self.progress = progress
         self.log = log
 
-    def run(self, jobs: Sequence[Job], on_done: OnDone | None = None) -> list[RunOutcome]:
+    def run(self, jobs: Sequence[Job], work: Work, on_done: OnDone | None = None) -> list[RunOutcome]:
         outcomes = []
         for job in jobs:
-            outcome = execute(job, self.progress, self.log, self.keep_going)
+            outcome = work(job, self.progress, self.log or logging.getLogger("biqa"), self.keep_going)
             outcomes.append(outcome)
             if on_done:
                 on_done(outcome)
@@ -167,7 +165,7 @@ class ProcessExecutor(Executor):
         self.inline_single = inline_single  # one job alone runs here, with progress (biqa train)
         self.progress, self.log = progress, log
 
-    def run(self, jobs: Sequence[Job], on_done: OnDone | None = None) -> list[RunOutcome]:
+    def run(self, jobs: Sequence[Job], work: Work, on_done: OnDone | None = None) -> list[RunOutcome]:
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from concurrent.futures.process import BrokenProcessPool
 
@@ -176,12 +174,12 @@ class ProcessExecutor(Executor):
         if not jobs:
             return []
         if self.inline_single and len(jobs) == 1:
-            return SerialExecutor(self.progress, self.log, self.keep_going).run(jobs, on_done)
+            return SerialExecutor(self.progress, self.log, self.keep_going).run(jobs, work, on_done)
         outcomes = []
         # forkserver: no fork of a parent whose torch/OpenMP thread pools may be running
         executor = ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)), mp_context=pool_context())
         try:
-            futures = {executor.submit(_execute_in_worker, _with_environment(job), self.keep_going): job for job in jobs}
+            futures = {executor.submit(_execute_in_worker, work, _with_environment(job), self.keep_going): job for job in jobs}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

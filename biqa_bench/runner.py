@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import shutil
 import time
@@ -36,11 +35,9 @@ from .jobs import Executor, Job, OnDone, Progress, RunOutcome, SerialExecutor
 from .methods import Context, Method, create_method
 from .splits import SplitSet
 from .store import (
-    MANIFEST, SplitBusy, acquire_split_lock, atomic_write_csv, atomic_write_json, is_complete, predictions_frame,
-    read_manifest, release_split_lock, safe_name, write_run,
+    MANIFEST, SplitBusy, acquire_split_lock, atomic_write_csv, is_complete, predictions_frame,
+    read_manifest, record_failure, release_split_lock, safe_name, write_run,
 )
-
-FAILED = "failed.json"
 
 
 def versions() -> dict[str, str]:
@@ -127,7 +124,7 @@ def run_jobs(jobs: Sequence[Job], executor: Executor | None = None, on_done: OnD
                 on_done(outcome)
             continue
         pending.append(job)
-    outcomes.extend(executor.run(pending, on_done))
+    outcomes.extend(executor.run(pending, run_job, on_done))
     return sorted(outcomes, key=lambda o: (str(o.folder.parent), o.split))
 
 
@@ -163,31 +160,6 @@ def run_job(job: Job, progress: Progress | None = None, log: logging.Logger | No
 def _error_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def record_failure(folder: Path, reason: str) -> None:
-    """Note in an incomplete run folder why its job failed (cleared when the job runs again)."""
-    import socket
-    import traceback
-
-    atomic_write_json(Path(folder) / FAILED, {
-        "error": reason,
-        "traceback": traceback.format_exc() if traceback.format_exc().strip() != "NoneType: None" else None,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
-
-
-def read_failure(folder: Path) -> dict[str, Any] | None:
-    """The failure record of an incomplete run folder, if its last job failed."""
-    path = Path(folder) / FAILED
-    if is_complete(folder) or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"error": f"{path}: unreadable failure record"}
 
 
 def _train_split(job: Job, progress: Progress | None, log: logging.Logger) -> None:

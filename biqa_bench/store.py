@@ -36,6 +36,7 @@ from .fileio import (  # noqa: F401
 PREDICTION_COLUMNS = ["item_id", "dataset", "split", "subset", "quality", "score", "prediction"]
 MANIFEST = "manifest.json"
 PREDICTIONS = "predictions.csv"
+FAILED = "failed.json"  # why the last job of an incomplete run folder failed
 
 
 def safe_name(name: str) -> str:
@@ -49,6 +50,32 @@ def run_dir(out: Path, dataset: str, method: str, split_index: int) -> Path:
 
 def is_complete(folder: Path) -> bool:
     return (Path(folder) / MANIFEST).is_file() and (Path(folder) / PREDICTIONS).is_file()
+
+
+def record_failure(folder: Path, reason: str) -> None:
+    """Note in an incomplete run folder why its job failed (cleared when the job runs again)."""
+    import socket
+    import traceback
+    from datetime import datetime, timezone
+
+    atomic_write_json(Path(folder) / FAILED, {
+        "error": reason,
+        "traceback": traceback.format_exc() if traceback.format_exc().strip() != "NoneType: None" else None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def read_failure(folder: Path) -> dict[str, Any] | None:
+    """The failure record of an incomplete run folder, if its last job failed."""
+    path = Path(folder) / FAILED
+    if is_complete(folder) or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"error": f"{path}: unreadable failure record"}
 
 
 def predictions_frame(items: pd.DataFrame, dataset: str, split: int, prediction) -> pd.DataFrame:
