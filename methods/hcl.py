@@ -72,7 +72,8 @@ Our design (each a choice; hyper-parameters in brackets):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages, resnet50
 from biqa_bench.nn.data import PairedImages
-from biqa_bench.nn.method import DeepMethod
+from biqa_bench.nn.method import DeepMethod, Training, setting
 from biqa_bench.nn.trainer import PhaseResult, TrainData, resolve_device
 
 ABLATIONS = ("none", "no_c1", "no_c2", "no_c3")
@@ -201,6 +202,7 @@ _C2 = dict(c2_epochs=10, c2_batch_size=64, c2_image_size="short384", c2_crop=224
 
 
 @register_method("hcl")
+@dataclass(eq=False)
 class HCL(DeepMethod):
     """Hierarchical curriculum learning: restoration (C1), per-database scoring with CQAC (C2),
     fine-tuning on the target (C3). See the module docstring for every design choice."""
@@ -220,44 +222,20 @@ class HCL(DeepMethod):
             c2_epochs=1, c2_batch_size=4, c2_image_size=72, c2_crop=64, c2_lr=1e-3, c2_max_steps=2,
         ),
     }
-    RECIPE_OVERRIDES = {
-        "blends_per_image": "blends_per_image", "crops_per_image": "crops_per_image",
-        "c1_epochs": "c1_epochs", "c2_epochs": "c2_epochs",
-    }
     EXTRA_STATE = ("pretraining_manifest",)
 
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "imagenet",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        restoration_data: str = "synthetic",
-        iqa_databases: str = "synthetic,mixed",
-        ablation: str = "none",
-        pretrain_seed: int = 0,
-        blends_per_image: int | None = None,
-        crops_per_image: int | None = None,
-        c1_epochs: int | None = None,
-        c2_epochs: int | None = None,
-        cuda_graphs: bool = False,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.c1_epochs = c1_epochs
-        self.c2_epochs = c2_epochs
-        self.cuda_graphs = bool(cuda_graphs)
-        self.restoration_data = restoration_data
-        self.iqa_databases = iqa_databases
-        self.ablation = ablation
-        self.pretrain_seed = pretrain_seed
-        self.blends_per_image = blends_per_image
-        self.crops_per_image = crops_per_image
+    restoration_data: str = "synthetic"
+    iqa_databases: str = "synthetic,mixed"
+    ablation: str = "none"
+    pretrain_seed: int = 0
+    blends_per_image: int | None = setting()
+    crops_per_image: int | None = setting()
+    c1_epochs: int | None = setting()
+    c2_epochs: int | None = setting()
+    cuda_graphs: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.pretraining_manifest: dict[str, Any] | None = None
         self._pretrained_state: dict[str, torch.Tensor] | None = None
 
@@ -417,11 +395,12 @@ class HCL(DeepMethod):
                 raise MethodError(f"hcl: pre-trained state does not fit the network ({unexpected[:3]}); delete the pretrain cache entry")
         return net, loaded
 
-    def train(self, model: HCLNet, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+    def train(self, training: Training) -> list[PhaseResult]:
+        model, settings = training.model, training.settings
         if self.ablation == "no_c2" and not self.resume:
             with torch.no_grad():  # untrained heads: start them at the target's mean quality
                 for head in model.heads:
-                    head.bias.fill_(float(np.mean(data.quality)))
+                    head.bias.fill_(float(np.mean(training.data.quality)))
         frozen: list[nn.Parameter] = []
         if self.ablation == "no_c3":
             trained = [model.fusion]
@@ -435,7 +414,7 @@ class HCL(DeepMethod):
             parameter.requires_grad_(False)
         try:
             phase_name = "c3" if self.ablation != "no_c3" else "fusion"
-            return [self.train_l1(phase_name, model, groups, trained, data, evaluate, ctx, device, settings, run_fingerprint, P.epoch_batches)]
+            return [self.train_l1(training, phase_name, groups, P.epoch_batches, train_modules=trained)]
         finally:
             for parameter in frozen:
                 parameter.requires_grad_(True)

@@ -67,6 +67,7 @@ from __future__ import annotations
 import hashlib
 import os
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -81,8 +82,8 @@ from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, deit_small
 from biqa_bench.nn.data import MemoryImages, fit_size, parse_image_size
-from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
-from biqa_bench.nn.trainer import Phase, PhaseResult, TrainData, WarmupPlateau, predict_items, run_phase, validation_metric
+from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean
+from biqa_bench.nn.trainer import Phase, PhaseResult, TrainData, WarmupPlateau, predict_items, validation_metric
 
 LOW_QUALITY_BELOW = 25.0
 
@@ -204,6 +205,7 @@ def make_stage2_regressor(model: IEITNet, data: TrainData, settings: dict[str, A
 
 
 @register_method("ieit")
+@dataclass(eq=False)
 class IEIT(DeepMethod):
     """IEIT: bilateral DeiT-Small on image + selectively enhanced image, two training stages."""
 
@@ -222,36 +224,17 @@ class IEIT(DeepMethod):
         ),
     }
 
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "imagenet",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        selection: str = "auto",
-        dark_threshold: float = 0.25,
-        blur_threshold: float = 100.0,
-        deblur: str = "wiener",
-        low_light_enhancer: str | None = None,
-        deblurrer: str | None = None,
-        enhance_size: Any = "short512",
-        enhance_workers: int | None = None,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.selection = selection
-        self.dark_threshold = dark_threshold
-        self.blur_threshold = blur_threshold
-        self.deblur = deblur
-        self.low_light_enhancer = low_light_enhancer
-        self.deblurrer = deblurrer
-        self.enhance_size = enhance_size
-        self.enhance_workers = enhance_workers
+    selection: str = "auto"
+    dark_threshold: float = 0.25
+    blur_threshold: float = 100.0
+    deblur: str = "wiener"
+    low_light_enhancer: str | None = None
+    deblurrer: str | None = None
+    enhance_size: Any = "short512"
+    enhance_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self._classifier: nn.Module | None = None
         self._classifier_digest: tuple[nn.Module, str] | None = None
         self._enhancement_log: dict[str, Any] = {}
@@ -388,21 +371,19 @@ class IEIT(DeepMethod):
 
     # ------------------------------------------------------------------ training
 
-    def train(self, model: IEITNet, data: TrainData, evaluate, ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+    def train(self, training: Training) -> list[PhaseResult]:
+        model, data, settings, evaluate, ctx, device = training.model, training.data, training.settings, training.evaluate, training.ctx, training.device
         init_bias_to_mean(model.r1.layers[-1], data.quality)
         init_bias_to_mean(model.r2.layers[-1], data.quality)
-        label = self.name
-        results = [run_phase(make_stage1(model, data, settings, evaluate), model, data, ctx, device, label, run_fingerprint, self.resume)]
+        results = [self.run_phase(training, make_stage1(model, data, settings, evaluate))]
 
         low_rows = np.flatnonzero(low_quality(data.quality))
         if len(low_rows) == 0:
             ctx.log.warning("ieit: no low-quality training item (quality < 25); stage 2a (V2 on low-quality images) skipped")
         else:
             evaluate_low = self._low_quality_evaluator(model, ctx, device, settings)
-            phase = make_stage2_backbone(model, data, settings, evaluate_low)
-            results.append(run_phase(phase, model, data, ctx, device, label, run_fingerprint, self.resume))
-        phase = make_stage2_regressor(model, data, settings, evaluate)
-        results.append(run_phase(phase, model, data, ctx, device, label, run_fingerprint, self.resume))
+            results.append(self.run_phase(training, make_stage2_backbone(model, data, settings, evaluate_low)))
+        results.append(self.run_phase(training, make_stage2_regressor(model, data, settings, evaluate)))
         for p in model.parameters():
             p.requires_grad_(True)
         return results

@@ -65,7 +65,8 @@ Choices where the paper is silent or ambiguous (check them here):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ from methods._support import pretrain as P
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet50
-from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
+from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean, setting
 from biqa_bench.nn.trainer import PhaseResult, TrainData, resolve_device
 from methods.resnet50 import fine_tune
 
@@ -184,6 +185,7 @@ _STAGE1_PAPER = dict(
 
 
 @register_method("qamt")
+@dataclass(eq=False)
 class QAMT(DeepMethod):
     """Quality-aware multi-task pre-training (stage 1, cached) + ResNet-50 fine-tuning (stage 2)."""
 
@@ -201,48 +203,22 @@ class QAMT(DeepMethod):
             s1_lr_cls_synthetic=1e-4, s1_lr_cls_authentic=1e-4, s1_lr_reg=1e-4, s1_max_steps=3, blends_per_image=2,
         ),
     }
-    RECIPE_OVERRIDES = {
-        "lr_backbone": "lr_backbone", "lr_head": "lr_head", "crops_per_image": "crops_per_image",
-        "pretrain_epochs": "s1_epochs", "blends_per_image": "blends_per_image",
-    }
     EXTRA_STATE = ("pretraining_manifest",)
 
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "imagenet",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        pretrain_task: str = "cls+reg",
-        pretrain_data: str = "auto",
-        pretrain_seed: int = 0,
-        pretrain_epochs: int | None = None,
-        blends_per_image: int | None = None,
-        pmos_scale: float = 10.0,
-        lr_backbone: float | None = None,
-        lr_head: float | None = None,
-        crops_per_image: int | None = None,
-        dropout: float = 0.5,
-        cuda_graphs: bool = False,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.pretrain_task = pretrain_task
-        self.pretrain_data = pretrain_data
-        self.pretrain_seed = pretrain_seed
-        self.pretrain_epochs = pretrain_epochs
-        self.blends_per_image = blends_per_image
-        self.pmos_scale = pmos_scale
-        self.lr_backbone = lr_backbone
-        self.lr_head = lr_head
-        self.crops_per_image = crops_per_image
-        self.dropout = dropout
-        self.cuda_graphs = bool(cuda_graphs)
+    pretrain_task: str = "cls+reg"
+    pretrain_data: str = "auto"
+    pretrain_seed: int = 0
+    pretrain_epochs: int | None = setting(recipe_key="s1_epochs")
+    blends_per_image: int | None = setting()
+    pmos_scale: float = 10.0
+    lr_backbone: float | None = setting()
+    lr_head: float | None = setting()
+    crops_per_image: int | None = setting()
+    dropout: float = 0.5
+    cuda_graphs: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.pretraining_manifest: dict[str, Any] | None = None
         self._stage1_backbone: dict[str, torch.Tensor] | None = None
 
@@ -342,5 +318,5 @@ class QAMT(DeepMethod):
             backbone.load_state_dict(self._stage1_backbone)
         return QualityRegressor(backbone, feature_dim, self.dropout), loaded
 
-    def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
-        return fine_tune(self, model, data, evaluate, ctx, device, settings, run_fingerprint, "finetune", P.epoch_batches)
+    def train(self, training: Training) -> list[PhaseResult]:
+        return fine_tune(self, training, "finetune", P.epoch_batches)

@@ -75,6 +75,7 @@ Choices where the paper is ambiguous or silent (each can be checked against this
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -84,8 +85,8 @@ from torch import nn
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages, resnet50
-from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
-from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay, TrainData, run_phase
+from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean
+from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay
 
 SIGMA = 1e-4
 THRESHOLDS = (5.0, 2.5, 0.0)  # l_2, l_3, l_4 on the 0-100 scale
@@ -320,6 +321,7 @@ class REQANet(nn.Module):
 
 
 @register_method("reqa")
+@dataclass(eq=False)
 class REQA(DeepMethod):
     """REQA: feedback ConvLSTM blocks + Transformer encoder on ResNet-50, coarse-to-fine losses."""
 
@@ -336,30 +338,11 @@ class REQA(DeepMethod):
         ),
     }
 
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "imagenet",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        rank_form: str = "eq9",
-        micro_levels: str = "batch",
-        steps: int = 4,
-        patch: int = 1,
-        heads: int = 8,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.rank_form = rank_form
-        self.micro_levels = micro_levels
-        self.steps = steps
-        self.patch = patch
-        self.heads = heads
+    rank_form: str = "eq9"
+    micro_levels: str = "batch"
+    steps: int = 4
+    patch: int = 1
+    heads: int = 8
 
     def settings(self) -> dict[str, Any]:
         merged = super().settings()
@@ -384,7 +367,8 @@ class REQA(DeepMethod):
     def score_function(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda images: model(images)[:, -1]
 
-    def train(self, model, data: TrainData, evaluate, ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+    def train(self, training: Training) -> list[PhaseResult]:
+        model, data, settings = training.model, training.data, training.settings
         init_bias_to_mean(model.mlp3[-1], data.quality)
         optimizer = torch.optim.Adam(
             [
@@ -414,7 +398,7 @@ class REQA(DeepMethod):
             batches=draw,
             loss=loss,
             train_modules=[model],
-            evaluate=evaluate,
+            evaluate=training.evaluate,
             max_steps=settings.get("max_steps"),
         )
-        return [run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
+        return [self.run_phase(training, phase)]

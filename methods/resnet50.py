@@ -24,7 +24,8 @@ vs 6.937 eager, validation SROCC 0.907 vs 0.903; BENCHMARKS.md).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,8 +33,8 @@ from torch import nn
 
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet50
-from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
-from biqa_bench.nn.trainer import PhaseResult, TrainData
+from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean, setting
+from biqa_bench.nn.trainer import PhaseResult
 
 
 class ResNet50Regressor(nn.Module):
@@ -59,6 +60,7 @@ def epoch_rows(n_items: int, crops_per_image: int, batch_size: int, rng: np.rand
 
 
 @register_method("resnet50")
+@dataclass(eq=False)
 class ResNet50Baseline(DeepMethod):
     """ImageNet ResNet-50 + FC(256)-FC(1) head with dropout 0.5, L1 loss (QAMT 3.2)."""
 
@@ -74,52 +76,32 @@ class ResNet50Baseline(DeepMethod):
             lr_backbone=1e-4, lr_head=1e-3, crops_per_image=1, weight_decay=0.0, eval_batch_size=16, max_steps=3,
         ),
     }
-    RECIPE_OVERRIDES = {"lr_backbone": "lr_backbone", "lr_head": "lr_head", "crops_per_image": "crops_per_image"}
 
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "imagenet",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        lr_backbone: float | None = None,
-        lr_head: float | None = None,
-        crops_per_image: int | None = None,
-        dropout: float = 0.5,
-        cuda_graphs: bool = False,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.lr_backbone = lr_backbone
-        self.lr_head = lr_head
-        self.crops_per_image = crops_per_image
-        self.dropout = dropout
-        self.cuda_graphs = bool(cuda_graphs)
+    lr_backbone: float | None = setting()
+    lr_head: float | None = setting()
+    crops_per_image: int | None = setting()
+    dropout: float = 0.5
+    cuda_graphs: bool = False
 
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         backbone, loaded = resnet50(pretrained, weights)
         return ResNet50Regressor(backbone, self.dropout), loaded
 
-    def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
-        return fine_tune(self, model, data, evaluate, ctx, device, settings, run_fingerprint, "train", epoch_rows)
+    def train(self, training: Training) -> list[PhaseResult]:
+        return fine_tune(self, training, "train", epoch_rows)
 
 
 def fine_tune(
-    method: DeepMethod, model: nn.Module, data: TrainData, evaluate: Callable[[], float], ctx, device, settings: dict[str, Any],
-    run_fingerprint: str, phase_name: str, batches: Callable[[int, int, int, np.random.Generator], list[np.ndarray]],
+    method: DeepMethod, training: Training, phase_name: str, batches: Callable[[int, int, int, np.random.Generator], list[np.ndarray]],
 ) -> list[PhaseResult]:
     """The baseline's training: backbone and head end to end, L1, rates ``lr_backbone`` and
     ``lr_head``; the output bias starts at the mean quality. QAMT's stage 2 is this on its
     pre-trained backbone (its own phase name and batch sampler keep its runs reproducible)."""
+    model, settings = training.model, training.settings
     if not method.resume:
-        init_bias_to_mean(model.head[3], data.quality)
+        init_bias_to_mean(model.head[3], training.data.quality)
     groups = [
         {"params": model.backbone.parameters(), "lr": settings["lr_backbone"]},
         {"params": model.head.parameters(), "lr": settings["lr_head"]},
     ]
-    return [method.train_l1(phase_name, model, groups, [model], data, evaluate, ctx, device, settings, run_fingerprint, batches)]
+    return [method.train_l1(training, phase_name, groups, batches)]

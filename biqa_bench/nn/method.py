@@ -1,7 +1,9 @@
-"""The base class of the deep method adapters: recipes, shared hyper-parameters, fit/predict,
+"""The base class of the deep method adapters: shared hyper-parameters, recipes, fit/predict,
 save/load. Subclasses build their network and their training phases.
 
-Hyper-parameters every deep method accepts (the CLI maps flags onto them):
+A deep adapter is a dataclass (``@dataclass(eq=False)`` under ``@register_method``) whose fields
+are its hyper-parameters; it inherits the fields every deep method accepts from
+:class:`DeepMethod` (the CLI maps flags onto them):
 
 * ``recipe``: ``'paper'`` (the paper's protocol) or ``'quick'`` (a few small steps: tests, demo);
 * ``pretrained``: ``'imagenet'`` (offline weights, see :mod:`biqa_bench.nn.backbones`) or ``'none'``;
@@ -9,10 +11,14 @@ Hyper-parameters every deep method accepts (the CLI maps flags onto them):
 * ``test_crops``: K random crops averaged at test time, 0 = the whole image resized to the crop
   size, None = the recipe's value;
 * ``resume``: continue from the checkpoints in the run folder;
-* ``epochs``, ``batch_size``, ``crop``, ``image_size``: override the recipe (None = recipe).
+* ``epochs``, ``batch_size``, ``crop``, ``image_size``, ``flip``: override the recipe (None = recipe).
   ``image_size`` is ``'source'`` (images as the context gives them: the decode-once cache's
   size when there is one, else the files' size) or an image-cache size spec (``'short512'``,
   ``'244x244'``, ``(h, w)``) to which images are resized once before cropping.
+
+A recipe (``RECIPES[name]``) is a dict of settings; a field declared with :func:`setting` replaces
+the recipe's setting of the same name unless it is None (``setting(recipe_key='s1_epochs')`` where
+the recipe names it otherwise). :meth:`DeepMethod.settings` is the merged dict the hooks get.
 
 Training targets are the 0-100 ``quality`` column; the final bias of each regressor starts at the
 mean training quality (the papers do not say how the head is initialised; starting at the mean
@@ -21,10 +27,12 @@ saves the first epochs from learning an offset of ~50 at learning rates of 1e-5)
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,31 +48,59 @@ from .data import image_source
 from .trainer import Phase, PhaseResult, StepDecay, TrainData, fingerprint, predict_items, resolve_device, run_phase, validation_metric
 
 
+#: Field metadata key of :func:`setting`: the recipe key the field overrides.
+RECIPE_KEY = "biqa_recipe_key"
+
+
+def setting(default: Any = None, recipe_key: str | None = None) -> Any:
+    """A hyper-parameter field that replaces the recipe's setting of the same name (or
+    ``recipe_key``) when it is not None; None, the default, means "the recipe's value"."""
+    return field(default=default, metadata={RECIPE_KEY: recipe_key})
+
+
+@dataclass
+class Training:
+    """What a deep method's :meth:`DeepMethod.train` gets: the network on its device, the
+    training data, the validation metric, the context, the merged settings and the run's
+    fingerprint (which checkpoints are written for)."""
+
+    model: nn.Module
+    data: TrainData
+    evaluate: Callable[[], float]
+    ctx: Context
+    device: torch.device
+    settings: dict[str, Any]
+    fingerprint: str
+
+
+@dataclass(eq=False)
 class DeepMethod(Method):
-    """Shared machinery; subclasses set ``RECIPES`` and implement the hooks below."""
+    """Shared machinery; subclasses set ``RECIPES``, add their fields and implement the hooks below."""
 
-    RECIPES: dict[str, dict[str, Any]] = {}
-    # A subclass's hyper-parameters that replace a recipe value unless None: {attribute: recipe key}.
-    RECIPE_OVERRIDES: dict[str, str] = {}
+    RECIPES: ClassVar[dict[str, dict[str, Any]]] = {}
     # Attributes learned besides the network, saved into model.pt by extra_state.
-    EXTRA_STATE: tuple[str, ...] = ()
-    weights_sha256: str | None = None
+    EXTRA_STATE: ClassVar[tuple[str, ...]] = ()
     # Replay train_l1's steps from CUDA graphs (trainer.CudaGraphStep); methods that train with
-    # train_l1 take it as a hyper-parameter (``-p cuda_graphs=true``); ignored on the CPU.
-    cuda_graphs: bool = False
+    # train_l1 take it as a field (``cuda_graphs: bool = False``, ``-p cuda_graphs=true``); ignored on the CPU.
+    cuda_graphs = False  # not annotated: a class attribute here, a field where a subclass declares it
 
-    def _init_common(self, recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip=None) -> None:
-        self.recipe = recipe
-        self.pretrained = pretrained
-        self.weights = None if weights in (None, "") else str(weights)
-        self.test_crops = test_crops
-        self.resume = bool(resume)
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.crop = crop
-        self.image_size = image_size
-        self.flip = flip
-        self.weights_sha256 = None
+    recipe: str = "paper"
+    pretrained: str = "imagenet"
+    weights: str | None = None
+    test_crops: int | None = setting()
+    resume: bool = False
+    epochs: int | None = setting()
+    batch_size: int | None = setting()
+    crop: int | None = setting()
+    image_size: Any = setting()
+    flip: bool | None = setting()
+
+    def __post_init__(self) -> None:
+        self.weights = None if self.weights in (None, "") else str(self.weights)
+        self.resume = bool(self.resume)
+        if "cuda_graphs" in self.__dataclass_fields__:
+            self.cuda_graphs = bool(self.cuda_graphs)
+        self.weights_sha256: str | None = None
         self._model: nn.Module | None = None
         self._history: list[dict[str, Any]] = []
 
@@ -73,7 +109,8 @@ class DeepMethod(Method):
     def build_model(self, settings: dict[str, Any], pretrained: str, weights: str | None) -> tuple[nn.Module, LoadedWeights]:
         raise NotImplementedError
 
-    def train(self, model: nn.Module, data: TrainData, evaluate: Callable[[], float], ctx: Context, device: torch.device, settings: dict[str, Any], run_fingerprint: str) -> list[PhaseResult]:
+    def train(self, training: Training) -> list[PhaseResult]:
+        """Train ``training.model`` (in place) through one or more phases; return their results."""
         raise NotImplementedError
 
     def score_function(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -96,10 +133,9 @@ class DeepMethod(Method):
         if self.recipe not in self.RECIPES:
             raise MethodError(f"{self.name}: unknown recipe '{self.recipe}'; use one of {', '.join(sorted(self.RECIPES))}")
         merged = dict(self.RECIPES[self.recipe])
-        for key in ("test_crops", "epochs", "batch_size", "crop", "image_size", "flip"):
-            value = getattr(self, key, None)
-            if value is not None:
-                merged[key] = value
+        for hyper in dataclasses.fields(self):
+            if RECIPE_KEY in hyper.metadata and getattr(self, hyper.name) is not None:
+                merged[hyper.metadata[RECIPE_KEY] or hyper.name] = getattr(self, hyper.name)
         merged.setdefault("flip", True)
         if not isinstance(merged["flip"], bool):
             raise MethodError(f"{self.name}: flip must be true or false (-p flip=true), not {merged['flip']!r}")
@@ -108,10 +144,6 @@ class DeepMethod(Method):
                 raise MethodError(f"{self.name}: {key} must be at least 1, not {merged[key]}")
         if int(merged["test_crops"]) < 0:
             raise MethodError(f"{self.name}: test_crops must be 0 (whole image) or a positive number of crops")
-        for attribute, key in self.RECIPE_OVERRIDES.items():
-            value = getattr(self, attribute)
-            if value is not None:
-                merged[key] = value
         return merged
 
     # ------------------------------------------------------------------ protocol
@@ -155,7 +187,7 @@ class DeepMethod(Method):
                 return float("nan")
 
         run_fp = fingerprint(self.name, self.get_params_for_fingerprint(), sorted(data.item_ids.tolist()), sorted(val_items["item_id"].astype(str)), ctx.seed)
-        results = self.train(model, data, evaluate, ctx, device, settings, run_fp)
+        results = self.train(Training(model, data, evaluate, ctx, device, settings, run_fp))
         self._history = [r.as_dict() for r in results]
         self._settings = settings
         model.eval()
@@ -183,17 +215,24 @@ class DeepMethod(Method):
             progress=ctx.progress, label=f"{self.name} predicting",
         )
 
+    def run_phase(self, training: Training, phase: Phase) -> PhaseResult:
+        """:func:`biqa_bench.nn.trainer.run_phase` for this method's training (resumed when ``resume``)."""
+        return run_phase(
+            phase, training.model, training.data, training.ctx, training.device, self.name, training.fingerprint, resume=self.resume
+        )
+
     def train_l1(
-        self, phase_name: str, model: nn.Module, groups: list[dict[str, Any]], train_modules: Sequence[nn.Module], data: TrainData,
-        evaluate: Callable[[], float], ctx: Context, device: torch.device, settings: dict[str, Any], run_fingerprint: str,
-        batches: Callable[[int, int, int, np.random.Generator], list[np.ndarray]],
+        self, training: Training, phase_name: str, groups: list[dict[str, Any]],
+        batches: Callable[[int, int, int, np.random.Generator], list[np.ndarray]], train_modules: Sequence[nn.Module] | None = None,
     ) -> PhaseResult:
         """One phase of L1 regression on the 0-100 quality (the ResNet-50 baseline, QAMT stage 2, HCL
-        curriculum 3): Adam (0.9, 0.999) on ``groups`` with the recipe's weight decay at constant
-        rates; each epoch ``batches(n_items, crops_per_image, batch_size, rng)`` gives the rows.
+        curriculum 3): Adam (0.9, 0.999) on the parameter ``groups`` with the recipe's weight decay
+        at constant rates; each epoch ``batches(n_items, crops_per_image, batch_size, rng)`` gives
+        the rows; ``train_modules`` (default: the whole model) are in training mode.
         With ``cuda_graphs`` on a CUDA device the steps are replayed from a CUDA graph (the rates
         are constant and the loss does not depend on the epoch, as that needs)."""
-        graphs = bool(self.cuda_graphs) and device.type == "cuda"
+        model, settings, data = training.model, training.settings, training.data
+        graphs = bool(self.cuda_graphs) and training.device.type == "cuda"
         optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), weight_decay=settings["weight_decay"], capturable=graphs)
         n, per_image, batch = len(data.item_ids), int(settings["crops_per_image"]), int(settings["batch_size"])
 
@@ -203,10 +242,11 @@ class DeepMethod(Method):
 
         phase = Phase(
             name=phase_name, epochs=int(settings["epochs"]), optimizer=optimizer, schedule=StepDecay([]),
-            batches=lambda epoch, rng: batches(n, per_image, batch, rng), loss=loss, train_modules=train_modules,
-            evaluate=evaluate, max_steps=settings.get("max_steps"), cuda_graph=graphs,
+            batches=lambda epoch, rng: batches(n, per_image, batch, rng), loss=loss,
+            train_modules=[model] if train_modules is None else train_modules,
+            evaluate=training.evaluate, max_steps=settings.get("max_steps"), cuda_graph=graphs,
         )
-        return run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)
+        return self.run_phase(training, phase)
 
     @staticmethod
     def _to_device(model: nn.Module, device: torch.device) -> nn.Module:
