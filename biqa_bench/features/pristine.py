@@ -36,7 +36,7 @@ def _embedded_sources() -> list[tuple[str, Callable[[], np.ndarray]]]:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    from ..synth import SynthError, find_images
+    from ..datasets.synth import SynthError, find_images
 
     try:
         return find_images(folder)
