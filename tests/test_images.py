@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from biqa_bench import imagecache, images, synth
+from biqa_bench import imagecache, images
+from biqa_bench.datasets import synth
 from biqa_bench.errors import BiqaError, DatasetError
 
 
