@@ -1,7 +1,9 @@
 """Running methods over splits: one run folder per (method, train dataset, split), resumable.
 
 A run is complete when its ``manifest.json`` exists (it is written last, atomically), so a
-crash or Ctrl-C loses at most the split in flight, and re-running skips complete runs whose
+crash or Ctrl-C loses at most the split in flight (a retraining with ``--force`` is written
+beside the complete run and swapped in when complete: :func:`biqa_bench.store.staged_run`,
+so it loses nothing), and re-running skips complete runs whose
 manifest matches the requested method parameters and split file. The trained model is saved
 in the run's ``model/`` folder, so later analyses (cross-dataset, gMAD) reuse it.
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +37,7 @@ from .methods import Context, Method, create_method
 from .splits import SplitSet
 from .store import (
     MANIFEST, SplitBusy, acquire_split_lock, atomic_write_csv, is_complete, predictions_frame,
-    read_manifest, record_failure, release_split_lock, safe_name, write_run,
+    read_manifest, record_failure, release_split_lock, safe_name, staged_run, write_run,
 )
 
 
@@ -71,6 +72,7 @@ def run_manifest(
         "dataset_info": info_to_dict(dataset.info),
         "quality_histogram": quality_counts(dataset.items["quality"]),
         "split": split,
+        "split_indices": [s.index for s in split_set.splits],  # what the split file has, for "5 of 6 splits"
         "split_hash": split_set.hash,
         "split_file": str(split_file) if split_file else None,
         "seed": seed,
@@ -163,9 +165,13 @@ def _error_line(exc: BaseException) -> str:
 
 
 def _train_split(job: Job, progress: Progress | None, log: logging.Logger) -> None:
-    folder = job.folder
+    keep = ("checkpoints",) if job.params.get("resume") else ()  # a resumed run continues from its epoch checkpoints
+    with staged_run(job.folder, keep=keep) as folder:  # a complete run is replaced only by a complete one
+        _train_into(job, folder, progress, log)
+
+
+def _train_into(job: Job, folder: Path, progress: Progress | None, log: logging.Logger) -> None:
     dataset, split = job.dataset, job.split_set.splits[_split_position(job)]
-    _clear_incomplete(folder, keep_checkpoints=bool(job.params.get("resume")))
     ctx = Context(
         device=job.device,
         seed=method_seed(job.seed, split.index),
@@ -212,16 +218,6 @@ def _split_position(job: Job) -> int:
         if split.index == job.split:
             return position
     raise RunError(f"split {job.split} is not in the split file of '{job.dataset.name}' (it has {[s.index for s in job.split_set.splits]})")
-
-
-def _clear_incomplete(folder: Path, keep_checkpoints: bool) -> None:
-    """Start an incomplete run afresh; with resume, keep its epoch checkpoints for the method."""
-    if folder.exists():
-        for entry in folder.iterdir():
-            if keep_checkpoints and entry.name == "checkpoints":
-                continue
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _checked_prediction(method: Method, items: pd.DataFrame, ctx: Context) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .datasets.registry import Dataset
 from .errors import SplitError
-from .store import atomic_write_json, safe_name
+from .store import Run, atomic_write_json, safe_name
 
 FORMAT_VERSION = 1
 
@@ -247,3 +247,63 @@ def check_splits(split_set: SplitSet, dataset: Dataset, path: Path | str = "spli
         if missing:
             unassigned[split.index] = missing
     return SplitCheck(str(path), dataset.name, len(content_of), unassigned)
+
+
+@dataclass(frozen=True)
+class SplitCoverage:
+    """How many splits of its split file one (method, train dataset) has runs for."""
+
+    method: str
+    train_dataset: str
+    present: tuple[int, ...]
+    expected: tuple[int, ...] | None  # the split file's indices; None when no manifest or file tells
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.expected or ()) - set(self.present)))
+
+    @property
+    def text(self) -> str:
+        """``5 of 6 splits; split 2 missing`` (or ``5 splits`` when the split file is unknown)."""
+        if self.expected is None:
+            return f"{len(self.present)} splits (split file unknown)"
+        total = len(set(self.expected) | set(self.present))
+        text = f"{len(self.present)} of {total} splits"
+        if self.missing:
+            names = ", ".join(str(k) for k in self.missing)
+            text += f"; split{'s' if len(self.missing) > 1 else ''} {names} missing"
+        return text
+
+
+def split_coverage(runs: list[Run]) -> list[SplitCoverage]:
+    """Per (method, train dataset): the splits with a complete run against those of the split file
+    (``split_indices`` in the manifests; for runs made before it was recorded, the split file the
+    manifest names, when it is still there with the same hash)."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.method, run.train_dataset), []).append(run)
+    coverage = []
+    for (method, dataset), members in sorted(groups.items()):
+        expected: set[int] | None = None
+        for run in members:
+            indices = run.manifest.get("split_indices")
+            if indices is None:
+                indices = _split_file_indices(run.manifest)
+            if indices is not None:
+                expected = (expected or set()) | {int(k) for k in indices}
+        present = tuple(sorted({run.split for run in members}))
+        coverage.append(SplitCoverage(method, dataset, present, tuple(sorted(expected)) if expected is not None else None))
+    return coverage
+
+
+def _split_file_indices(manifest: dict) -> list[int] | None:
+    path = manifest.get("split_file")
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        split_set = load_splits(Path(path))
+    except SplitError:
+        return None
+    if split_set.hash != manifest.get("split_hash"):  # changed since: it no longer tells
+        return None
+    return [split.index for split in split_set.splits]

@@ -8,15 +8,27 @@ A run is one (method, train dataset, split) and lives in its own folder::
 ``predictions.csv`` has the columns of :data:`PREDICTION_COLUMNS`; ``manifest.json`` holds
 the config, seeds, versions, dataset fingerprint, split hash, weights hash and timings.
 The manifest is written last, so a folder with a manifest is a complete run.
+
+A complete run is never deleted before its replacement exists: :func:`staged_run` has a
+retraining (``biqa train --force``) write into ``.split_<k>.staging`` beside the run and swaps it
+in only when complete, in one atomic exchange of the two folders where the file system offers it
+(Linux ``renameat2(RENAME_EXCHANGE)``), else by two renames with the old run kept as
+``.split_<k>.previous`` in between, which :func:`find_runs` reads in place of the missing run and
+:func:`recover_run` puts back. Folders whose names start with a dot are never runs.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import shutil
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -202,6 +214,125 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
+STAGING_SUFFIX = ".staging"
+PREVIOUS_SUFFIX = ".previous"
+
+
+def staging_dir(folder: Path) -> Path:
+    """Where a retraining of the complete run ``folder`` is written until it is swapped in."""
+    return Path(folder).parent / f".{Path(folder).name}{STAGING_SUFFIX}"
+
+
+def previous_dir(folder: Path) -> Path:
+    """Where a complete run waits while its replacement is renamed into place (two-rename swap)."""
+    return Path(folder).parent / f".{Path(folder).name}{PREVIOUS_SUFFIX}"
+
+
+def clear_folder(folder: Path, keep: tuple[str, ...] = ()) -> None:
+    """Empty ``folder`` (created if absent), keeping the entries named in ``keep``."""
+    folder = Path(folder)
+    if folder.exists():
+        for entry in folder.iterdir():
+            if entry.name in keep:
+                continue
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def staged_run(folder: Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
+    """The folder to write the run ``folder`` into; the caller holds its split lock.
+
+    Without a complete run at ``folder`` there is nothing to lose: ``folder`` itself, emptied but
+    for ``keep`` (e.g. the checkpoints a resumed run continues from). With one (a retraining),
+    a staging folder beside it; when the block ends with a complete run there, it replaces the
+    old one by :func:`swap_in`. If the block raises, or the process dies, the old run is as it
+    was; a staging folder left by a killed process is emptied by the next retraining.
+    """
+    folder = Path(folder)
+    recover_run(folder)
+    if not is_complete(folder):
+        clear_folder(folder, keep)
+        yield folder
+        return
+    staging = staging_dir(folder)
+    clear_folder(staging)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not is_complete(staging):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RunError(f"{folder}: the retrained run was not completed; the previous run is kept")
+    swap_in(staging, folder)
+
+
+def swap_in(new: Path, final: Path) -> None:
+    """Put the folder ``new`` at ``final`` (which exists) and delete what was there, so that at every
+    instant ``final`` (or, in the fallback, :func:`previous_dir`) holds a complete run."""
+    new, final = Path(new), Path(final)
+    if _rename_exchange(new, final):  # one atomic step: final is never missing
+        shutil.rmtree(new, ignore_errors=True)  # now the old run
+        return
+    previous = previous_dir(final)
+    if previous.exists():
+        shutil.rmtree(previous)
+    os.rename(final, previous)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.rename(previous, final)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def recover_run(folder: Path) -> None:
+    """Finish what a swap killed halfway left (call it holding the split lock): the old run back
+    from :func:`previous_dir` when ``folder`` is missing, a leftover copy deleted when not."""
+    folder = Path(folder)
+    previous = previous_dir(folder)
+    if not previous.exists():
+        return
+    if not folder.exists() and is_complete(previous):
+        os.rename(previous, folder)
+    else:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two existing paths (Linux renameat2 RENAME_EXCHANGE); False where the
+    system or file system cannot, so the caller falls back to two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc before 2.28, musl
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _run_folders(root: Path) -> Iterator[Path]:
+    """Folders below ``root`` with a manifest, skipping dot-folders (staging, leftovers); a run whose
+    folder is missing while a swap is halfway is read from its :func:`previous_dir`."""
+    for manifest_path in sorted(root.rglob(MANIFEST)):
+        folder = manifest_path.parent
+        hidden = [part for part in folder.relative_to(root).parts if part.startswith(".")]
+        if not hidden:
+            yield folder
+        elif hidden == [folder.name] and folder.name.endswith(PREVIOUS_SUFFIX):
+            if not (folder.parent / folder.name[1 : -len(PREVIOUS_SUFFIX)]).exists():
+                yield folder
+
+
 def find_runs(root: Path, kind: str = "run") -> list[Run]:
     """Every complete run of ``kind`` below ``root`` (a results folder or a single run folder).
 
@@ -213,11 +344,10 @@ def find_runs(root: Path, kind: str = "run") -> list[Run]:
     if not root.exists():
         raise RunError(f"{root}: no such results folder; run `biqa train` or `biqa demo` first")
     runs = []
-    for manifest_path in sorted(root.rglob(MANIFEST)):
-        folder = manifest_path.parent
+    for folder in _run_folders(root):
         if not (folder / PREDICTIONS).is_file():
             continue
-        manifest = read_manifest(manifest_path)
+        manifest = read_manifest(folder / MANIFEST)
         if manifest.get("kind", "run") != kind:
             continue
         runs.append(Run(folder, manifest))

@@ -139,16 +139,17 @@ def test_import_predictions_and_its_errors(tiny_dataset, tmp_path):
 
 
 def test_resume_keeps_checkpoints_of_the_split_in_flight(tiny_dataset, tmp_path):
-    from biqa_bench.runner import _clear_incomplete
+    from biqa_bench.store import staged_run
 
     folder = tmp_path / "run"
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "epoch_001.pt").write_text("x")
     (folder / "predictions.csv").write_text("partial")
-    _clear_incomplete(folder, keep_checkpoints=True)
-    assert (folder / "checkpoints" / "epoch_001.pt").exists() and not (folder / "predictions.csv").exists()
-    _clear_incomplete(folder, keep_checkpoints=False)
-    assert folder.is_dir() and not any(folder.iterdir())
+    with staged_run(folder, keep=("checkpoints",)) as target:  # incomplete: trained in place
+        assert target == folder
+        assert (folder / "checkpoints" / "epoch_001.pt").exists() and not (folder / "predictions.csv").exists()
+    with staged_run(folder) as target:
+        assert folder.is_dir() and not any(folder.iterdir())
 
 
 def test_parallel_jobs_give_the_same_runs_as_serial(tiny_dataset, tmp_path):

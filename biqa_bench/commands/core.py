@@ -388,20 +388,29 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print flat per-split records as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write CSVs (default: RESULTS/eval)."),
 ) -> None:
-    """Per-run SROCC, KROCC, PLCC (after logistic mapping) and RMSE, summarised over splits.
+    """Per-run SROCC, KROCC, PLCC (after logistic mapping) and RMSE, summarised over splits, and
+    how many splits of each split file have runs ("5 of 6 splits; split 2 missing").
 
     Example: biqa eval results --ranges --low-quality
     """
-    from ..store import atomic_write_csv
+    from ..splits import split_coverage
+    from ..store import atomic_write_csv, find_runs
 
     records, summary = evaluation_tables(results, ranges, low_quality, min_items, low_quality_rule, fraction)
     target = out or Path(results) / "eval"
     atomic_write_csv(target / "records.csv", records)
     atomic_write_csv(target / "summary.csv", summary)
+    coverage = split_coverage(find_runs(results))
     if as_json:
+        for group in coverage:  # stdout is the JSON; a gap still must not pass unnoticed
+            if group.missing:
+                warn(f"{group.method} on {group.train_dataset}: {group.text}")
         print_json(json_records(records))
         return
     render_summary(summary, f"Evaluation of {results} (mean ± std over splits)")
+    for group in coverage:
+        console.print(f"{group.method} on {group.train_dataset}: {group.text}"
+                      + (" (run `biqa train` again to fill them)" if group.missing else ""), highlight=False)
     console.print(f"records: {target / 'records.csv'}, summary: {target / 'summary.csv'}")
 
 

@@ -41,6 +41,7 @@ def report(
     result = build_report(results, target, decimals=decimals, aggregate=aggregate, pdf=pdf, min_items=min_items)
     console.print(f"[bold]report[/] {result.out_dir}: {len(result.tables)} tables, {len(result.figures)} figures")
     console.print(f"  sections: {', '.join(result.sections)}")
+    console.print(f"  splits: {'; '.join(result.splits)}", highlight=False)
     for analysis, why in result.skipped.items():
         console.print(f"  [dim]left out {analysis}: {why}[/]")
     console.print(f"  LaTeX: {result.tex}" + (f"  PDF: {result.pdf}" if result.pdf else "") + f"  Markdown: {result.markdown}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import AnalysisError, BiqaError
+from ..splits import split_coverage
 from ..store import atomic_write_csv, atomic_write_text, find_runs, load_predictions, runs_table
 from . import figures as F
 from . import tables as T
@@ -45,6 +46,7 @@ class ReportResult:
     figures: dict[str, list[Path]] = field(default_factory=dict)  # figure stem -> .png/.pdf
     sections: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # analysis -> why it is not in the report
+    splits: list[str] = field(default_factory=list)  # per method and dataset: "5 of 6 splits; split 2 missing"
 
 
 class _Builder:
@@ -253,7 +255,6 @@ def build_report(
             "re-run `biqa train`, which writes them"
         )
     datasets = sorted(test["dataset"].unique(), key=str)
-    n_splits = test.groupby(["method", "dataset"])["split"].nunique()
 
     # ---------------------------------------------------------------- overall
     records = overall_records(test)
@@ -411,12 +412,12 @@ def build_report(
         b.section("Protocol", protocol_text(protocol))
 
     # ---------------------------------------------------------------- documents
-    counts = ", ".join(sorted({str(int(c)) for c in n_splits})) if len(n_splits) else "0"
+    coverage = [f"{c.method} on {c.train_dataset}: {c.text}" for c in split_coverage(find_runs(results_dir))]
     methods = sorted(test["method"].unique(), key=str)
     intro = (
         f"Results folder: {results_dir}. Methods: {', '.join(methods)}. Datasets: {', '.join(datasets)}. "
-        f"Splits per method and dataset: {counts}. Figures in the tables are the {aggregate} over splits "
-        f"with {decimals} decimals."
+        f"Splits per method and dataset: {'; '.join(coverage) if coverage else '0'}. Figures in the tables are the "
+        f"{aggregate} over splits with {decimals} decimals."
     )
     mixed = protocol[protocol["differs"] != ""] if len(protocol) else protocol
     if len(mixed):
@@ -431,4 +432,4 @@ def build_report(
     atomic_write_text(markdown, "# Benchmark report\n\n" + intro + "\n\n" + "\n".join(b.md_parts))
     pdf_path = compile_pdf(tex) if pdf else None
     return ReportResult(out_dir, tex, markdown, pdf_path, b.result_tables, b.result_figures,
-                        [s.title for s in b.sections], b.skipped)
+                        [s.title for s in b.sections], b.skipped, coverage)
