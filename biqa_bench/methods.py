@@ -69,6 +69,12 @@ class Method:
     #: directly on any image set (gMAD pools, cross-dataset tests).
     training_free: bool = False
 
+    def min_image_side(self) -> int:
+        """The shortest image side, in pixels, this method (with its parameters) can read. `biqa
+        train` refuses smaller images in one line before training (or leaves them out with
+        --skip-broken) and `biqa datasets check` lists them; 1 means any size."""
+        return 1
+
     def get_params(self) -> dict[str, Any]:
         signature = inspect.signature(type(self).__init__)
         return {
@@ -164,6 +170,19 @@ def method_class(name: str) -> type[Method]:
 
         raise MethodError(f"unknown method '{name}'.{did_you_mean(name, registry)} See `biqa methods list`.")
     return registry[name]
+
+
+def min_image_sides() -> dict[str, int]:
+    """Each method's shortest readable image side with its default parameters (above 1 only)."""
+    sides = {}
+    for name, cls in sorted(discover().items()):
+        try:
+            side = int(cls().min_image_side())
+        except Exception:  # a method that needs parameters to be built states no default minimum
+            continue
+        if side > 1:
+            sides[name] = side
+    return sides
 
 
 def create_method(name: str, **params: Any) -> Method:

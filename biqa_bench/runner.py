@@ -205,6 +205,7 @@ def _train_into(job: Job, folder: Path, progress: Progress | None, log: logging.
         "n_val": len(val),
         "n_test": len(test),
         "skipped_items": sorted(skip),
+        "n_skipped_items": len(skip),  # missing, unreadable or too small for the method (--skip-broken)
         "weights_sha256": getattr(method, "weights_sha256", None),
         "pretraining": getattr(method, "pretraining_manifest", None),
         "versions": versions(),

@@ -25,7 +25,7 @@ from sklearn.svm import SVR
 
 from biqa_bench.errors import MethodError
 from biqa_bench.evaluation.metrics import rmse, srocc
-from biqa_bench.features.brisque import FEATURE_VERSION, N_FEATURES, brisque_features
+from biqa_bench.features.brisque import FEATURE_VERSION, MIN_SIDE, N_FEATURES, brisque_features
 from biqa_bench.features.cache import FeatureCache, image_source_tag
 from biqa_bench.methods import Context, Method, register_method
 
@@ -72,6 +72,9 @@ class Brisque(Method):
         self.min_val_items = min_val_items
         self.cv_folds = cv_folds
         self.n_jobs = n_jobs
+
+    def min_image_side(self) -> int:
+        return MIN_SIDE
 
     def _model(self, c: float, gamma: float):
         return make_pipeline(StandardScaler(), SVR(kernel="rbf", C=c, gamma=gamma, epsilon=self.epsilon))

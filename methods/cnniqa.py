@@ -132,6 +132,9 @@ class CNNIQA(Method):
         """
         return _TorchThreads(self.num_threads)
 
+    def min_image_side(self) -> int:
+        return PATCH  # one 32x32 patch
+
     # -- data -----------------------------------------------------------------------------
     def _load(self, items: pd.DataFrame, ctx: Context, what: str) -> list[np.ndarray]:
         images = []

@@ -81,6 +81,9 @@ class Niqe(Method):
         ctx.log.info("niqe: pristine model from %s (%d patches of %d images)", self.pristine,
                      self.pristine_patches_, self.pristine_images_)
 
+    def min_image_side(self) -> int:
+        return int(self.patch_size)  # one patch
+
     def fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "Niqe":
         self._model(ctx)  # opinion-unaware: the training items and labels are not used
         return self

@@ -211,3 +211,51 @@ def test_import_of_test_items_only_warns_nothing(tiny_dataset, tmp_path, capsys)
     code, out, err = biqa(capsys, "import", "-m", "ext", "-d", "tiny", "--predictions", tmp_path / "p.csv",
                           "--splits", tmp_path / "s.json", "-o", tmp_path / "res")
     assert code == 0 and err.strip() == "", err
+
+
+# ------------------------------------------------------------------ images below a method's minimum size
+
+
+@pytest.fixture
+def with_tiny_image(tmp_path) -> tuple[Path, Path]:
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    labels = make_image_folder(root, n=30)
+    Image.fromarray(np.full((4, 4, 3), 128, dtype=np.uint8)).save(root / "img007.png")
+    csv = tmp_path / "labels.csv"
+    labels.to_csv(csv, index=False)
+    return root, csv
+
+
+def test_an_image_below_a_methods_minimum_is_one_line_or_skipped_with_a_count(with_tiny_image, tmp_path, capsys):
+    root, csv = with_tiny_image
+    assert biqa(capsys, "datasets", "add", "small", "--csv", csv, "--root", root, "--score-range", 1, 5)[0] == 0
+    out = tmp_path / "res"
+    code, _, err = biqa(capsys, "train", "-m", "brisque", "-d", "small", "-n", "1", "-o", out, "-q")
+    one_line_error(code, err, str(root), "1 images of 'small' are smaller than brisque's minimum of 8 px", "img007.png", "--skip-broken")
+    assert not out.exists()
+    code, _, err = biqa(capsys, "train", "-m", "brisque", "-d", "small", "-n", "1", "-o", out, "-q", "--skip-broken")
+    assert code == 0 and "Traceback" not in err, err
+    assert "leaving out 1 images smaller than brisque's minimum of 8 px" in err
+    manifest = json.loads((out / "small" / "brisque" / "split_00" / "manifest.json").read_text())
+    assert manifest["skipped_items"] == ["img007.png"] and manifest["n_skipped_items"] == 1
+    assert manifest["n_train"] + manifest["n_val"] + manifest["n_test"] == 29
+
+
+def test_datasets_check_lists_images_below_each_methods_minimum(with_tiny_image, capsys):
+    from biqa_bench.datasets.check import check_dataset
+    from biqa_bench.datasets.registry import load_dataset
+    from biqa_bench.methods import min_image_sides
+
+    root, csv = with_tiny_image
+    assert biqa(capsys, "datasets", "add", "small", "--csv", csv, "--root", root, "--score-range", 1, 5)[0] == 0
+    sides = min_image_sides()
+    assert sides["brisque"] == 8 and sides["cnniqa"] == 32
+    report = check_dataset(load_dataset("small"), min_sides={"brisque": 8, "cnniqa": 32})
+    assert report.too_small == {"brisque": {"min_side": 8, "paths": ["img007.png"]},
+                                "cnniqa": {"min_side": 32, "paths": sorted(f"img{k:03d}.png" for k in range(30))}}
+    code, out, err = biqa(capsys, "datasets", "check", "small")
+    assert code == 0 and err.strip() == "", err
+    assert "too small for brisque (shorter side < 8 px): 1 of 30 (img007.png)" in out
+    assert "too small for cnniqa (shorter side < 32 px): 30 of 30" in out

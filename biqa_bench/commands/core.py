@@ -99,6 +99,29 @@ def load_with_skips(dataset_spec: str, root: Optional[Path], skip_broken: bool, 
     return dataset, skipped
 
 
+def skip_too_small(method: str, params: dict, dataset, skipped: list[str], skip_broken: bool, workers: int) -> list[str]:
+    """Images below the method's minimum side: a one-line error, or with --skip-broken left out
+    (added to ``skipped``, which each run's manifest lists and counts)."""
+    from ..datasets.check import too_small_items
+    from ..errors import DatasetError
+    from ..methods import create_method
+
+    side = create_method(method, **params).min_image_side()
+    small = too_small_items(dataset, side, workers, exclude=skipped)
+    if not small:
+        return skipped
+    paths = dataset.items.set_index("item_id").loc[small, "path"].tolist()
+    shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+    if not skip_broken:
+        raise DatasetError(
+            f"{dataset.root}: {len(small)} images of '{dataset.name}' are smaller than {method}'s minimum of {side} px a side "
+            f"({shown}); pass --skip-broken to leave them out, or replace them"
+        )
+    warn(f"leaving out {len(small)} images smaller than {method}'s minimum of {side} px a side ({shown}); "
+         "each run's manifest lists them")
+    return sorted(set(skipped) | set(small))
+
+
 def image_source(dataset, spec: str, workers: int, report):
     from ..imagecache import open_image_source
 
@@ -273,7 +296,7 @@ def train(
     test_crops: Optional[int] = typer.Option(None, "--test-crops", help="Deep methods: K seeded test crops (0 = whole image)."),
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="Deep methods: resume from the last epoch checkpoint."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated split indices to run."),
-    skip_broken: bool = typer.Option(False, "--skip-broken", help="Leave out missing or undecodable images (listed in the manifest)."),
+    skip_broken: bool = typer.Option(False, "--skip-broken", help="Leave out missing, undecodable or too small images (listed in the manifest)."),
     image_cache: str = typer.Option("none", "--image-cache", help="Decode-once cache: none, short512, original or HxW."),
     workers: int = typer.Option(2, "--workers", help="Worker processes for checks and caches."),
     force: bool = typer.Option(False, "--force", help="Overwrite runs that exist with other settings."),
@@ -296,6 +319,7 @@ def train(
     except ValueError:
         raise BiqaError(f"--only takes split indices separated by commas, e.g. --only 0,2; not '{only}'") from None
     data, skipped = load_with_skips(dataset, root, skip_broken, workers)
+    skipped = skip_too_small(method, params, data, skipped, skip_broken, workers)
     split_set, split_path = resolve_splits(data, splits, out, repeats, seed)
     if only_splits is not None:
         known = {s.index for s in split_set.splits}

@@ -279,8 +279,11 @@ def check(
             f"dataset '{dataset.name}': its folder {dataset.root} does not exist; "
             f"pass --root DIR or run `biqa datasets root {dataset.name} DIR`"
         )
+    from ..methods import min_image_sides
+
     with progress_bar(not as_json) as report:
-        result = check_dataset(dataset, workers=workers, progress=lambda done, total: report("checking images", done, total))
+        result = check_dataset(dataset, workers=workers, progress=lambda done, total: report("checking images", done, total),
+                               min_sides=min_image_sides())
     if as_json:
         print_json(json.dumps(result.to_dict(), indent=1, default=str))
     else:
@@ -296,6 +299,11 @@ def check(
                 console.print(f"  ... and {len(names) - SHOWN_PER_KIND} more {label} (all of them: --json)")
         if result.ok:
             console.print(f"  all {result.n_items} images present and readable")
+        for method, small in result.too_small.items():  # usable by other methods: not a failure
+            paths = small["paths"]
+            shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+            console.print(f"  too small for {method} (shorter side < {small['min_side']} px): {len(paths)} of "
+                          f"{result.n_items} ({shown}); `biqa train -m {method} --skip-broken` leaves them out", highlight=False)
     if result.rescaled:
         modes = ", ".join(sorted(set(result.rescaled.values())))
         shown = ", ".join(list(result.rescaled)[:3]) + (", ..." if len(result.rescaled) > 3 else "")

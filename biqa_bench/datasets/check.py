@@ -38,6 +38,7 @@ class CheckReport:
     errors: dict[str, str] = field(default_factory=dict)  # unreadable path -> decoder message
     n_excluded: int = 0  # files present on purpose but not items (e.g. LIVE's reference copies)
     rescaled: dict[str, str] = field(default_factory=dict)  # high-bit-depth path -> PIL mode (read rescaled to 8 bits)
+    too_small: dict[str, dict] = field(default_factory=dict)  # method -> {"min_side": N, "paths": [...]} below it
 
     @property
     def ok(self) -> bool:
@@ -65,20 +66,45 @@ class CheckReport:
         return data
 
 
-def _decode(path: Path) -> tuple[str | None, str | None]:
-    """(None, PIL mode) when the file decodes completely, else (the reason, None)."""
+def _decode(path: Path) -> tuple[str | None, str | None, tuple[int, int] | None]:
+    """(None, PIL mode, (width, height)) when the file decodes completely, else (the reason, None, None)."""
     try:
         with Image.open(path) as image:
             image.load()
-            return None, image.mode
+            return None, image.mode, image.size
     except FileNotFoundError:
-        return "not found", None
+        return "not found", None, None
     except Exception as exc:  # PIL raises many types for corrupt data; each one means "unreadable"
-        return f"{type(exc).__name__}: {exc}", None
+        return f"{type(exc).__name__}: {exc}", None, None
 
 
-def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None = None) -> CheckReport:
+def _header_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # missing or broken: reported by the check and refused by the reader, not here
+        return None
+
+
+def too_small_items(dataset: Dataset, min_side: int, workers: int = 2, exclude=()) -> list[str]:
+    """Item ids (not in ``exclude``) whose image's shorter side is below ``min_side`` pixels, from
+    the file headers only (a method's :meth:`~biqa_bench.methods.Method.min_image_side`)."""
+    if min_side <= 1:
+        return []
+    skip = set(exclude)
+    items = dataset.items[~dataset.items["item_id"].isin(skip)]
+    root = Path(dataset.root)
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        sizes = list(pool.map(_header_size, [root / p for p in items["path"]]))
+    return sorted(i for i, size in zip(items["item_id"], sizes) if size is not None and min(size) < min_side)
+
+
+def check_dataset(
+    dataset: Dataset, workers: int = 2, progress: Progress | None = None, min_sides: dict[str, int] | None = None,
+) -> CheckReport:
     """Check every labelled file of ``dataset`` and list unlabelled images beside them.
+
+    ``min_sides`` (method -> shortest image side it can read) lists, per method, the images below it.
 
     ``progress(completed, total)`` is called as files are decoded. PIL's
     ``LOAD_TRUNCATED_IMAGES`` is switched off during the check so truncated files are caught.
@@ -94,6 +120,7 @@ def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None 
 
     errors: dict[str, str] = {}
     rescaled: dict[str, str] = {}
+    sizes: dict[str, tuple[int, int]] = {}
     done = len(missing)
     if progress is not None:
         progress(done, total)
@@ -103,10 +130,12 @@ def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None 
         with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
             futures = {pool.submit(_decode, root / p): p for p in present}
             for future in as_completed(futures):
-                reason, mode = future.result()
+                reason, mode, size = future.result()
                 if reason is not None:
                     errors[futures[future]] = reason
-                elif is_high_bit_depth(mode):
+                    continue
+                sizes[futures[future]] = size
+                if is_high_bit_depth(mode):
                     rescaled[futures[future]] = mode
                 done += 1
                 if progress is not None:
@@ -114,6 +143,11 @@ def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None 
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = saved_flag
 
+    too_small = {}
+    for method, side in sorted((min_sides or {}).items()):
+        small = sorted(p for p, size in sizes.items() if min(size) < side)
+        if small:
+            too_small[method] = {"min_side": int(side), "paths": small}
     scores = items["score"]
     return CheckReport(
         dataset=dataset.name,
@@ -129,6 +163,7 @@ def check_dataset(dataset: Dataset, workers: int = 2, progress: Progress | None 
         errors=dict(sorted(errors.items())),
         n_excluded=len(excluded_paths(items)),
         rescaled=dict(sorted(rescaled.items())),
+        too_small=too_small,
     )
 
 

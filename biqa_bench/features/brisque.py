@@ -48,6 +48,8 @@ from .nss import (  # noqa: F401  (re-exported: the BRISQUE API predates the sha
 
 #: Bump when the features change: the feature cache is keyed by it.
 FEATURE_VERSION = "brisque-3"
+#: The shortest image side BRISQUE's two scales are computed on (the second is half of it).
+MIN_SIDE = 8
 N_FEATURES = 36
 FEATURE_NAMES = [
     f"s{scale}_{name}"
@@ -70,6 +72,6 @@ def scale_features(grey: np.ndarray, border: str = "zero") -> np.ndarray:
 def brisque_features(image: np.ndarray, border: str = "zero") -> np.ndarray:
     """The 36 BRISQUE features of an RGB uint8 (or grey) image, in the order of FEATURE_NAMES."""
     grey = to_grey(image)
-    if min(grey.shape) < 8:
-        raise ValueError(f"image of shape {grey.shape} is too small for BRISQUE (needs at least 8x8)")
+    if min(grey.shape) < MIN_SIDE:
+        raise ValueError(f"image of shape {grey.shape} is too small for BRISQUE (needs at least {MIN_SIDE}x{MIN_SIDE})")
     return np.concatenate([scale_features(grey, border), scale_features(downsample_half(grey), border)])

@@ -146,6 +146,20 @@ class DeepMethod(Method):
             raise MethodError(f"{self.name}: test_crops must be 0 (whole image) or a positive number of crops")
         return merged
 
+    def min_image_side(self) -> int:
+        """Images are resized to ``image_size`` (a fixed HxW fits any image) and then upscaled to
+        fit the crop by at most MAX_CROP_UPSCALE, so smaller ones cannot give a crop."""
+        import math
+
+        from .data import MAX_CROP_UPSCALE, parse_image_size
+
+        settings = self.settings()
+        need = math.ceil(int(settings["crop"]) / MAX_CROP_UPSCALE)
+        spec = parse_image_size(settings.get("image_size"))
+        if spec is not None and min(spec.target(1, 1)) >= need:  # resized to a fixed size first
+            return 1
+        return need
+
     # ------------------------------------------------------------------ protocol
 
     def fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "DeepMethod":
