@@ -1,14 +1,17 @@
-"""Backbones with offline ImageNet weights: ResNet-50 (torchvision) and DeiT-Small (timm).
+"""Backbones with offline ImageNet weights: ResNet-50, ResNet-18, VGG-16 (torchvision) and
+DeiT-Small (timm).
 
 Nothing here downloads. ImageNet weights come from, in this order:
 
 1. ``weights=FILE`` (``--weights FILE``): any ``.pth``/``.pt``/``.bin``/``.safetensors`` state dict;
 2. the torch hub cache, ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``):
    torchvision's ``resnet50-0676ba61.pth`` (V1, preferred: the weights the papers used) or
-   ``resnet50-11ad3fa6.pth`` (V2); timm's ``deit_small_patch16_224-cd65a155.pth``;
+   ``resnet50-11ad3fa6.pth`` (V2), ``resnet18-f37072fd.pth``, ``vgg16-397923af.pth``; timm's
+   ``deit_small_patch16_224-cd65a155.pth``;
 3. the Hugging Face cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ``~/.cache/huggingface/hub``):
    ``models--timm--deit_small_patch16_224.fb_in1k/snapshots/*/model.safetensors`` (or
-   ``pytorch_model.bin``), ``models--timm--resnet50.tv_in1k/...``.
+   ``pytorch_model.bin``), ``models--timm--resnet50.tv_in1k/...`` (torchvision's key names;
+   timm's ``resnet18.tv_in1k`` and ``vgg16.tv_in1k`` are timm layouts, not accepted).
 
 ``pretrained='none'`` trains from a random initialisation. A missing file is a one-line
 :class:`MethodError` that says where to put it. :func:`sha256_file` gives the hash that goes into
@@ -32,6 +35,10 @@ PRETRAINED_CHOICES = ("imagenet", "none")
 RESNET50_FILES = ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth")
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 RESNET50_HF = ("models--timm--resnet50.tv_in1k",)
+RESNET18_FILES = ("resnet18-f37072fd.pth",)
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+VGG16_FILES = ("vgg16-397923af.pth",)
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 DEIT_SMALL_FILES = ("deit_small_patch16_224-cd65a155.pth",)
 DEIT_SMALL_URL = "https://dl.fbaipublicfiles.com/deit/deit_small_patch16_224-cd65a155.pth"
 DEIT_SMALL_HF = ("models--timm--deit_small_patch16_224.fb_in1k",)
@@ -129,6 +136,29 @@ def resnet50(pretrained: str = "imagenet", weights: str | Path | None = None) ->
     state = _read_state_dict(path)
     _load_into(model, state, path, "ResNet-50")
     return model, LoadedWeights(path, sha256_file(path))
+
+
+def _torchvision_model(build, pretrained, weights, what, files, url) -> tuple[nn.Module, LoadedWeights]:
+    path = resolve_weights(pretrained, weights, what, files, (), url)
+    model = build(weights=None)
+    if path is None:
+        return model, LoadedWeights(None, None)
+    _load_into(model, _read_state_dict(path), path, what)
+    return model, LoadedWeights(path, sha256_file(path))
+
+
+def resnet18(pretrained: str = "imagenet", weights: str | Path | None = None) -> tuple[nn.Module, LoadedWeights]:
+    """torchvision's ResNet-18 with its 1000-class head, initialised offline (MetaIQA)."""
+    import torchvision
+
+    return _torchvision_model(torchvision.models.resnet18, pretrained, weights, "ResNet-18", RESNET18_FILES, RESNET18_URL)
+
+
+def vgg16(pretrained: str = "imagenet", weights: str | Path | None = None) -> tuple[nn.Module, LoadedWeights]:
+    """torchvision's VGG-16 (no batch norm) with its classifier, initialised offline (DBCNN)."""
+    import torchvision
+
+    return _torchvision_model(torchvision.models.vgg16, pretrained, weights, "VGG-16", VGG16_FILES, VGG16_URL)
 
 
 def deit_small(

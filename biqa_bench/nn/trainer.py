@@ -104,6 +104,32 @@ class StepDecay:
         return None
 
 
+class EpochRates:
+    """A given rate for every epoch (0-based; the last one continues), for all groups, scaled
+    by each group's ``lr_scale`` (default 1): DBCNN's S-CNN decays its rate log-linearly."""
+
+    def __init__(self, rates: Sequence[float]):
+        if not rates:
+            raise ValueError("EpochRates needs at least one rate")
+        self.rates = [float(r) for r in rates]
+
+    def rate(self, epoch: int) -> float:
+        return self.rates[min(int(epoch), len(self.rates) - 1)]
+
+    def start_epoch(self, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = self.rate(epoch) * group.get("lr_scale", 1.0)
+
+    def end_epoch(self, epoch: int, metric: float) -> bool:
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
 class WarmupPlateau:
     """IEIT's schedule: warm-up rates for fixed numbers of epochs, then ``lr``; when the
     validation metric has not improved for ``patience`` epochs the rate is multiplied by
