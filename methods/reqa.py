@@ -17,7 +17,8 @@ Network (section III-A, III-B):
 Losses (section III-C): at t = 1 the coarse rank-and-gradient loss over micro-batches of five
 images from five different quality levels (eqs. 9-12, sigma = 1e-4); at t >= 2 the multi-level
 tolerance loss max(0, |s - F_t| - l_t) with l_2, l_3, l_4 = 5, 2.5, 0 on the 0-100 scale (eq. 13);
-the total is the curriculum-weighted sum (eq. 14). Training (IV-A.3): Adam, weight decay 5e-4,
+the total is the curriculum-weighted sum (eq. 14). The harness (ResNet-50 stages, the two
+learning rates) is HyperIQA's, which REQA forks: shared from :mod:`methods.hyperiqa`. Training (IV-A.3): Adam, weight decay 5e-4,
 learning rates 2e-5 (ResNet-50) and 2e-4 (the rest), divided by 10 at epochs 10, 20 and 30, 40
 epochs, random 224 x 224 crops. "Reduced by 10 in 10th epoch" is read as after the 10th, 20th and
 30th epochs (0-based milestones 10, 20, 30: the 11th epoch is the first at 2e-6 / 2e-5), where the
@@ -84,9 +85,10 @@ from torch import nn
 
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
-from biqa_bench.nn.backbones import LoadedWeights, ResNetStages, resnet50
+from biqa_bench.nn.backbones import LoadedWeights
 from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean
 from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay
+from methods.hyperiqa import backbone_head_groups, resnet50_stages
 
 SIGMA = 1e-4
 THRESHOLDS = (5.0, 2.5, 0.0)  # l_2, l_3, l_4 on the 0-100 scale
@@ -357,8 +359,7 @@ class REQA(DeepMethod):
         return merged
 
     def make_stages(self, pretrained: str, weights: str | None) -> tuple[nn.Module, LoadedWeights]:
-        resnet, loaded = resnet50(pretrained, weights)
-        return ResNetStages(resnet), loaded
+        return resnet50_stages(pretrained, weights)
 
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         stages, loaded = self.make_stages(pretrained, weights)
@@ -370,13 +371,7 @@ class REQA(DeepMethod):
     def train(self, training: Training) -> list[PhaseResult]:
         model, data, settings = training.model, training.data, training.settings
         init_bias_to_mean(model.mlp3[-1], data.quality)
-        optimizer = torch.optim.Adam(
-            [
-                {"params": model.stages.parameters(), "lr": settings["lr_backbone"]},
-                {"params": model.head_parameters(), "lr": settings["lr_head"]},
-            ],
-            weight_decay=settings["weight_decay"],
-        )
+        optimizer = torch.optim.Adam(backbone_head_groups(model.stages.parameters(), model.head_parameters(), settings), weight_decay=settings["weight_decay"])
         epochs = int(settings["epochs"])
         n_micro = int(settings["batch_size"]) // 5
         n_steps = max(1, math.ceil(len(data.item_ids) / (5 * n_micro)))

@@ -238,13 +238,16 @@ class DeepMethod(Method):
     def train_l1(
         self, training: Training, phase_name: str, groups: list[dict[str, Any]],
         batches: Callable[[int, int, int, np.random.Generator], list[np.ndarray]], train_modules: Sequence[nn.Module] | None = None,
+        milestones: Sequence[int] = (),
     ) -> PhaseResult:
         """One phase of L1 regression on the 0-100 quality (the ResNet-50 baseline, QAMT stage 2, HCL
-        curriculum 3): Adam (0.9, 0.999) on the parameter ``groups`` with the recipe's weight decay
-        at constant rates; each epoch ``batches(n_items, crops_per_image, batch_size, rng)`` gives
-        the rows; ``train_modules`` (default: the whole model) are in training mode.
+        curriculum 3, HyperIQA): Adam (0.9, 0.999) on the parameter ``groups`` with the recipe's
+        weight decay, the rates divided by 10 at each 0-based ``milestones`` epoch (none: constant);
+        each epoch ``batches(n_items, crops_per_image, batch_size, rng)`` gives the rows;
+        ``train_modules`` (default: the whole model) are in training mode.
         With ``cuda_graphs`` on a CUDA device the steps are replayed from a CUDA graph (the rates
-        are constant and the loss does not depend on the epoch, as that needs)."""
+        are constant within an epoch and the loss does not depend on the epoch, as that needs; a
+        graph is captured per epoch)."""
         model, settings, data = training.model, training.settings, training.data
         graphs = bool(self.cuda_graphs) and training.device.type == "cuda"
         optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), weight_decay=settings["weight_decay"], capturable=graphs)
@@ -255,7 +258,7 @@ class DeepMethod(Method):
             return l1, {"l1": l1.detach()}
 
         phase = Phase(
-            name=phase_name, epochs=int(settings["epochs"]), optimizer=optimizer, schedule=StepDecay([]),
+            name=phase_name, epochs=int(settings["epochs"]), optimizer=optimizer, schedule=StepDecay(milestones, 0.1),
             batches=lambda epoch, rng: batches(n, per_image, batch, rng), loss=loss,
             train_modules=[model] if train_modules is None else train_modules,
             evaluate=training.evaluate, max_steps=settings.get("max_steps"), cuda_graph=graphs,
