@@ -53,7 +53,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from biqa_bench import pretrain as P
+from methods._support import pretrain as P
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet18

@@ -75,3 +75,15 @@ def fake_pseudo_mos(distorted, reference, batch_size=8):
     error = np.abs(np.asarray(distorted, dtype=float) - np.asarray(reference, dtype=float)).mean(axis=(1, 2, 3))
     raw = pd.DataFrame({m: error for m in METRICS})
     return PseudoMOS(score=np.clip(100 - error, 0, 100), raw=raw, qualities=raw)
+
+
+def loss_before_after_one_step(loss_fn, optimizer) -> tuple[float, float]:
+    """The loss on a fixed batch before and after one optimizer step on it (``loss_fn()`` computes
+    it; callers put the model in eval mode so that dropout and batch norm do not change it)."""
+    before = loss_fn()
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = loss_fn()
+    return float(before.detach()), float(after)
