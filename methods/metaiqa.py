@@ -81,8 +81,9 @@ class MetaIQANet(nn.Module):
 
 
 def quality_loss(predicted: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """The squared error on the [0, 1] scale (quality / 100), averaged."""
-    return F.mse_loss(predicted.float() / 100.0, quality.float() / 100.0)
+    """The squared error on the [0, 1] scale (quality / 100), averaged (in at least fp32)."""
+    dtype = torch.promote_types(predicted.dtype, torch.float32)
+    return F.mse_loss(predicted.to(dtype) / 100.0, quality.to(dtype) / 100.0)
 
 
 def task_labels(items) -> np.ndarray:
