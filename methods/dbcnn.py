@@ -53,7 +53,8 @@ Readings where the paper is silent or ambiguous (each can be checked against thi
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ from methods._support import pretrain as P
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, vgg16
-from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
+from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean, setting
 from biqa_bench.nn.trainer import EpochRates, Phase, PhaseResult, StepDecay, TrainData, resolve_device, run_phase
 
 STAGE_VERSION = "1"
@@ -149,6 +150,7 @@ _PRETRAIN_PAPER = dict(
 
 
 @register_method("dbcnn")
+@dataclass(eq=False)
 class DBCNN(DeepMethod):
     """Deep bilinear CNN: a pre-trained S-CNN (cached) and VGG-16, bilinear pooling, two-stage training."""
 
@@ -164,31 +166,15 @@ class DBCNN(DeepMethod):
             s1_weight_decay=5e-4, s1_max_steps=2,
         ),
     }
-    RECIPE_OVERRIDES = {"fc_epochs": "fc_epochs", "pretrain_epochs": "s1_epochs"}
     EXTRA_STATE = ("pretraining_manifest",)
 
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "imagenet",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        fc_epochs: int | None = None,
-        pretrain_data: str = "synthetic",
-        pretrain_seed: int = 0,
-        pretrain_epochs: int | None = None,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.fc_epochs = fc_epochs
-        self.pretrain_data = pretrain_data
-        self.pretrain_seed = pretrain_seed
-        self.pretrain_epochs = pretrain_epochs
+    fc_epochs: int | None = setting()
+    pretrain_data: str = "synthetic"
+    pretrain_seed: int = 0
+    pretrain_epochs: int | None = setting(recipe_key="s1_epochs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.pretraining_manifest: dict[str, Any] | None = None
         self._scnn_state: dict[str, torch.Tensor] | None = None
 
@@ -267,7 +253,8 @@ class DBCNN(DeepMethod):
             scnn.load_state_dict(self._scnn_state)
         return DBCNNNet(vgg16_features(vgg), scnn), loaded
 
-    def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+    def train(self, training: Training) -> list[PhaseResult]:
+        model, data, settings, evaluate = training.model, training.data, training.settings, training.evaluate
         if not self.resume:
             init_bias_to_mean(model.fc, data.quality)
         n, batch = len(data.item_ids), int(settings["batch_size"])
@@ -286,7 +273,7 @@ class DBCNN(DeepMethod):
             max_steps=settings.get("max_steps"),
         )
         try:
-            first = run_phase(fc_phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)
+            first = self.run_phase(training, fc_phase)
         finally:
             for p in model.parameters():
                 p.requires_grad_(True)
@@ -296,4 +283,4 @@ class DBCNN(DeepMethod):
             schedule=StepDecay([]), batches=batches, loss=loss, train_modules=[model], evaluate=evaluate,
             max_steps=settings.get("max_steps"),
         )
-        return [first, run_phase(tune_phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
+        return [first, self.run_phase(training, tune_phase)]

@@ -47,7 +47,8 @@ Readings where the paper is silent or ambiguous (each can be checked against thi
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -55,8 +56,8 @@ from torch.nn import functional as F
 
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages, resnet50
-from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
-from biqa_bench.nn.trainer import PhaseResult, TrainData
+from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean, setting
+from biqa_bench.nn.trainer import PhaseResult
 from methods.resnet50 import epoch_rows
 
 TARGET_SIZES = (224, 112, 56, 28, 14, 1)
@@ -162,6 +163,7 @@ class HyperIQANet(nn.Module):
 
 
 @register_method("hyperiqa")
+@dataclass(eq=False)
 class HyperIQA(DeepMethod):
     """HyperIQA: a hyper network generating a per-image target network from ResNet-50 content features."""
 
@@ -175,39 +177,18 @@ class HyperIQA(DeepMethod):
             lr_backbone=1e-4, lr_head=1e-3, weight_decay=5e-4, milestones=(1,), eval_batch_size=16, max_steps=3,
         ),
     }
-    RECIPE_OVERRIDES = {"lr_backbone": "lr_backbone", "lr_head": "lr_head", "crops_per_image": "crops_per_image"}
-
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "imagenet",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        lr_backbone: float | None = None,
-        lr_head: float | None = None,
-        crops_per_image: int | None = None,
-        cuda_graphs: bool = False,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.lr_backbone = lr_backbone
-        self.lr_head = lr_head
-        self.crops_per_image = crops_per_image
-        self.cuda_graphs = bool(cuda_graphs)
+    lr_backbone: float | None = setting()
+    lr_head: float | None = setting()
+    crops_per_image: int | None = setting()
+    cuda_graphs: bool = False
 
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         stages, loaded = resnet50_stages(pretrained, weights)
         return HyperIQANet(stages), loaded
 
-    def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+    def train(self, training: Training) -> list[PhaseResult]:
+        model = training.model
         if not self.resume:
-            init_bias_to_mean(model.hyper.biases[-1], data.quality)
-        groups = backbone_head_groups(model.backbone_parameters(), model.hyper_parameters(), settings)
-        return [
-            self.train_l1("train", model, groups, [model], data, evaluate, ctx, device, settings, run_fingerprint, epoch_rows, milestones=settings["milestones"])
-        ]
+            init_bias_to_mean(model.hyper.biases[-1], training.data.quality)
+        groups = backbone_head_groups(model.backbone_parameters(), model.hyper_parameters(), training.settings)
+        return [self.train_l1(training, "train", groups, epoch_rows, milestones=training.settings["milestones"])]

@@ -45,7 +45,8 @@ Readings where the paper is silent or ambiguous (each can be checked against thi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ from methods._support import pretrain as P
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet18
-from biqa_bench.nn.method import DeepMethod
+from biqa_bench.nn.method import DeepMethod, Training, setting
 from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay, TrainData, resolve_device, run_phase
 
 STAGE_VERSION = "1"
@@ -155,6 +156,7 @@ _META_PAPER = dict(
 
 
 @register_method("metaiqa")
+@dataclass(eq=False)
 class MetaIQA(DeepMethod):
     """MetaIQA: a quality prior meta-learned over distortion-type tasks (cached), fine-tuned on the target."""
 
@@ -170,41 +172,21 @@ class MetaIQA(DeepMethod):
             meta_outer_lr=1e-4, meta_image_size=72, meta_crop=64, meta_max_steps=2,
         ),
     }
-    RECIPE_OVERRIDES = {"lr_backbone": "lr_backbone", "lr_head": "lr_head", "pretrain_epochs": "meta_epochs", "inner_steps": "meta_inner_steps"}
     EXTRA_STATE = ("pretraining_manifest",)
 
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "imagenet",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        pretrain_data: str = "synthetic",
-        pretrain_seed: int = 0,
-        pretrain_epochs: int | None = None,
-        inner_steps: int | None = None,
-        first_order: bool = False,
-        meta: bool = True,
-        lr_backbone: float | None = None,
-        lr_head: float | None = None,
-        dropout: float = 0.5,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.pretrain_data = pretrain_data
-        self.pretrain_seed = pretrain_seed
-        self.pretrain_epochs = pretrain_epochs
-        self.inner_steps = inner_steps
-        self.first_order = bool(first_order)
-        self.meta = bool(meta)
-        self.lr_backbone = lr_backbone
-        self.lr_head = lr_head
-        self.dropout = dropout
+    pretrain_data: str = "synthetic"
+    pretrain_seed: int = 0
+    pretrain_epochs: int | None = setting(recipe_key="meta_epochs")
+    inner_steps: int | None = setting(recipe_key="meta_inner_steps")
+    first_order: bool = False
+    meta: bool = True
+    lr_backbone: float | None = setting()
+    lr_head: float | None = setting()
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.first_order, self.meta = bool(self.first_order), bool(self.meta)
         self.pretraining_manifest: dict[str, Any] | None = None
         self._prior: dict[str, torch.Tensor] | None = None
 
@@ -303,8 +285,9 @@ class MetaIQA(DeepMethod):
             model.load_state_dict(self._prior)
         return model, loaded
 
-    def train(self, model, data: TrainData, evaluate: Callable[[], float], ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
-        n, batch = len(data.item_ids), int(settings["batch_size"])
+    def train(self, training: Training) -> list[PhaseResult]:
+        model, settings = training.model, training.settings
+        n, batch = len(training.data.item_ids), int(settings["batch_size"])
         epochs = int(settings["epochs"])
 
         def loss(images: torch.Tensor, quality: torch.Tensor, epoch: int):
@@ -315,6 +298,6 @@ class MetaIQA(DeepMethod):
             name="finetune", epochs=epochs,
             optimizer=torch.optim.Adam(head_groups(model, settings["lr_backbone"], settings["lr_head"]), weight_decay=settings["weight_decay"]),
             schedule=StepDecay(decay_milestones(epochs), 0.8), batches=lambda epoch, rng: P.epoch_batches(n, 1, batch, rng),
-            loss=loss, train_modules=[model], evaluate=evaluate, max_steps=settings.get("max_steps"),
+            loss=loss, train_modules=[model], evaluate=training.evaluate, max_steps=settings.get("max_steps"),
         )
-        return [run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
+        return [self.run_phase(training, phase)]

@@ -31,6 +31,7 @@ Readings where the paper is silent or ambiguous (each can be checked against thi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -41,8 +42,8 @@ from torch.nn import functional as F
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights
-from biqa_bench.nn.method import DeepMethod, init_bias_to_mean
-from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay, TrainData, run_phase
+from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean, setting
+from biqa_bench.nn.trainer import Phase, PhaseResult, StepDecay
 
 EPS = 1e-6
 CHANNELS = (32, 64, 128, 256, 512)
@@ -101,6 +102,7 @@ def pooled_forward(model: WaDIQaMNet, crops: int) -> Callable[[torch.Tensor], to
 
 
 @register_method("wadiqam")
+@dataclass(eq=False)
 class WaDIQaM(DeepMethod):
     """WaDIQaM-NR: a 10-conv VGG-like patch network with learned patch weights, trained from scratch."""
 
@@ -114,28 +116,10 @@ class WaDIQaM(DeepMethod):
             patches_per_image=4, lr=1e-4, weight_decay=0.0, eval_batch_size=64, max_steps=3,
         ),
     }
-    RECIPE_OVERRIDES = {"patches_per_image": "patches_per_image", "lr": "lr"}
-
-    def __init__(
-        self,
-        recipe: str = "paper",
-        pretrained: str = "none",
-        weights: str | None = None,
-        test_crops: int | None = None,
-        resume: bool = False,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        crop: int | None = None,
-        image_size: Any = None,
-        patches_per_image: int | None = None,
-        lr: float | None = None,
-        dropout: float = 0.5,
-        flip: bool | None = None,
-    ):
-        self._init_common(recipe, pretrained, weights, test_crops, resume, epochs, batch_size, crop, image_size, flip)
-        self.patches_per_image = patches_per_image
-        self.lr = lr
-        self.dropout = dropout
+    pretrained: str = "none"  # no ImageNet weights exist for this network (see reading 2)
+    patches_per_image: int | None = setting()
+    lr: float | None = setting()
+    dropout: float = 0.5
 
     def settings(self) -> dict[str, Any]:
         merged = super().settings()
@@ -153,7 +137,8 @@ class WaDIQaM(DeepMethod):
     def score_function(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return pooled_forward(model, int(self.settings()["test_crops"]))
 
-    def train(self, model, data: TrainData, evaluate, ctx, device, settings, run_fingerprint) -> list[PhaseResult]:
+    def train(self, training: Training) -> list[PhaseResult]:
+        model, data, settings = training.model, training.data, training.settings
         if not self.resume:
             init_bias_to_mean(model.quality[-1], data.quality)
         per_image, images = int(settings["patches_per_image"]), int(settings["batch_size"])
@@ -168,6 +153,6 @@ class WaDIQaM(DeepMethod):
         phase = Phase(
             name="train", epochs=int(settings["epochs"]), optimizer=optimizer, schedule=StepDecay([]),
             batches=lambda epoch, rng: image_batches(n, per_image, images, rng), loss=loss, train_modules=[model],
-            evaluate=evaluate, max_steps=settings.get("max_steps"),
+            evaluate=training.evaluate, max_steps=settings.get("max_steps"),
         )
-        return [run_phase(phase, model, data, ctx, device, self.name, run_fingerprint, resume=self.resume)]
+        return [self.run_phase(training, phase)]

@@ -147,7 +147,9 @@ def test_fc_stage_leaves_both_streams_unchanged(tmp_path, setup):
 
     import unittest.mock
 
-    with unittest.mock.patch.object(D, "run_phase", spy):
+    import biqa_bench.nn.method as base
+
+    with unittest.mock.patch.object(D, "run_phase", spy), unittest.mock.patch.object(base, "run_phase", spy):
         method.fit(items.iloc[:4], items.iloc[4:6], ctx_for(tmp_path, target, seed=1, work="f"))
     assert seen == {"scnn": False, "fc": True, "finetune": False}  # the S-CNN trains in its own stage first
 
