@@ -112,7 +112,7 @@ class WaDIQaM(DeepMethod):
             patches_per_image=32, lr=1e-4, weight_decay=0.0, eval_batch_size=512, max_steps=None,
         ),
         "quick": dict(
-            flip=False, epochs=2, batch_size=2, crop=32, image_size="source", test_crops=4,
+            flip=True, epochs=2, batch_size=2, crop=32, image_size="source", test_crops=4,
             patches_per_image=4, lr=1e-4, weight_decay=0.0, eval_batch_size=64, max_steps=3,
         ),
     }
@@ -123,8 +123,8 @@ class WaDIQaM(DeepMethod):
 
     def settings(self) -> dict[str, Any]:
         merged = super().settings()
-        if self.weights is not None:
-            raise MethodError("wadiqam: trains from scratch (the paper's network has no ImageNet weights); drop --weights")
+        if self.weights is not None or self.pretrained != "none":
+            raise MethodError("wadiqam: trains from scratch (the paper's network has no ImageNet weights); use --pretrained none and no --weights")
         if int(merged["crop"]) < 32:
             raise MethodError(f"wadiqam: patches must be at least 32 x 32 (five 2 x 2 poolings), not {merged['crop']}")
         if int(merged["patches_per_image"]) < 1:

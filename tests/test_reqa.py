@@ -259,9 +259,9 @@ def test_learning_rate_drops_where_the_curriculum_stage_changes_for_any_number_o
 
 
 def test_paper_recipes_flip_only_where_their_paper_protocol_does():
-    # REQA, IEIT, QAMT and the ResNet-50 baseline name random crops only; HCL's curriculum 3
-    # follows HyperIQA's protocol, which flips
-    expected = {"reqa": False, "ieit": False, "qamt": False, "resnet50": False, "hcl": True}
+    # REQA, IEIT, QAMT, WaDIQaM and the ResNet-50 baseline name random crops only; HCL's curriculum 3
+    # follows HyperIQA's protocol, which flips, as DBCNN and MetaIQA do
+    expected = {"reqa": False, "ieit": False, "qamt": False, "resnet50": False, "hcl": True, "wadiqam": False, "hyperiqa": True, "dbcnn": True, "metaiqa": True}
     for name, flip in expected.items():
         assert create_method(name).settings()["flip"] is flip, name
         assert create_method(name, flip=not flip).settings()["flip"] is (not flip), name

@@ -102,5 +102,7 @@ def test_paper_recipe_and_refusals():
     assert (settings["crop"], settings["patches_per_image"], settings["batch_size"], settings["lr"], settings["test_crops"]) == (32, 32, 4, 1e-4, 32)
     with pytest.raises(MethodError, match="trains from scratch"):
         create_method("wadiqam", weights="x.pth").settings()
+    with pytest.raises(MethodError, match="trains from scratch"):
+        create_method("wadiqam", pretrained="imagenet").settings()
     with pytest.raises(MethodError, match="at least 32"):
         create_method("wadiqam", crop=16).settings()
