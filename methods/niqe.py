@@ -44,7 +44,7 @@ def image_statistics(items: pd.DataFrame, ctx: Context, name: str, version: str,
         try:
             return extract(image)
         except ValueError as exc:
-            raise MethodError(f"{label}: {exc}; leave such images out (--skip-items) or use another method") from None
+            raise MethodError(f"{label}: {exc}; leave such images out (biqa train --skip-broken) or use another method") from None
 
     return cache.compute(paths, guarded, ctx.read_image, n_jobs=n_jobs,
                          progress=lambda done, total: ctx.progress(f"{label} features", done, total))
