@@ -36,8 +36,8 @@ from .jobs import Executor, Job, OnDone, Progress, RunOutcome, SerialExecutor
 from .methods import Context, Method, create_method
 from .splits import SplitSet
 from .store import (
-    MANIFEST, SplitBusy, acquire_split_lock, atomic_write_csv, is_complete, predictions_frame,
-    read_manifest, record_failure, release_split_lock, safe_name, staged_run, write_run,
+    ALL_SUBSET, MANIFEST, SplitBusy, acquire_split_lock, cached_inference, inference_path, is_complete, predictions_frame,
+    read_manifest, record_failure, release_split_lock, safe_name, staged_run, write_inference, write_run,
 )
 
 
@@ -255,11 +255,12 @@ def predict_with_run(
     progress: Progress | None = None,
     log: logging.Logger | None = None,
 ) -> pd.DataFrame:
-    """Predict every item of ``dataset`` with a trained run; cached per (run, dataset fingerprint)."""
+    """Predict every item of ``dataset`` with a trained run: a predictions table (subset ``all``,
+    the run's split), cached per (run, dataset fingerprint)."""
     folder = Path(folder)
-    cache = folder / "inference" / f"{safe_name(dataset.name)}-{dataset.fingerprint}.csv"
+    cache = inference_path(folder, dataset.name, dataset.fingerprint)
     if cache.is_file():
-        return pd.read_csv(cache, dtype={"item_id": str})
+        return cached_inference(cache, int(read_manifest(folder / MANIFEST).get("split", 0)))
     method = load_trained(folder)
     manifest = read_manifest(folder / MANIFEST)
     ctx = Context(
@@ -274,16 +275,8 @@ def predict_with_run(
     )
     items = dataset.with_abspaths()
     prediction = _checked_prediction(method, items, ctx)
-    table = pd.DataFrame(
-        {
-            "item_id": items["item_id"].to_numpy(),
-            "dataset": dataset.name,
-            "quality": items["quality"].to_numpy(),
-            "score": items["score"].to_numpy(),
-            "prediction": prediction,
-        }
-    )
-    atomic_write_csv(cache, table)
+    table = predictions_frame(items, dataset.name, int(manifest.get("split", 0)), prediction, subset=ALL_SUBSET)
+    write_inference(cache, table)
     return table
 
 

@@ -4,10 +4,18 @@ A run is one (method, train dataset, split) and lives in its own folder::
 
     <out>/<train dataset>/<method>/split_<k>/predictions.csv
                                             /manifest.json
+                                            /model/
+                                            /inference/<dataset>-<fingerprint>.csv
 
-``predictions.csv`` has the columns of :data:`PREDICTION_COLUMNS`; ``manifest.json`` holds
-the config, seeds, versions, dataset fingerprint, split hash, weights hash and timings.
-The manifest is written last, so a folder with a manifest is a complete run.
+``manifest.json`` holds the config, seeds, versions, dataset fingerprint, split hash, weights
+hash and timings. The manifest is written last, so a folder with a manifest is a complete run.
+
+There is one predictions schema, :data:`PREDICTION_COLUMNS`, built by :func:`predictions_frame`
+and read back by :func:`read_predictions`: a run's own test predictions (``predictions.csv``,
+subset ``test``; trained or imported alike) and its model's predictions of every item of another
+image set (``inference/*.csv``, subset ``all``, cached by :func:`inference_path`). Analyses read
+predictions only through this module (:meth:`Run.predictions`, :meth:`Run.inference`,
+:func:`load_predictions`).
 
 A complete run is never deleted before its replacement exists: :func:`staged_run` has a
 retraining (``biqa train --force``) write into ``.split_<k>.staging`` beside the run and swaps it
@@ -49,6 +57,10 @@ PREDICTION_COLUMNS = ["item_id", "dataset", "split", "subset", "quality", "score
 MANIFEST = "manifest.json"
 PREDICTIONS = "predictions.csv"
 FAILED = "failed.json"  # why the last job of an incomplete run folder failed
+INFERENCE = "inference"
+#: ``subset`` of a run's predictions of its split's test part, and of a whole other image set.
+TEST_SUBSET = "test"
+ALL_SUBSET = "all"
 
 
 def safe_name(name: str) -> str:
@@ -90,19 +102,60 @@ def read_failure(folder: Path) -> dict[str, Any] | None:
         return {"error": f"{path}: unreadable failure record"}
 
 
-def predictions_frame(items: pd.DataFrame, dataset: str, split: int, prediction) -> pd.DataFrame:
-    """The predictions table of one run from its test items (as the items table has them)."""
+def predictions_frame(items: pd.DataFrame, dataset: str, split: int, prediction, subset: str = TEST_SUBSET) -> pd.DataFrame:
+    """The predictions table (:data:`PREDICTION_COLUMNS`) of one run on ``items`` (as the items
+    table has them): its split's test items (``subset='test'``) or a whole image set (``'all'``)."""
     return pd.DataFrame(
         {
             "item_id": items["item_id"].to_numpy(),
             "dataset": dataset,
             "split": split,
-            "subset": "test",
+            "subset": subset,
             "quality": items["quality"].to_numpy(),
             "score": items["score"].to_numpy(),
             "prediction": prediction,
         }
     )
+
+
+def read_predictions(path: Path, fill: dict[str, Any] | None = None) -> pd.DataFrame:
+    """A predictions table written by :func:`write_run` or :func:`write_inference`, its columns
+    in the schema's order; ``fill`` gives values for schema columns an older file lacks. An
+    unreadable file or one without the schema's columns is a :class:`RunError` naming it."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"item_id": str})
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RunError(f"{path}: cannot read predictions ({exc}); delete the run folder and re-run") from None
+    absent = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if absent and fill:
+        frame = frame.assign(**{c: fill[c] for c in absent if c in fill})
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise RunError(f"{path}: missing columns {missing}; delete the run folder and re-run")
+    if absent:
+        frame = frame[PREDICTION_COLUMNS + [c for c in frame.columns if c not in PREDICTION_COLUMNS]]
+    return frame
+
+
+def inference_path(folder: Path, dataset: str, fingerprint: str) -> Path:
+    """Where a run's model's predictions of every item of ``dataset`` (that fingerprint) are cached."""
+    return Path(folder) / INFERENCE / f"{safe_name(dataset)}-{fingerprint}.csv"
+
+
+def cached_inference(path: Path, split: int) -> pd.DataFrame | None:
+    """The cached inference table at ``path`` (of a run of split ``split``), or None when there is
+    none. Tables cached before the schema held ``split`` and ``subset`` get them filled in."""
+    if not Path(path).is_file():
+        return None
+    return read_predictions(path, fill={"split": int(split), "subset": ALL_SUBSET})
+
+
+def write_inference(path: Path, predictions: pd.DataFrame) -> None:
+    missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
+    if missing:
+        raise RunError(f"{path}: predictions lack columns {missing}")
+    atomic_write_csv(path, predictions)
 
 
 def write_run(folder: Path, predictions: pd.DataFrame, manifest: dict[str, Any]) -> None:
@@ -132,20 +185,26 @@ class Run:
         return int(self.manifest["split"])
 
     def predictions(self) -> pd.DataFrame:
+        """The run's test predictions, with ``method`` and ``train_dataset``."""
         path = self.folder / PREDICTIONS
-        try:
-            frame = pd.read_csv(path, dtype={"item_id": str})
-        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise RunError(f"{path}: cannot read predictions ({exc}); delete the run folder and re-run") from None
-        missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
-        if missing:
-            raise RunError(f"{path}: missing columns {missing}; delete the run folder and re-run")
+        frame = read_predictions(path)
         expected = self.manifest.get("n_test")
         if expected is not None and len(frame) != int(expected):
             raise RunError(
                 f"{path}: holds {len(frame)} predictions but its manifest says {expected}; "
                 "the file was changed or truncated: delete the run folder and re-run"
             )
+        return self._labelled(frame)
+
+    def inference(self) -> pd.DataFrame | None:
+        """The model's cached predictions of other image sets (``inference/*.csv``, one table,
+        with ``method`` and ``train_dataset``); None when it has predicted none."""
+        frames = [cached_inference(path, self.split) for path in sorted((self.folder / INFERENCE).glob("*.csv"))]
+        if not frames:
+            return None
+        return self._labelled(pd.concat(frames, ignore_index=True))
+
+    def _labelled(self, frame: pd.DataFrame) -> pd.DataFrame:
         frame.insert(0, "method", self.method)
         frame.insert(1, "train_dataset", self.train_dataset)
         return frame

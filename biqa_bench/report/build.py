@@ -168,14 +168,12 @@ def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
 
     parts = []
     for run in find_runs(results_dir, kind="cross-model"):
-        manifest = run.manifest
-        for path in sorted((run.folder / "inference").glob("*.csv")):
-            frame = pd.read_csv(path, dtype={"item_id": str})
-            frame = frame.assign(method=manifest["method"], train_dataset=manifest["train_dataset"],
-                                 split=int(manifest.get("split", 0)))
-            for _dataset, group in frame.groupby("dataset"):
-                if str(_dataset) != str(manifest["train_dataset"]):
-                    parts.append(cross_records(group, None))
+        frame = run.inference()
+        if frame is None:
+            continue
+        for _dataset, group in frame.groupby("dataset"):
+            if str(_dataset) != str(run.train_dataset):
+                parts.append(cross_records(group, None))
     if not parts:
         for path in sorted(Path(results_dir).rglob("*records.csv")):
             if "cross" not in path.parts:
