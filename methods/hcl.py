@@ -87,7 +87,7 @@ from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages, resnet50
 from biqa_bench.nn.data import PairedImages
 from biqa_bench.nn.method import DeepMethod, Training, setting
-from biqa_bench.nn.trainer import PhaseResult, TrainData, resolve_device
+from biqa_bench.nn.trainer import PhaseResult, TrainData, epoch_batches, resolve_device
 
 ABLATIONS = ("none", "no_c1", "no_c2", "no_c3")
 STAGE_VERSION = "2"  # 2: curriculum-1 pairs from decode-once image caches (PIL resize of the cache)
@@ -414,7 +414,7 @@ class HCL(DeepMethod):
             parameter.requires_grad_(False)
         try:
             phase_name = "c3" if self.ablation != "no_c3" else "fusion"
-            return [self.train_l1(training, phase_name, groups, P.epoch_batches, train_modules=trained)]
+            return [self.train_l1(training, phase_name, groups, epoch_batches, train_modules=trained)]
         finally:
             for parameter in frozen:
                 parameter.requires_grad_(True)

@@ -78,7 +78,7 @@ from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet50
 from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean, setting
-from biqa_bench.nn.trainer import PhaseResult, TrainData, resolve_device
+from biqa_bench.nn.trainer import PhaseResult, TrainData, epoch_batches, resolve_device
 from methods.resnet50 import fine_tune
 
 TASKS = ("cls+reg", "cls", "reg", "none")
@@ -319,4 +319,4 @@ class QAMT(DeepMethod):
         return QualityRegressor(backbone, feature_dim, self.dropout), loaded
 
     def train(self, training: Training) -> list[PhaseResult]:
-        return fine_tune(self, training, "finetune", P.epoch_batches)
+        return fine_tune(self, training, "finetune", epoch_batches)

@@ -34,7 +34,7 @@ from torch import nn
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, resnet50
 from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean, setting
-from biqa_bench.nn.trainer import PhaseResult
+from biqa_bench.nn.trainer import PhaseResult, epoch_batches
 
 
 class ResNet50Regressor(nn.Module):
@@ -55,8 +55,7 @@ class ResNet50Regressor(nn.Module):
 
 def epoch_rows(n_items: int, crops_per_image: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Every item ``crops_per_image`` times, shuffled, cut into batches (the last may be short)."""
-    rows = rng.permutation(np.repeat(np.arange(n_items), crops_per_image))
-    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    return epoch_batches(n_items, crops_per_image, batch_size, rng, join_lone_last=False)
 
 
 @register_method("resnet50")

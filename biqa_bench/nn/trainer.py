@@ -183,6 +183,21 @@ class WarmupPlateau:
         self.current, self.best, self.bad_epochs = state["current"], state["best"], state["bad_epochs"]
 
 
+# --------------------------------------------------------------------------- samplers
+
+
+def epoch_batches(n_items: int, per_item: int, batch_size: int, rng: np.random.Generator, join_lone_last: bool = True) -> list[np.ndarray]:
+    """Every row ``per_item`` times in a seeded random order, cut into batches; a phase's
+    ``batches`` for L1 regression (see :meth:`biqa_bench.nn.method.DeepMethod.train_l1`). The last
+    batch may be short; with ``join_lone_last`` a last batch of one row joins the one before it
+    (batch norm cannot train on one crop whose feature map is 1 x 1)."""
+    rows = rng.permutation(np.repeat(np.arange(n_items), per_item))
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    if join_lone_last and len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
+
+
 # --------------------------------------------------------------------------- phases
 
 

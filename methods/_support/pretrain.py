@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from biqa_bench.errors import MethodError
+from biqa_bench.nn.trainer import epoch_batches
 from biqa_bench.store import atomic_folder, atomic_write_bytes, atomic_write_json, file_lock
 
 STAGE_FORMAT = 1
@@ -438,17 +439,6 @@ def pretrain_image_source(pset: PretrainSet, size, workers: int | None = None, p
     report = (lambda done, total: progress("decoding pre-training images", done, total)) if progress else None
     spec = (int(size), int(size)) if isinstance(size, (int, np.integer)) else size
     return ImageCache.open_or_build(view, size=spec, workers=workers, progress=report)
-
-
-def epoch_batches(n_items: int, per_item: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Every row ``per_item`` times in a seeded random order, cut into batches. The last may be
-    short; a last batch of one row joins the one before it (batch norm cannot train on one crop
-    whose feature map is 1 x 1)."""
-    rows = rng.permutation(np.repeat(np.arange(n_items), per_item))
-    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2:] = [np.concatenate(batches[-2:])]
-    return batches
 
 
 def run_stage_phase(name: str, net, data, optimizer, loss, train_modules, settings: dict[str, Any], prefix: str, ctx, device, label: str, key: str):
