@@ -433,6 +433,36 @@ def f_test_matrix(truth, predictions: dict[str, np.ndarray], alpha: float = 0.05
 
 
 @dataclass(frozen=True)
+class FTestMatrix:
+    """The per-image F-test of every pair of methods on one test set (see :func:`f_test_on_common_split`)."""
+
+    split: int
+    n: int
+    decision: pd.DataFrame
+    pvalue: pd.DataFrame
+
+
+def f_test_on_common_split(test: pd.DataFrame, alpha: float = 0.05) -> FTestMatrix | None:
+    """:func:`f_test_matrix` on the lowest split whose test set every method of ``test`` (one
+    dataset's test predictions) predicted, item for item; None when no split qualifies or there
+    are fewer than two methods."""
+    methods = sorted(test["method"].unique(), key=str)
+    if len(methods) < 2:
+        return None
+    common = set.intersection(*(set(test.loc[test["method"] == m, "split"]) for m in methods))
+    for split in sorted(common):
+        one = test[test["split"] == split]
+        items = [set(one.loc[one["method"] == m, "item_id"]) for m in methods]
+        if any(i != items[0] for i in items) or any(one[one["method"] == m]["item_id"].duplicated().any() for m in methods):
+            continue
+        wide = one.pivot(index="item_id", columns="method", values="prediction")
+        truth = one.drop_duplicates("item_id").set_index("item_id")["quality"].loc[wide.index].to_numpy(float)
+        decision, pvalue = f_test_matrix(truth, {m: wide[m].to_numpy(float) for m in methods}, alpha)
+        return FTestMatrix(int(split), len(truth), decision, pvalue)
+    return None
+
+
+@dataclass(frozen=True)
 class WilliamsResult:
     statistic: float
     pvalue: float

@@ -190,71 +190,36 @@ def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
 
 def _per_image_f_test(b: "_Builder", test: pd.DataFrame, dataset: str, alpha: float, section) -> None:
     """The F-test matrix on the lowest split whose test set every method predicted (same items)."""
-    from ..evaluation.significance import f_test_matrix
+    from ..evaluation.significance import f_test_on_common_split
 
-    methods = sorted(test["method"].unique(), key=str)
-    if len(methods) < 2:
+    if test["method"].nunique() < 2:
         return
-    common = set.intersection(*(set(test.loc[test["method"] == m, "split"]) for m in methods))
-    for split in sorted(common):
-        one = test[test["split"] == split]
-        items = [set(one.loc[one["method"] == m, "item_id"]) for m in methods]
-        if any(i != items[0] for i in items) or any(one[one["method"] == m]["item_id"].duplicated().any() for m in methods):
-            continue
-        wide = one.pivot(index="item_id", columns="method", values="prediction")
-        truth = one.drop_duplicates("item_id").set_index("item_id")["quality"].loc[wide.index].to_numpy(float)
-        try:
-            decision, pvalue = f_test_matrix(truth, {m: wide[m].to_numpy(float) for m in methods}, alpha)
-        except AnalysisError as exc:
-            b.skipped[f"per-image F-test on {dataset}"] = str(exc)
-            return
-        caption = (
-            f"Per-image F-test on {dataset}, test set of split {split} ({len(truth)} images): residual variances "
-            f"after each method's logistic mapping, two-sided, alpha = {alpha:g}, no correction for multiple "
-            f"comparisons; 1 / 0 / {T.DASH}1 means the row method's residuals are significantly smaller than / "
-            "indistinguishable from / larger than the column method's."
-        )
-        stem = f"significance_ftest_{dataset}"
-        b.table(section(), T.significance_table(decision, dataset=dataset, name=stem, caption=caption,
-                                                title=f"Per-image F-test on {dataset}"))
-        b.figure(section(), F.significance_figure(decision, f"Per-image F-test on {dataset}, split {split}"), stem,
-                 f"Per-image F-test on {dataset} (split {split}): 1 (blue) row method better, 0 (grey) "
-                 "indistinguishable, -1 (vermillion) row method worse.")
-        b.records(f"significance_ftest_pvalues_{file_stem(dataset)}", pvalue.reset_index(names="method"))
+    try:
+        found = f_test_on_common_split(test, alpha)
+    except AnalysisError as exc:
+        b.skipped[f"per-image F-test on {dataset}"] = str(exc)
         return
-    b.skipped[f"per-image F-test on {dataset}"] = "no split whose test set every method predicted"
+    if found is None:
+        b.skipped[f"per-image F-test on {dataset}"] = "no split whose test set every method predicted"
+        return
+    split = found.split
+    caption = (
+        f"Per-image F-test on {dataset}, test set of split {split} ({found.n} images): residual variances "
+        f"after each method's logistic mapping, two-sided, alpha = {alpha:g}, no correction for multiple "
+        f"comparisons; 1 / 0 / {T.DASH}1 means the row method's residuals are significantly smaller than / "
+        "indistinguishable from / larger than the column method's."
+    )
+    stem = f"significance_ftest_{dataset}"
+    b.table(section(), T.significance_table(found.decision, dataset=dataset, name=stem, caption=caption,
+                                            title=f"Per-image F-test on {dataset}"))
+    b.figure(section(), F.significance_figure(found.decision, f"Per-image F-test on {dataset}, split {split}"), stem,
+             f"Per-image F-test on {dataset} (split {split}): 1 (blue) row method better, 0 (grey) "
+             "indistinguishable, -1 (vermillion) row method worse.")
+    b.records(f"significance_ftest_pvalues_{file_stem(dataset)}", found.pvalue.reset_index(names="method"))
 
 
-def build_report(
-    results_dir: Path,
-    out_dir: Path,
-    decimals: int = 3,
-    aggregate: str = "mean",
-    pdf: bool = False,
-    min_items: int = 10,
-    significance_test: str = "paired",
-    alpha: float = 0.05,
-) -> ReportResult:
-    """Write the tables, figures and standalone ``report.tex`` (and ``report.pdf`` with ``pdf``)
-    for every run below ``results_dir`` into ``out_dir``; see the module docstring."""
-    if not isinstance(decimals, int) or not 0 <= decimals <= 6:
-        raise BiqaError(f"decimals must be an integer from 0 to 6, not {decimals!r}")
-    if aggregate not in T.AGGREGATES:
-        raise BiqaError(f"aggregate must be 'mean' or 'median', not '{aggregate}'")
-    results_dir = Path(results_dir)
-    predictions = load_predictions(results_dir)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    b = _Builder(out_dir, decimals, aggregate)
-    test = _intra(predictions[predictions["subset"] == "test"]) if "subset" in predictions else _intra(predictions)
-    if test.empty:
-        raise BiqaError(
-            f"{results_dir}: the runs hold no within-dataset test predictions (subset 'test'); "
-            "re-run `biqa train`, which writes them"
-        )
-    datasets = sorted(test["dataset"].unique(), key=str)
-
-    # ---------------------------------------------------------------- overall
+def _overall_section(b: _Builder, test, aggregate, decimals) -> pd.DataFrame:
+    """The overall SROCC/PLCC (and RMSE) tables and the scatter plot."""
     records = overall_records(test)
     b.records("overall", records)
     section = b.section(
@@ -269,9 +234,12 @@ def build_report(
     b.figure(section, F.scatter_figure(test, split=first_split), "scatter",
              f"Prediction against ground-truth quality on the test part of split {first_split}, with the "
              "4-parameter logistic fitted on it (one row per method, one column per dataset).")
+    return records
 
-    # ---------------------------------------------------------------- ranges
-    from ..evaluation.ranges import low_quality_records, range_records
+
+def _ranges_section(b: _Builder, test, datasets, min_items, aggregate, decimals) -> None:
+    """The five ACR ranges."""
+    from ..evaluation.ranges import range_records
 
     ranges = range_records(test, min_items=min_items)
     b.records("ranges", ranges)
@@ -293,7 +261,9 @@ def build_report(
     else:
         b.skipped["ranges"] = f"no ACR range has {min_items} or more test items with varying scores"
 
-    # ---------------------------------------------------------------- deviation
+
+def _deviation_section(b: _Builder, test, datasets) -> None:
+    """The deviation of the mapped predictions (REQA Figs 6 and 7)."""
     from ..evaluation.deviation import absolute_deviation_table, class_difference_table
 
     classes = class_difference_table(test)
@@ -312,7 +282,11 @@ def build_report(
         b.figure(section, F.absolute_deviation_figure(absolute, dataset), f"deviation_absolute_{dataset}",
                  f"Absolute deviation of the mapped predictions from the ground truth on {dataset}.")
 
-    # ---------------------------------------------------------------- low quality
+
+def _low_quality_section(b: _Builder, test, results_dir, min_items, aggregate, decimals) -> None:
+    """The low-quality subset and the quality histogram."""
+    from ..evaluation.ranges import low_quality_records
+
     threshold = 100.0 * LOW_QUALITY_FRACTION
     low = low_quality_records(test, rule="nominal", fraction=LOW_QUALITY_FRACTION, min_items=min_items)
     b.records("low_quality", low)
@@ -336,7 +310,9 @@ def build_report(
              + (f" For {', '.join(map(str, partial))} only the test images seen over the splits (runs made before "
                 "manifests kept the whole dataset's distribution, or imported from elsewhere)." if partial else ""))
 
-    # ---------------------------------------------------------------- significance
+
+def _significance_section(b: _Builder, test, datasets, results_dir, alpha, significance_test, records) -> None:
+    """Per-split significance tests per dataset and the per-image F-test."""
     from ..evaluation.significance import check_split_hashes, compare_methods
 
     try:
@@ -389,7 +365,9 @@ def build_report(
             b.records(f"significance_pvalues{suffix}_{file_stem(dataset)}", result.pvalue.reset_index(names="method"))
         _per_image_f_test(b, test[test["dataset"] == dataset], dataset, alpha, significance_section)
 
-    # ---------------------------------------------------------------- cross-dataset
+
+def _cross_dataset_section(b: _Builder, results_dir, aggregate, decimals) -> None:
+    """The cross-dataset tables, from the models of ``biqa cross``."""
     cross = cross_dataset_records(results_dir)
     if cross is not None and len(cross):
         b.records("cross", cross)
@@ -403,11 +381,52 @@ def build_report(
     else:
         b.skipped["cross-dataset"] = "no cross-dataset models found (run `biqa cross`)"
 
-    # ---------------------------------------------------------------- protocol
+
+def _protocol_section(b: _Builder, results_dir) -> pd.DataFrame:
+    """What every method ran with, from the manifests."""
     protocol = protocol_records(results_dir)
     if len(protocol):
         b.records("protocol", protocol)
         b.section("Protocol", protocol_text(protocol))
+    return protocol
+
+
+def build_report(
+    results_dir: Path,
+    out_dir: Path,
+    decimals: int = 3,
+    aggregate: str = "mean",
+    pdf: bool = False,
+    min_items: int = 10,
+    significance_test: str = "paired",
+    alpha: float = 0.05,
+) -> ReportResult:
+    """Write the tables, figures and standalone ``report.tex`` (and ``report.pdf`` with ``pdf``)
+    for every run below ``results_dir`` into ``out_dir``; see the module docstring."""
+    if not isinstance(decimals, int) or not 0 <= decimals <= 6:
+        raise BiqaError(f"decimals must be an integer from 0 to 6, not {decimals!r}")
+    if aggregate not in T.AGGREGATES:
+        raise BiqaError(f"aggregate must be 'mean' or 'median', not '{aggregate}'")
+    results_dir = Path(results_dir)
+    predictions = load_predictions(results_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    b = _Builder(out_dir, decimals, aggregate)
+    test = _intra(predictions[predictions["subset"] == "test"]) if "subset" in predictions else _intra(predictions)
+    if test.empty:
+        raise BiqaError(
+            f"{results_dir}: the runs hold no within-dataset test predictions (subset 'test'); "
+            "re-run `biqa train`, which writes them"
+        )
+    datasets = sorted(test["dataset"].unique(), key=str)
+
+    records = _overall_section(b, test, aggregate, decimals)
+    _ranges_section(b, test, datasets, min_items, aggregate, decimals)
+    _deviation_section(b, test, datasets)
+    _low_quality_section(b, test, results_dir, min_items, aggregate, decimals)
+    _significance_section(b, test, datasets, results_dir, alpha, significance_test, records)
+    _cross_dataset_section(b, results_dir, aggregate, decimals)
+    protocol = _protocol_section(b, results_dir)
 
     # ---------------------------------------------------------------- documents
     coverage = [f"{c.method} on {c.train_dataset}: {c.text}" for c in split_coverage(find_runs(results_dir))]
