@@ -175,20 +175,7 @@ def synthesize_folder(
                             progress=progress, size=size, per_image=per_image)
 
 
-def synthesize_files(
-    files,
-    root: Path | str,
-    out_dir: Path | str,
-    kind: str = "synthetic",
-    seed: int = 0,
-    workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    size: int | None = None,
-    per_image: int | None = None,
-) -> Path:
-    """:func:`synthesize_folder` on an explicit list of image files under ``root`` (content names
-    come from the paths relative to ``root``). Use it to generate from a subset, for example only
-    the training images of a split, so no test content reaches a pre-training set."""
+def _checked_options(kind: str, size, per_image) -> tuple[int | None, int | None]:
     if kind not in ("synthetic", "authentic"):
         raise SynthError(f"kind must be 'synthetic' or 'authentic', not '{kind}'")
     if size is not None and int(size) < MIN_SIDE:
@@ -199,9 +186,11 @@ def synthesize_files(
         limit = len(D.SYNTHETIC_CLASSES) if kind == "synthetic" else None
         if per_image < 1 or (limit is not None and per_image > limit):
             raise SynthError(f"per_image must be between 1 and {limit or 'many'}, not {per_image}")
-    images_dir, out_dir = Path(root), Path(out_dir)
-    started = time.perf_counter()
-    sources = [Path(f) for f in files]
+    return size, per_image
+
+
+def _content_ids(sources: list[Path], images_dir: Path) -> list[str]:
+    """The content name of each source (from its path below ``images_dir``), each one once."""
     if not sources:
         raise SynthError(f"{images_dir}: no source images given; pass at least one image file")
     for source in sources:
@@ -217,38 +206,31 @@ def synthesize_files(
     if duplicates:
         clash = [r for r, c in zip(relative, content_ids) if c == duplicates[0]]
         raise SynthError(f"{images_dir}: files {clash} map to the same content name; rename one of them")
+    return content_ids
 
-    parameters = _parameters(images_dir, kind, seed, size, per_image)
-    manifest_path = out_dir / MANIFEST_FILE
-    if manifest_path.exists():
-        try:
-            previous = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise SynthError(f"{manifest_path}: unreadable manifest; delete {out_dir} or choose another --out") from None
-        changed = {k: (previous.get("parameters", {}).get(k), v) for k, v in parameters.items()
-                   if k != "images_dir" and previous.get("parameters", {}).get(k) != v}
-        if changed:
-            detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise SynthError(
-                f"{out_dir}: was generated with other parameters ({detail}); choose another --out or delete the folder"
-            )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(manifest_path, {"status": "running", "parameters": parameters})
 
-    parts = out_dir / PARTS_DIR
-    pending = [
-        (str(path), cid, kind, seed, str(out_dir), size, per_image)
-        for path, cid in zip(sources, content_ids)
-        if not (parts / f"{cid}.csv").exists()
-    ]
-    for job in pending:
-        _check_header(Path(job[0]), size)
-    report = progress or (lambda done, total: None)
-    total = len(sources)
+def _check_resumable(manifest_path: Path, parameters: dict, out_dir: Path) -> None:
+    """A folder generated before may be resumed only with the same parameters."""
+    if not manifest_path.exists():
+        return
+    try:
+        previous = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise SynthError(f"{manifest_path}: unreadable manifest; delete {out_dir} or choose another --out") from None
+    changed = {k: (previous.get("parameters", {}).get(k), v) for k, v in parameters.items()
+               if k != "images_dir" and previous.get("parameters", {}).get(k) != v}
+    if changed:
+        detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise SynthError(
+            f"{out_dir}: was generated with other parameters ({detail}); choose another --out or delete the folder"
+        )
+
+
+def _generate(pending: list[tuple], total: int, workers: int, report: Callable[[int, int], None]) -> int:
+    """Generate the pending sources (in ``workers`` processes); the number of images made."""
     done = total - len(pending)
     report(done, total)
     generated_now = 0
-    workers = default_workers() if workers is None else max(1, int(workers))
     if workers == 1 or len(pending) <= 1:
         for job in pending:
             _, n = _job(job)
@@ -276,6 +258,46 @@ def synthesize_files(
                 for future in in_flight:
                     future.cancel()
                 raise
+
+    return generated_now
+
+
+def synthesize_files(
+    files,
+    root: Path | str,
+    out_dir: Path | str,
+    kind: str = "synthetic",
+    seed: int = 0,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    size: int | None = None,
+    per_image: int | None = None,
+) -> Path:
+    """:func:`synthesize_folder` on an explicit list of image files under ``root`` (content names
+    come from the paths relative to ``root``). Use it to generate from a subset, for example only
+    the training images of a split, so no test content reaches a pre-training set."""
+    size, per_image = _checked_options(kind, size, per_image)
+    images_dir, out_dir = Path(root), Path(out_dir)
+    started = time.perf_counter()
+    sources = [Path(f) for f in files]
+    content_ids = _content_ids(sources, images_dir)
+    parameters = _parameters(images_dir, kind, seed, size, per_image)
+    manifest_path = out_dir / MANIFEST_FILE
+    _check_resumable(manifest_path, parameters, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(manifest_path, {"status": "running", "parameters": parameters})
+
+    parts = out_dir / PARTS_DIR
+    pending = [
+        (str(path), cid, kind, seed, str(out_dir), size, per_image)
+        for path, cid in zip(sources, content_ids)
+        if not (parts / f"{cid}.csv").exists()
+    ]
+    for job in pending:
+        _check_header(Path(job[0]), size)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    generated_now = _generate(pending, len(sources), workers, progress or (lambda done, total: None))
+    total = len(sources)
 
     frames = [pd.read_csv(parts / f"{cid}.csv", dtype={"level": str, "labels": str}) for cid in content_ids]
     labels = pd.concat(frames, ignore_index=True)

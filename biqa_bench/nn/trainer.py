@@ -362,6 +362,81 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def _load_checkpoint(phase: Phase, model: nn.Module, checkpoint: Path, best_file: Path | None, run_fingerprint: str):
+    """Restore the model, optimizer and schedule of an interrupted phase: (result so far, first
+    epoch to train, best state, whether the phase had finished)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != run_fingerprint:
+        raise MethodError(
+            f"{checkpoint}: checkpoint written for another configuration or split; "
+            "delete the checkpoints folder or run without --resume"
+        )
+    model.load_state_dict(state["model"])
+    phase.optimizer.load_state_dict(state["optimizer"])
+    phase.schedule.load_state_dict(state["schedule"])
+    result = PhaseResult(phase.name, state["history"], state["best_epoch"], state["best_metric"], state["selection"])
+    start_epoch = state["epoch_done"]
+    best_state = torch.load(best_file, map_location="cpu", weights_only=True) if best_file is not None and best_file.is_file() else None
+    return result, start_epoch, best_state, bool(state.get("stopped") or start_epoch >= phase.epochs)
+
+
+def _train_epoch(phase: Phase, model: nn.Module, data: TrainData, ctx, device: torch.device, label: str, epoch: int,
+                 normalize: Normalizer, quality: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
+    """One epoch of ``phase``: its seeded batches through the training steps. Returns the mean
+    loss and loss parts, and the speed (images/s, seconds, peak GPU memory)."""
+    rng = np.random.default_rng(_seed_of(ctx.seed, phase.name, epoch))
+    torch.manual_seed(int(rng.integers(2**62)))
+    steps = phase.batches(epoch, rng)
+    if phase.max_steps is not None:
+        steps = steps[: phase.max_steps]
+    total_steps = len(steps) * phase.epochs
+    phase.schedule.start_epoch(phase.optimizer, epoch)
+    model.eval()
+    for module in phase.train_modules:
+        module.train()
+
+    def produce():
+        for rows in steps:
+            ids = [str(i) for i in data.item_ids[rows]]
+            yield data.source.batch(ids, data.crop, rng, flip=data.flip), rows
+
+    # Sums stay on the device: reading a loss every step would stall the GPU queue.
+    loss_acc, n_images, parts_acc = torch.zeros((), device=device), 0, {}
+    loss_sum = 0.0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    started = last_report = time.perf_counter()
+    graphed = None
+    if phase.cuda_graph and device.type == "cuda" and steps:
+        graphed = CudaGraphStep(phase, normalize, device, epoch, batch_size=max(len(rows) for rows in steps))
+    for step, (pixels, rows) in enumerate(prefetch(produce(), pin=device.type == "cuda")):
+        if graphed is not None:
+            loss, parts = graphed(pixels, quality[rows])
+        else:
+            loss, parts = train_step(phase, normalize, device, epoch, pixels, quality[rows])
+        loss_acc += loss.float() * len(rows)
+        n_images += len(rows)
+        for key, part in parts.items():
+            parts_acc[key] = parts_acc.get(key, 0.0) + torch.as_tensor(part).float() * len(rows)
+        now = time.perf_counter()
+        if now - last_report > 0.5 or step + 1 == len(steps):
+            last_report = now
+            loss_sum = float(loss_acc)
+            if not math.isfinite(loss_sum):
+                raise MethodError(f"{label}: the loss became {loss_sum} in phase {phase.name}, epoch {epoch + 1}; lower the learning rate")
+            rate = n_images / max(now - started, 1e-9)
+            ctx.progress(
+                f"{label} {phase.name} epoch {epoch + 1}/{phase.epochs} · loss {loss_sum / max(n_images, 1):.3f} · {rate:.0f} img/s",
+                epoch * len(steps) + step + 1,
+                total_steps,
+            )
+    parts_sum = {k: float(v) for k, v in parts_acc.items()}
+    seconds = time.perf_counter() - started
+    peak = {"peak_gpu_gib": torch.cuda.max_memory_allocated(device) / 2**30} if device.type == "cuda" else {}
+    losses = {"loss": loss_sum / max(n_images, 1), **{k: v / max(n_images, 1) for k, v in parts_sum.items()}}
+    return losses, {"images_per_s": n_images / max(seconds, 1e-9), "seconds": seconds, **peak}
+
+
 def run_phase(
     phase: Phase,
     model: nn.Module,
@@ -381,20 +456,8 @@ def run_phase(
     checkpoint = folder / f"{phase.name}.pt" if folder else None
     best_file = folder / f"{phase.name}-best.pt" if folder else None
     if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") != run_fingerprint:
-            raise MethodError(
-                f"{checkpoint}: checkpoint written for another configuration or split; "
-                "delete the checkpoints folder or run without --resume"
-            )
-        model.load_state_dict(state["model"])
-        phase.optimizer.load_state_dict(state["optimizer"])
-        phase.schedule.load_state_dict(state["schedule"])
-        result = PhaseResult(phase.name, state["history"], state["best_epoch"], state["best_metric"], state["selection"])
-        start_epoch = state["epoch_done"]
-        if best_file is not None and best_file.is_file():
-            best_state = torch.load(best_file, map_location="cpu", weights_only=True)
-        if state.get("stopped") or start_epoch >= phase.epochs:
+        result, start_epoch, best_state, finished = _load_checkpoint(phase, model, checkpoint, best_file, run_fingerprint)
+        if finished:
             if best_state is not None:
                 model.load_state_dict(best_state)
             ctx.log.info("%s: phase %s already finished; resumed from %s", label, phase.name, checkpoint)
@@ -405,66 +468,9 @@ def run_phase(
     quality = torch.as_tensor(np.asarray(data.quality, dtype=np.float32))
     every, last_saved, best_unsaved = checkpoint_interval(), time.perf_counter(), False
     for epoch in range(start_epoch, phase.epochs):
-        rng = np.random.default_rng(_seed_of(ctx.seed, phase.name, epoch))
-        torch.manual_seed(int(rng.integers(2**62)))
-        steps = phase.batches(epoch, rng)
-        if phase.max_steps is not None:
-            steps = steps[: phase.max_steps]
-        total_steps = len(steps) * phase.epochs
-        phase.schedule.start_epoch(phase.optimizer, epoch)
-        model.eval()
-        for module in phase.train_modules:
-            module.train()
-
-        def produce():
-            for rows in steps:
-                ids = [str(i) for i in data.item_ids[rows]]
-                yield data.source.batch(ids, data.crop, rng, flip=data.flip), rows
-
-        # Sums stay on the device: reading a loss every step would stall the GPU queue.
-        loss_acc, n_images, parts_acc = torch.zeros((), device=device), 0, {}
-        loss_sum = 0.0
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        started = last_report = time.perf_counter()
-        graphed = None
-        if phase.cuda_graph and device.type == "cuda" and steps:
-            graphed = CudaGraphStep(phase, normalize, device, epoch, batch_size=max(len(rows) for rows in steps))
-        for step, (pixels, rows) in enumerate(prefetch(produce(), pin=device.type == "cuda")):
-            if graphed is not None:
-                loss, parts = graphed(pixels, quality[rows])
-            else:
-                loss, parts = train_step(phase, normalize, device, epoch, pixels, quality[rows])
-            loss_acc += loss.float() * len(rows)
-            n_images += len(rows)
-            for key, part in parts.items():
-                parts_acc[key] = parts_acc.get(key, 0.0) + torch.as_tensor(part).float() * len(rows)
-            now = time.perf_counter()
-            if now - last_report > 0.5 or step + 1 == len(steps):
-                last_report = now
-                loss_sum = float(loss_acc)
-                if not math.isfinite(loss_sum):
-                    raise MethodError(f"{label}: the loss became {loss_sum} in phase {phase.name}, epoch {epoch + 1}; lower the learning rate")
-                rate = n_images / max(now - started, 1e-9)
-                ctx.progress(
-                    f"{label} {phase.name} epoch {epoch + 1}/{phase.epochs} · loss {loss_sum / max(n_images, 1):.3f} · {rate:.0f} img/s",
-                    epoch * len(steps) + step + 1,
-                    total_steps,
-                )
-        parts_sum = {k: float(v) for k, v in parts_acc.items()}
-        seconds = time.perf_counter() - started
-        peak = {"peak_gpu_gib": torch.cuda.max_memory_allocated(device) / 2**30} if device.type == "cuda" else {}
+        losses, speed = _train_epoch(phase, model, data, ctx, device, label, epoch, normalize, quality)
         metric = float(phase.evaluate()) if phase.evaluate is not None else float("nan")
-        record = {
-            "epoch": epoch + 1,
-            "loss": loss_sum / max(n_images, 1),
-            **{k: v / max(n_images, 1) for k, v in parts_sum.items()},
-            "val_srocc": metric,
-            "lr": [g["lr"] for g in phase.optimizer.param_groups],
-            "images_per_s": n_images / max(seconds, 1e-9),
-            "seconds": seconds,
-            **peak,
-        }
+        record = {"epoch": epoch + 1, **losses, "val_srocc": metric, "lr": [g["lr"] for g in phase.optimizer.param_groups], **speed}
         result.history.append(record)
         scored_before = result.best_epoch is not None and math.isfinite(result.best_metric)
         if math.isfinite(metric):
