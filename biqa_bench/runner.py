@@ -34,7 +34,7 @@ from .evaluation.ranges import quality_counts
 from .imagecache import open_image_source
 from .jobs import Executor, Job, OnDone, Progress, RunOutcome, SerialExecutor
 from .methods import Context, Method, create_method
-from .splits import SplitSet
+from .splits import SplitSet, whole_split_hash
 from .store import (
     ALL_SUBSET, MANIFEST, SplitBusy, acquire_split_lock, cached_inference, inference_path, is_complete, predictions_frame,
     read_manifest, record_failure, release_split_lock, safe_name, staged_run, write_inference, write_run,
@@ -59,10 +59,11 @@ def method_seed(seed: int, split_index: int) -> int:
 
 
 def run_manifest(
-    kind: str, method: str, params: dict[str, Any], dataset: Dataset, split_set: SplitSet, split: int,
+    kind: str, method: str, params: dict[str, Any], dataset: Dataset, split_set: SplitSet | None, split: "int | str",
     split_file: Path | None, seed: int,
 ) -> dict[str, Any]:
-    """The fields every run manifest has (trained or imported); callers add their own."""
+    """The fields every run manifest has (trained or imported); callers add their own.
+    A whole-dataset run passes ``split_set=None`` and ``split=WHOLE``."""
     return {
         "kind": kind,
         "method": method,
@@ -72,13 +73,18 @@ def run_manifest(
         "dataset_info": info_to_dict(dataset.info),
         "quality_histogram": quality_counts(dataset.items["quality"]),
         "split": split,
-        "split_indices": [s.index for s in split_set.splits],  # what the split file has, for "5 of 6 splits"
-        "split_hash": split_set.hash,
+        "split_indices": [s.index for s in split_set.splits] if split_set is not None else [split],  # for "5 of 6 splits"
+        "split_hash": whole_split_hash(dataset) if split_set is None else split_set.hash,
         "split_file": str(split_file) if split_file else None,
         "seed": seed,
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def missing_fields(missing: list[str]) -> dict[str, Any]:
+    """The manifest fields of a whole-dataset run that left labelled items out (none: 0, [])."""
+    return {"n_missing": len(missing), "missing_items": sorted(missing)}
 
 
 def _reusable(folder: Path, method: str, params: dict[str, Any], split_hash: str, seed: int) -> bool:

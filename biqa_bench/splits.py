@@ -65,6 +65,13 @@ class SplitSet:
         return Path(path)
 
 
+def whole_split_hash(dataset: Dataset) -> str:
+    """What identifies the "split" of a whole-dataset run: every labelled item of this dataset.
+    Whole runs of different methods on one dataset share it (the items each covers are compared
+    on their intersection; see :func:`biqa_bench.evaluation.metrics.common_whole_items`)."""
+    return hashlib.sha256(f"whole:{dataset.fingerprint}".encode("utf-8")).hexdigest()[:16]
+
+
 def default_split_path(out: Path, dataset: str, seed: int, repeats: int, official: bool = False) -> Path:
     suffix = "official" if official else f"seed{seed}-r{repeats}"
     return Path(out) / "splits" / f"{safe_name(dataset)}-{suffix}.json"
@@ -278,9 +285,12 @@ class SplitCoverage:
 def split_coverage(runs: list[Run]) -> list[SplitCoverage]:
     """Per (method, train dataset): the splits with a complete run against those of the split file
     (``split_indices`` in the manifests; for runs made before it was recorded, the split file the
-    manifest names, when it is still there with the same hash)."""
+    manifest names, when it is still there with the same hash). Whole-dataset runs have no splits
+    and are left out (the report and eval say what they cover)."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
+        if run.is_whole:
+            continue
         groups.setdefault((run.method, run.train_dataset), []).append(run)
     coverage = []
     for (method, dataset), members in sorted(groups.items()):

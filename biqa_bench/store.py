@@ -23,6 +23,12 @@ in only when complete, in one atomic exchange of the two folders where the file 
 (Linux ``renameat2(RENAME_EXCHANGE)``), else by two renames with the old run kept as
 ``.split_<k>.previous`` in between, which :func:`find_runs` reads in place of the missing run and
 :func:`recover_run` puts back. Folders whose names start with a dot are never runs.
+
+A whole-dataset run (a pretrained or opinion-unaware method evaluated on every labelled item,
+no split) lives in ``<out>/<dataset>/<method>/whole/``; its manifest and its rows say
+``split: whole`` (:data:`WHOLE`), and its rows' ``subset`` is ``test`` as every evaluated row's
+is. A method has either split runs or a whole run on one dataset in one results folder, never
+both (:func:`find_runs` refuses the mix), so the analyses' groups never mix the two.
 """
 
 from __future__ import annotations
@@ -61,6 +67,24 @@ INFERENCE = "inference"
 #: ``subset`` of a run's predictions of its split's test part, and of a whole other image set.
 TEST_SUBSET = "test"
 ALL_SUBSET = "all"
+#: The ``split`` of a whole-dataset run (in its manifest, its rows and the evaluation records).
+WHOLE = "whole"
+
+
+def is_whole(split: Any) -> bool:
+    return isinstance(split, str) and split == WHOLE
+
+
+def split_order(split: Any) -> tuple[int, int]:
+    """Sort key of split values that may mix indices and :data:`WHOLE` (whole runs last)."""
+    return (1, 0) if is_whole(split) else (0, int(split))
+
+
+def split_value(split: Any) -> "int | str":
+    """A split as records hold it: the index as an int, or :data:`WHOLE`."""
+    return WHOLE if is_whole(split) else int(split)
+
+
 
 
 def safe_name(name: str) -> str:
@@ -68,8 +92,24 @@ def safe_name(name: str) -> str:
     return name.replace(":", "@").replace("/", "_").replace(",", "+")
 
 
-def run_dir(out: Path, dataset: str, method: str, split_index: int) -> Path:
-    return Path(out) / safe_name(dataset) / safe_name(method) / f"split_{split_index:02d}"
+def run_dir(out: Path, dataset: str, method: str, split_index: "int | str") -> Path:
+    """A run's folder: ``split_NN`` for a split, ``whole`` for a whole-dataset run."""
+    leaf = WHOLE if is_whole(split_index) else f"split_{int(split_index):02d}"
+    return Path(out) / safe_name(dataset) / safe_name(method) / leaf
+
+
+def check_run_kind_free(out: Path, dataset: str, method: str, whole: bool) -> None:
+    """Before writing a whole-dataset run (``whole``) or a split run of ``method`` on ``dataset``
+    under ``out``: a complete run of the other kind there is a RunError (see :func:`find_runs`)."""
+    folder = run_dir(out, dataset, method, WHOLE).parent
+    others = [folder / WHOLE] if not whole else sorted(folder.glob("split_*"))
+    others = [f for f in others if is_complete(f)]
+    if others:
+        kind = "split runs" if whole else "a whole-dataset run"
+        raise RunError(
+            f"{others[0]}: '{method}' already has {kind} on {dataset} in {out}; one results folder holds one kind per "
+            "method and dataset: use another --out or another --method name"
+        )
 
 
 def is_complete(folder: Path) -> bool:
@@ -102,9 +142,10 @@ def read_failure(folder: Path) -> dict[str, Any] | None:
         return {"error": f"{path}: unreadable failure record"}
 
 
-def predictions_frame(items: pd.DataFrame, dataset: str, split: int, prediction, subset: str = TEST_SUBSET) -> pd.DataFrame:
+def predictions_frame(items: pd.DataFrame, dataset: str, split: "int | str", prediction, subset: str = TEST_SUBSET) -> pd.DataFrame:
     """The predictions table (:data:`PREDICTION_COLUMNS`) of one run on ``items`` (as the items
-    table has them): its split's test items (``subset='test'``) or a whole image set (``'all'``)."""
+    table has them): its split's test items (``subset='test'``) or a whole image set (``'all'``).
+    ``split`` is the split index, or :data:`WHOLE` for a whole-dataset run (its items: every item predicted)."""
     return pd.DataFrame(
         {
             "item_id": items["item_id"].to_numpy(),
@@ -181,8 +222,13 @@ class Run:
         return self.manifest["train_dataset"]
 
     @property
-    def split(self) -> int:
-        return int(self.manifest["split"])
+    def split(self) -> "int | str":
+        """The split index, or :data:`WHOLE` for a whole-dataset run."""
+        return split_value(self.manifest["split"])
+
+    @property
+    def is_whole(self) -> bool:
+        return is_whole(self.manifest.get("split"))
 
     def predictions(self) -> pd.DataFrame:
         """The run's test predictions, with ``method`` and ``train_dataset``."""
@@ -410,7 +456,24 @@ def find_runs(root: Path, kind: str = "run") -> list[Run]:
         if manifest.get("kind", "run") != kind:
             continue
         runs.append(Run(folder, manifest))
+    _check_whole_apart(runs)
     return runs
+
+
+def _check_whole_apart(runs: list[Run]) -> None:
+    """A method with both split runs and a whole-dataset run on one dataset would mix the two in
+    every analysis's groups (method, dataset, ...): refuse it, naming both folders."""
+    seen: dict[tuple[str, str, bool], Run] = {}
+    for run in runs:
+        key = (run.method, run.train_dataset)
+        seen.setdefault((*key, run.is_whole), run)
+        other = seen.get((*key, not run.is_whole))
+        if other is not None:
+            whole, split = (run, other) if run.is_whole else (other, run)
+            raise RunError(
+                f"{whole.folder}: a whole-dataset run of '{run.method}' on {run.train_dataset} beside its split runs "
+                f"({split.folder}); keep one kind per results folder (move one away, or import under another --method)"
+            )
 
 
 def runs_table(root: Path) -> pd.DataFrame:

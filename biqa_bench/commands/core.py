@@ -357,15 +357,31 @@ def import_cmd(
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder."),
     out: Path = typer.Option(DEFAULT_RESULTS, "--out", "-o", help="Results folder."),
     force: bool = typer.Option(False, "--force", help="Replace runs of the same name that are not imports of these files."),
+    whole: bool = typer.Option(False, "--whole", help="One run on the whole dataset (no split): pretrained or opinion-unaware methods."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="With --whole: leave out labelled items without a prediction (counted in the manifest)."),
 ) -> None:
     """Import predictions made elsewhere as runs, so any external method can be benchmarked.
 
     Example: biqa import --method mymodel --dataset koniq --predictions preds.csv --splits results/splits/koniq-seed0-r10.json
+    Example: biqa import --method ssim --dataset toyama --predictions ssim.csv --whole
     """
     from ..datasets.registry import load_dataset
-    from ..importer import import_predictions
+    from ..importer import import_predictions, import_whole
+    from ..store import read_manifest
 
     data = load_dataset(dataset, root)
+    if whole:
+        if splits is not None:
+            raise BiqaError("--whole evaluates every labelled item, no split: drop --splits")
+        if len(predictions) != 1:
+            raise BiqaError(f"--whole takes one --predictions file, not {len(predictions)}")
+        folder = import_whole(method, data, predictions[0], out, allow_missing=allow_missing, force=force)
+        manifest = read_manifest(folder / "manifest.json")
+        left_out = f", {manifest['n_missing']} labelled items without a prediction left out" if manifest["n_missing"] else ""
+        console.print(f"imported {method} on the whole of {data.name} ({manifest['n_test']} items{left_out}) into {folder}")
+        return
+    if allow_missing:
+        raise BiqaError("--allow-missing applies to --whole imports only (every test item of a split needs a prediction)")
     split_set, split_path = resolve_splits(data, splits, out, repeats, seed)
     imported = import_predictions(method, data, list(predictions), split_set, out, split_path, force=force)
     if imported.n_ignored:
@@ -380,17 +396,19 @@ def import_cmd(
 # ---------------------------------------------------------------- eval
 
 def evaluation_tables(results: Path, ranges: bool, low_quality: bool, min_items: int, rule: str, fraction: float):
-    """Records and summary for a results folder (overall, plus ranges / low-quality on request)."""
+    """Records, summary and notes for a results folder (overall, plus ranges / low-quality on
+    request); whole-dataset runs of different methods on one dataset are cut to their common items."""
     import pandas as pd
 
-    from ..evaluation.metrics import evaluate_predictions
+    from ..evaluation.metrics import common_whole_items, evaluate_predictions
     from ..evaluation.ranges import aggregate_records, check_low_quality, low_quality_records, range_records
     from ..store import dataset_infos, find_runs, load_predictions
 
     check_low_quality(rule, fraction)  # also without --low-quality: a mistyped option is not ignored
     runs = find_runs(results)
     predictions = load_predictions(results, runs)
-    predictions = predictions[predictions["subset"] == "test"]
+    common = common_whole_items(predictions[predictions["subset"] == "test"])
+    predictions = common.predictions
     parts = [evaluate_predictions(predictions)]
     if ranges:
         parts.append(range_records(predictions, min_items=min_items))
@@ -398,7 +416,7 @@ def evaluation_tables(results: Path, ranges: bool, low_quality: bool, min_items:
         infos = dataset_infos(runs)
         parts.append(low_quality_records(predictions, infos, rule=rule, fraction=fraction, min_items=min_items))
     records = pd.concat(parts, ignore_index=True)
-    return records, aggregate_records(records)
+    return records, aggregate_records(records), common.notes()
 
 
 @run_command
@@ -420,7 +438,7 @@ def eval_cmd(
     from ..splits import split_coverage
     from ..store import atomic_write_csv, find_runs
 
-    records, summary = evaluation_tables(results, ranges, low_quality, min_items, low_quality_rule, fraction)
+    records, summary, notes = evaluation_tables(results, ranges, low_quality, min_items, low_quality_rule, fraction)
     target = out or Path(results) / "eval"
     atomic_write_csv(target / "records.csv", records)
     atomic_write_csv(target / "summary.csv", summary)
@@ -435,6 +453,8 @@ def eval_cmd(
     for group in coverage:
         console.print(f"{group.method} on {group.train_dataset}: {group.text}"
                       + (" (run `biqa train` again to fill them)" if group.missing else ""), highlight=False)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(f"records: {target / 'records.csv'}, summary: {target / 'summary.csv'}")
 
 
@@ -442,6 +462,8 @@ def render_summary(summary, title: str) -> None:
     """The summary as a Rich table; figures not defined, and means over fewer splits than were
     run (marked †, with the count per metric), get a numbered note under it."""
     table = Table(title=title)
+    if "whole" in summary.columns and summary["whole"].any():
+        table.caption = "splits 'whole': a whole-dataset run (every labelled item, no split)"
     for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE"):
         text = column in ("method", "dataset", "subset")
         table.add_column(column, justify="left" if text else "right", no_wrap=True)
@@ -481,6 +503,8 @@ def render_summary(summary, title: str) -> None:
                 notes[k - 1] = f"[{k}] {where}: {notes[k - 1]}"
             subset = f"{subset} [{','.join(map(str, marks))}]"
         splits = f"{row['n_splits']}/{row['n_splits_total']}" if "n_splits_total" in row else str(row["n_splits"])
+        if row.get("whole", False):
+            splits = "whole"  # one run on every labelled item: no split
         table.add_row(row["method"], row["dataset"], subset, splits, f"{row['n_mean']:.0f}",
                       *(cell(row, m) for m in metrics))
     console.print(table)

@@ -70,7 +70,7 @@ def demo(
                 console.print(f"[bold]train[/] {method} on {data.name}: {done} splits trained "
                               f"({seconds:.0f} s), {len(outcomes) - done} reused")
     # 4. evaluation: overall, five ACR ranges, low-quality subset
-    records, summary = evaluation_tables(out, ranges=True, low_quality=True, min_items=10, rule="nominal", fraction=0.25)
+    records, summary, _notes = evaluation_tables(out, ranges=True, low_quality=True, min_items=10, rule="nominal", fraction=0.25)
     atomic_write_csv(out / "eval" / "records.csv", records)
     atomic_write_csv(out / "eval" / "summary.csv", summary)
     render_summary(summary[summary["subset"] == "test"], "Demo: overall (mean ± std over splits)")

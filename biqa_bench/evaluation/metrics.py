@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..store import is_whole, split_value
+
 if TYPE_CHECKING:
     from .logistic import LogisticFit
 
@@ -122,11 +124,46 @@ def evaluate_predictions(predictions, subset: str = "test"):
     keys = ["method", "train_dataset", "dataset", "split"]
     for (method, train_dataset, dataset, split), group in predictions.groupby(keys, sort=True):
         result = score_predictions(group["quality"].to_numpy(), group["prediction"].to_numpy())
-        record = result.as_record(method=method, dataset=dataset, split=int(split), subset=subset)
+        record = result.as_record(method=method, dataset=dataset, split=split_value(split), subset=subset)
         record["train_dataset"] = train_dataset
         record["mapping_ok"] = result.mapping_ok
         record["mapping_message"] = result.mapping_message
         rows.append(record)
     columns = RECORD_FIELDS + ["train_dataset", "mapping_ok", "mapping_message"]
     return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class CommonItems:
+    """A predictions table whose whole-dataset runs are cut to the items they all predicted."""
+
+    predictions: "pd.DataFrame"
+    left_out: dict  # dataset -> number of items some whole-dataset run on it had and another lacked
+    n_common: dict  # dataset -> number of items every whole-dataset run on it predicted
+
+    def notes(self) -> list[str]:
+        return [
+            f"whole-dataset runs on {dataset} compared on the {self.n_common[dataset]} items all of them predicted "
+            f"({count} predicted by only some left out)"
+            for dataset, count in sorted(self.left_out.items())
+        ]
+
+
+def common_whole_items(predictions) -> CommonItems:
+    """Whole-dataset runs of different methods on one dataset are compared on the same items:
+    their rows are cut to the item ids every such run predicted (they differ when some were
+    imported with ``--allow-missing``). Split runs are left as they are (their split files
+    already give every method the same test items)."""
+    whole = predictions["split"].map(is_whole).astype(bool)
+    if not whole.any():
+        return CommonItems(predictions, {}, {})
+    keep = ~whole
+    left_out, n_common = {}, {}
+    for dataset, group in predictions[whole].groupby("dataset", sort=True):
+        per_run = [set(g["item_id"]) for _, g in group.groupby(["method", "train_dataset"], sort=False)]
+        common, union = set.intersection(*per_run), set.union(*per_run)
+        if len(union) > len(common):
+            left_out[dataset], n_common[dataset] = len(union) - len(common), len(common)
+        keep = keep | (whole & (predictions["dataset"] == dataset) & predictions["item_id"].isin(common))
+    return CommonItems(predictions[keep], left_out, n_common)
 

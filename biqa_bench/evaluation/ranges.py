@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..datasets.registry import DatasetInfo
 from ..errors import AnalysisError
+from ..store import is_whole
 from .logistic import LogisticFit, fit_logistic
 from .metrics import METRICS, RECORD_FIELDS, score_predictions
 
@@ -298,7 +299,8 @@ def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
     there were. A group with no defined split is ``undefined`` (its reasons merged into one
     sentence by :func:`merge_reasons`); a std over one split is NaN. ``mapping`` lists the
     splits whose logistic fit failed or was flat, with the reason, where records carry
-    ``mapping_ok`` / ``mapping_message``.
+    ``mapping_ok`` / ``mapping_message``. ``whole`` is True for
+    the one record of a whole-dataset run (split ``whole``: no split, so no spread over splits).
     """
     frame = records.copy()
     if "train_dataset" not in frame.columns:
@@ -320,6 +322,7 @@ def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(keys, key))
         row["n_splits"] = int(len(ok))
         row["n_splits_total"] = int(len(group))
+        row["whole"] = bool("split" in group and group["split"].map(is_whole).all())
         row["n_mean"] = float(group["n"].mean())
         for metric in METRICS:
             values = ok[metric].astype(float).dropna()
