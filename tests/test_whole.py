@@ -159,3 +159,78 @@ def test_import_whole_refuses_options_that_make_no_sense(tmp_path, fr_set, capsy
                          "--allow-missing", "-o", tmp_path / "r")[::2], "--allow-missing", "--whole")
     one_line_error(*biqa(capsys, "import", "-m", "psnr", "-d", "toyama", "--predictions", csv, "--predictions", csv,
                          "--whole", "-o", tmp_path / "r")[::2], "one --predictions file")
+
+
+@pytest.fixture
+def whole_results(tmp_path, fr_set, capsys):
+    """PSNR and SSIM as whole-dataset runs (SSIM missing 5 items) beside test-brightness split runs
+    on the same dataset."""
+    frame = register(capsys, fr_set)
+    out = tmp_path / "res"
+    for metric, drop in (("psnr", 0), ("ssim", 5)):
+        code, _, err = biqa(capsys, "import", "-m", metric, "-d", "toyama", "--predictions",
+                            predictions_csv(tmp_path, frame, metric, drop=drop), "--whole", "--allow-missing", "-o", out)
+        assert code == 0, err
+    return out, frame
+
+
+def test_ranges_low_quality_and_split_runs_beside_whole_runs(whole_results, capsys):
+    out, frame = whole_results
+    code, _, err = biqa(capsys, "train", "-m", "test-brightness", "-d", "toyama", "-n", "2", "-o", out, "-q")
+    assert code == 0, err
+    code, text, err = biqa(capsys, "eval", out, "--json", "--ranges", "--low-quality", "--min-items", "3")
+    assert code == 0, err
+    records = pd.DataFrame(json.loads(text))
+    whole = records[records["split"] == "whole"]
+    assert set(whole["method"]) == {"psnr", "ssim"} and set(records["split"]) == {0, 1, "whole"}
+    common = frame.iloc[5:]
+    quality = (common["mos"] - 1) / 4 * 100
+    for metric in ("psnr", "ssim"):
+        one = whole[whole["method"] == metric].set_index("subset")
+        for name, low, high in (("Poor", 20, 40), ("Fair", 40, 60)):
+            inside = (quality >= low) & (quality < high)
+            assert one.loc[name, "n"] == inside.sum()
+            assert one.loc[name, "srocc"] == pytest.approx(
+                stats.spearmanr(quality[inside], common.loc[inside, metric]).statistic, abs=1e-4)
+        low = quality < 25
+        assert one.loc["low_quality", "n"] == low.sum()
+        assert one.loc["low_quality", "srocc"] == pytest.approx(
+            stats.spearmanr(quality[low], common.loc[low, metric]).statistic, abs=1e-4)
+    # split significance leaves the whole runs out, saying so; per image they are compared on common items
+    code, text, err = biqa(capsys, "significance", out, "--json")
+    assert code != 0 and "at least 2 methods" in err  # only one split method: the whole runs are not tested over splits
+    code, text, err = biqa(capsys, "significance", out, "--per-image", "psnr,ssim", "--split", "whole", "--json")
+    assert code == 0, err
+    result = json.loads(text)
+    assert result["split"] == "whole" and result["n"] == 43
+    code, text, err = biqa(capsys, "significance", out, "--per-image", "psnr,ssim", "--split", "none")
+    one_line_error(code, err, "'whole'")
+
+
+def test_split_significance_on_whole_runs_only_points_to_per_image(whole_results, capsys):
+    out, _ = whole_results
+    one_line_error(*biqa(capsys, "significance", out)[::2], "whole-dataset", "--per-image A,B --split whole")
+    code, text, err = biqa(capsys, "significance", out, "--per-image", "psnr,ssim")
+    assert code == 0 and "whole dataset (43 images)" in text, err
+
+
+def test_report_labels_whole_runs_and_counts_the_missing(whole_results, capsys):
+    out, _ = whole_results
+    code, _, err = biqa(capsys, "report", out, "--out", out / "report")
+    assert code == 0, err
+    markdown = (out / "report" / "report.md").read_text()
+    assert "Whole-dataset runs (every labelled item, no split): psnr on toyama (48 items); ssim on toyama " \
+           "(43 items, 5 labelled items without a prediction left out)." in markdown
+    assert "compared on the 43 items all of them predicted" in markdown
+    assert "Whole-dataset runs (every labelled item, no split; one figure each): psnr, ssim on toyama." in markdown
+    assert "Per-image F-test on toyama, every labelled item (whole-dataset runs) (43 images)" in markdown
+    overall = pd.read_csv(out / "report" / "records" / "overall.csv")
+    assert set(overall["split"].astype(str)) == {"whole"} and set(overall["n"]) == {43}
+
+
+def test_whole_and_split_runs_of_one_method_are_refused(whole_results, capsys, tmp_path):
+    out, frame = whole_results
+    split_csv = tmp_path / "split.csv"
+    frame.rename(columns={"path": "item_id", "psnr": "prediction"})[["item_id", "prediction"]].to_csv(split_csv, index=False)
+    one_line_error(*biqa(capsys, "import", "-m", "psnr", "-d", "toyama", "--predictions", split_csv, "-n", "2",
+                         "-o", out)[::2], "whole-dataset run", "another --method")

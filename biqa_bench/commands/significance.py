@@ -46,7 +46,9 @@ def significance_results(
 
     Methods must share split files (the runs' ``split_hash``); otherwise AnalysisError.
     """
-    from ..evaluation.significance import check_split_hashes, compare_methods, split_metric_table
+    from dataclasses import replace
+
+    from ..evaluation.significance import check_split_hashes, compare_methods, split_metric_table, without_whole_runs
     from ..store import load_predictions, runs_table
 
     if metric not in METRICS:
@@ -61,6 +63,10 @@ def significance_results(
         trained = set(predictions["train_dataset"])
         runs = runs[runs["train_dataset"].isin(trained)]
     check_split_hashes(runs)
+    predictions, whole_notes = without_whole_runs(predictions)
+    if predictions.empty:
+        raise AnalysisError(f"{results}: only whole-dataset runs, which have no splits to test over; "
+                            "compare two of them per image with --per-image A,B --split whole")
     per_split = split_metric_table(predictions)
     output = {}
     for (train_dataset, test_dataset), group in per_split.groupby(["train_dataset", "dataset"], sort=True):
@@ -71,6 +77,10 @@ def significance_results(
             )
         except AnalysisError as exc:
             raise AnalysisError(f"{test_dataset}: {exc}") from None
+        notes = [n for n in whole_notes if f" on {test_dataset} (" in n]
+        if notes:
+            result = output[(train_dataset, test_dataset)]
+            output[(train_dataset, test_dataset)] = replace(result, notes=tuple(result.notes) + tuple(notes))
     return output
 
 
@@ -87,20 +97,22 @@ def image_tests(
     method_a: str,
     method_b: str,
     dataset: str | None = None,
-    split: int | None = None,
+    split: int | str | None = None,
     metric: str = "plcc",
     alternative: str = "two-sided",
     n_resamples: int = 2000,
     confidence_level: float = 0.95,
     seed: int = 0,
 ) -> PerImageTests:
-    """Per-image tests of two methods on one test set of a results folder.
+    """Per-image tests of two methods on one test set of a results folder (``split='whole'``:
+    their whole-dataset runs, compared on the items both predicted).
 
     The test set is checked here first, so a typo gets a did-you-mean and a missing
     --dataset/--split the list of what there is.
     """
+    from ..evaluation.metrics import common_whole_items
     from ..evaluation.significance import per_image_tests
-    from ..store import load_predictions
+    from ..store import load_predictions, split_order, split_value
 
     predictions = load_predictions(results)
     for method in (method_a, method_b):
@@ -111,8 +123,9 @@ def image_tests(
     tested = tested[tested["method"].isin([method_a, method_b])]
     if dataset is not None:
         tested = tested[tested["dataset"] == dataset]
+    tested = common_whole_items(tested).predictions
     datasets = sorted(set(tested["dataset"]))
-    splits = sorted({int(v) for v in tested["split"]})
+    splits = sorted({split_value(v) for v in tested["split"]}, key=split_order)
     if split is not None and split not in splits:
         where = f" on {dataset}" if dataset else ""
         raise AnalysisError(f"--split {split}: no test predictions of {method_a} and {method_b}{where}; splits present: "
@@ -127,13 +140,29 @@ def image_tests(
                   (f" --split {splits[0]}" if split is None and len(splits) > 1 else "")
         raise AnalysisError(f"per-image tests need exactly one test set; pass {' and '.join(needed)}, e.g.{example}")
     return per_image_tests(
-        predictions, method_a, method_b, dataset=dataset, split=split, metric=metric,
+        tested, method_a, method_b, dataset=dataset, split=split, metric=metric,
         alternative=alternative, n_resamples=n_resamples, confidence_level=confidence_level, seed=seed,
     )
 
 
-def _span(values: list[int]) -> str:
-    if values and values == list(range(values[0], values[-1] + 1)) and len(values) > 2:
+def _split_option(text: str | None) -> int | str | None:
+    """--split: a split index, or 'whole' (whole-dataset runs)."""
+    from ..store import WHOLE
+
+    if text is None or text == WHOLE:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise AnalysisError(f"--split takes a split index (0, 1, ...) or 'whole', not '{text}'") from None
+
+
+def _split_stem(split: int | str) -> str:
+    return "whole" if split == "whole" else f"split{split}"
+
+
+def _span(values: list) -> str:
+    if len(values) > 2 and all(isinstance(v, int) for v in values) and values == list(range(values[0], values[-1] + 1)):
         return f"{values[0]}..{values[-1]}"
     return ", ".join(map(str, values))
 
@@ -182,7 +211,8 @@ def _render(result: SignificanceResult, train_dataset: str, test_dataset: str) -
 
 def _render_per_image(result: PerImageTests) -> None:
     f, w, b = result.f_test, result.williams, result.bootstrap
-    table = Table(title=f"{result.method_a} vs {result.method_b} on {result.dataset} split {result.split} ({result.n} images)")
+    where = "whole dataset" if result.split == "whole" else f"split {result.split}"
+    table = Table(title=f"{result.method_a} vs {result.method_b} on {result.dataset}, {where} ({result.n} images)")
     for column in ("test", "statistic", "p-value", "note"):
         table.add_column(column)
     kurtosis_note = (f"residual kurtosis {f.kurtosis_a:.2f} / {f.kurtosis_b:.2f}"
@@ -207,7 +237,7 @@ def significance(
     holm: bool = typer.Option(False, "--holm", help="Holm correction across the pairs."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this test dataset."),
     per_image: Optional[str] = typer.Option(None, "--per-image", help="A,B: F-test, Williams' test and bootstrap CI for two methods on one test set."),
-    split: Optional[int] = typer.Option(None, "--split", help="With --per-image: which split's test set."),
+    split: Optional[str] = typer.Option(None, "--split", help="With --per-image: which split's test set (an index, or 'whole')."),
     resamples: int = typer.Option(2000, "--resamples", help="With --per-image: bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", min=0, help="With --per-image: bootstrap seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
@@ -235,10 +265,10 @@ def significance(
             raise AnalysisError(f"--per-image takes two methods as A,B, not '{per_image}'")
         if metric not in ("srocc", "plcc"):
             raise AnalysisError(f"--per-image compares srocc or plcc, not '{metric}'; pass --metric plcc")
-        result = image_tests(results, names[0], names[1], dataset=dataset, split=split, metric=metric,
+        result = image_tests(results, names[0], names[1], dataset=dataset, split=_split_option(split), metric=metric,
                              alternative="greater" if alternative == "greater" else "two-sided",
                              n_resamples=resamples, seed=seed)
-        name = f"per_image_{safe_name(result.method_a)}_vs_{safe_name(result.method_b)}_{safe_name(result.dataset)}_split{result.split}.json"
+        name = f"per_image_{safe_name(result.method_a)}_vs_{safe_name(result.method_b)}_{safe_name(result.dataset)}_{_split_stem(result.split)}.json"
         atomic_write_text(target / name, json.dumps(result.to_dict(), indent=1) + "\n")
         if as_json:
             print_json(json.dumps(result.to_dict(), indent=1))

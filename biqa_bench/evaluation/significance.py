@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import AnalysisError
+from ..store import is_whole, split_order, split_value
 from .logistic import fit_logistic
 from .ranges import check_predictions
 
@@ -305,6 +306,19 @@ def split_metric_table(predictions: pd.DataFrame) -> pd.DataFrame:
     return evaluate_predictions(check_predictions(predictions))
 
 
+def without_whole_runs(predictions: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of split runs only, and a note per dataset whose whole-dataset runs were left out:
+    a whole-dataset run has one test set, so it has no per-split values to test (its per-image
+    tests are :func:`per_image_tests` with ``split='whole'``)."""
+    whole = predictions["split"].map(is_whole).astype(bool)
+    notes = [
+        f"whole-dataset runs on {dataset} ({', '.join(sorted(set(group['method']), key=str))}) have no splits to "
+        f"test over: compare two with --per-image A,B --split whole"
+        for dataset, group in predictions[whole].groupby("dataset", sort=True)
+    ]
+    return predictions[~whole], notes
+
+
 def check_split_hashes(runs: pd.DataFrame) -> None:
     """Verify that all methods used the same split file per (train dataset, split).
 
@@ -436,7 +450,7 @@ def f_test_matrix(truth, predictions: dict[str, np.ndarray], alpha: float = 0.05
 class FTestMatrix:
     """The per-image F-test of every pair of methods on one test set (see :func:`f_test_on_common_split`)."""
 
-    split: int
+    split: int | str  # the split index, or "whole" for whole-dataset runs
     n: int
     decision: pd.DataFrame
     pvalue: pd.DataFrame
@@ -450,7 +464,7 @@ def f_test_on_common_split(test: pd.DataFrame, alpha: float = 0.05) -> FTestMatr
     if len(methods) < 2:
         return None
     common = set.intersection(*(set(test.loc[test["method"] == m, "split"]) for m in methods))
-    for split in sorted(common):
+    for split in sorted(common, key=split_order):
         one = test[test["split"] == split]
         items = [set(one.loc[one["method"] == m, "item_id"]) for m in methods]
         if any(i != items[0] for i in items) or any(one[one["method"] == m]["item_id"].duplicated().any() for m in methods):
@@ -458,7 +472,7 @@ def f_test_on_common_split(test: pd.DataFrame, alpha: float = 0.05) -> FTestMatr
         wide = one.pivot(index="item_id", columns="method", values="prediction")
         truth = one.drop_duplicates("item_id").set_index("item_id")["quality"].loc[wide.index].to_numpy(float)
         decision, pvalue = f_test_matrix(truth, {m: wide[m].to_numpy(float) for m in methods}, alpha)
-        return FTestMatrix(int(split), len(truth), decision, pvalue)
+        return FTestMatrix(split_value(split), len(truth), decision, pvalue)
     return None
 
 
@@ -620,7 +634,7 @@ class PerImageTests:
     method_a: str
     method_b: str
     dataset: str
-    split: int
+    split: int | str  # the split index, or 'whole' for whole-dataset runs
     n: int
     f_test: FTestResult
     williams: WilliamsResult
@@ -645,7 +659,7 @@ def per_image_tests(
     method_a: str,
     method_b: str,
     dataset: str | None = None,
-    split: int | None = None,
+    split: int | str | None = None,
     metric: str = "plcc",
     alternative: str = "two-sided",
     n_resamples: int = 2000,
@@ -654,8 +668,10 @@ def per_image_tests(
 ) -> PerImageTests:
     """F-test, Williams' test and paired bootstrap for two methods on one test set.
 
-    The test set is one (dataset, split); pass ``dataset``/``split`` when the table holds
-    several. Items are matched by ``item_id``; both methods must cover the same items.
+    The test set is one (dataset, split), the split 'whole' for whole-dataset runs; pass
+    ``dataset``/``split`` when the table holds several. Items are matched by ``item_id``; both
+    methods must cover the same items (whole-dataset runs: cut them to their common items first,
+    :func:`biqa_bench.evaluation.metrics.common_whole_items`).
     Truth is ``quality`` (0-100). ``metric`` picks the correlation of Williams' test and the
     bootstrap. ``alternative`` applies to Williams' test ('greater': A correlates better).
     """
@@ -689,7 +705,7 @@ def per_image_tests(
         method_a=method_a,
         method_b=method_b,
         dataset=str(sets.iloc[0]["dataset"]),
-        split=int(sets.iloc[0]["split"]),
+        split=split_value(sets.iloc[0]["split"]),
         n=len(truth),
         f_test=f_test(truth, pa, pb),
         williams=williams_from_predictions(truth, pa, pb, metric=metric, alternative=alternative),

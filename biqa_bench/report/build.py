@@ -21,8 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import AnalysisError, BiqaError
+from ..evaluation.metrics import common_whole_items
 from ..splits import split_coverage
-from ..store import atomic_write_csv, atomic_write_text, find_runs, load_predictions, runs_table
+from ..store import atomic_write_csv, atomic_write_text, find_runs, is_whole, load_predictions, runs_table, split_order
 from . import figures as F
 from . import tables as T
 from .latex import Section, compile_pdf, file_stem, report_document
@@ -203,8 +204,10 @@ def _per_image_f_test(b: "_Builder", test: pd.DataFrame, dataset: str, alpha: fl
         b.skipped[f"per-image F-test on {dataset}"] = "no split whose test set every method predicted"
         return
     split = found.split
+    where = "every labelled item (whole-dataset runs)" if is_whole(split) else f"test set of split {split}"
+    label = "whole dataset" if is_whole(split) else f"split {split}"
     caption = (
-        f"Per-image F-test on {dataset}, test set of split {split} ({found.n} images): residual variances "
+        f"Per-image F-test on {dataset}, {where} ({found.n} images): residual variances "
         f"after each method's logistic mapping, two-sided, alpha = {alpha:g}, no correction for multiple "
         f"comparisons; 1 / 0 / {T.DASH}1 means the row method's residuals are significantly smaller than / "
         "indistinguishable from / larger than the column method's."
@@ -212,8 +215,8 @@ def _per_image_f_test(b: "_Builder", test: pd.DataFrame, dataset: str, alpha: fl
     stem = f"significance_ftest_{dataset}"
     b.table(section(), T.significance_table(found.decision, dataset=dataset, name=stem, caption=caption,
                                             title=f"Per-image F-test on {dataset}"))
-    b.figure(section(), F.significance_figure(found.decision, f"Per-image F-test on {dataset}, split {split}"), stem,
-             f"Per-image F-test on {dataset} (split {split}): 1 (blue) row method better, 0 (grey) "
+    b.figure(section(), F.significance_figure(found.decision, f"Per-image F-test on {dataset}, {label}"), stem,
+             f"Per-image F-test on {dataset} ({label}): 1 (blue) row method better, 0 (grey) "
              "indistinguishable, -1 (vermillion) row method worse.")
     b.records(f"significance_ftest_pvalues_{file_stem(dataset)}", found.pvalue.reset_index(names="method"))
 
@@ -230,9 +233,10 @@ def _overall_section(b: _Builder, test, aggregate, decimals) -> pd.DataFrame:
     b.table(section, T.overall_table(records, ("srocc", "plcc"), aggregate, decimals))
     if len(records) and records["rmse"].notna().any():
         b.table(section, T.overall_table(records, ("rmse",), aggregate, decimals, name="overall_rmse"))
-    first_split = sorted(test["split"].unique())[0]
+    first_split = sorted(test["split"].unique(), key=split_order)[0]
+    shown = "every labelled item (whole-dataset runs)" if is_whole(first_split) else f"the test part of split {first_split}"
     b.figure(section, F.scatter_figure(test, split=first_split), "scatter",
-             f"Prediction against ground-truth quality on the test part of split {first_split}, with the "
+             f"Prediction against ground-truth quality on {shown}, with the "
              "4-parameter logistic fitted on it (one row per method, one column per dataset).")
     return records
 
@@ -340,9 +344,11 @@ def _significance_section(b: _Builder, test, datasets, results_dir, alpha, signi
             b.skipped[f"significance on {dataset}"] = hashes_ok
             continue
         per_split = records[(records["dataset"] == dataset) & (records["train_dataset"] == dataset)]
+        per_split = per_split[~per_split["split"].map(is_whole).astype(bool)]  # one test set: per image only
         methods = sorted(per_split["method"].unique(), key=str)
         if len(methods) < 2 or per_split["split"].nunique() < 2:
-            b.skipped[f"significance on {dataset}"] = "per-split tests need two or more methods and two or more splits"
+            b.skipped[f"significance on {dataset}"] = "per-split tests need two or more methods and two or more splits" + (
+                " (whole-dataset runs have none)" if (test["dataset"] == dataset).any() and per_split.empty else "")
             metrics_to_test = ()
         else:
             metrics_to_test = SIGNIFICANCE_METRICS
@@ -391,6 +397,21 @@ def _protocol_section(b: _Builder, results_dir) -> pd.DataFrame:
     return protocol
 
 
+def whole_runs_text(results_dir: Path, notes: list[str]) -> str:
+    """The introduction's sentence on whole-dataset runs: which, on how many items, how many labelled
+    items each left out (``--allow-missing``), and the common items they were compared on."""
+    parts = []
+    for run in find_runs(results_dir):
+        if run.is_whole:
+            n, missing = run.manifest.get("n_test"), int(run.manifest.get("n_missing") or 0)
+            left = f", {missing} labelled items without a prediction left out" if missing else ""
+            parts.append(f"{run.method} on {run.train_dataset} ({n} items{left})")
+    if not parts:
+        return ""
+    text = " Whole-dataset runs (every labelled item, no split): " + "; ".join(parts) + "."
+    return text + "".join(f" The {note}." for note in notes)
+
+
 def build_report(
     results_dir: Path,
     out_dir: Path,
@@ -418,6 +439,8 @@ def build_report(
             f"{results_dir}: the runs hold no within-dataset test predictions (subset 'test'); "
             "re-run `biqa train`, which writes them"
         )
+    common = common_whole_items(test)  # whole-dataset runs of different methods: on the same items
+    test = common.predictions
     datasets = sorted(test["dataset"].unique(), key=str)
 
     records = _overall_section(b, test, aggregate, decimals)
@@ -441,6 +464,7 @@ def build_report(
         intro += " Caution: the splits of " + "; ".join(
             f"{row.method} on {row.dataset} ran with different {row.differs}" for row in mixed.itertuples(index=False)
         ) + " (records/protocol.csv); re-run them with one setting to compare like with like."
+    intro += whole_runs_text(results_dir, common.notes())
     if b.skipped:
         intro += " Not included: " + "; ".join(f"{k} ({v})" for k, v in b.skipped.items()) + "."
     tex = out_dir / "report.tex"

@@ -29,6 +29,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from ..evaluation.logistic import fit_logistic  # noqa: E402
 from ..evaluation.metrics import plcc, srocc  # noqa: E402
+from ..store import split_order  # noqa: E402
 from .latex import file_stem  # noqa: E402
 
 # Okabe & Ito (2008), ordered for contrast on white; yellow last (weak on white paper).
@@ -97,7 +98,7 @@ def scatter_figure(predictions: pd.DataFrame, split=None, max_points: int = 5000
 
     frame = _test_rows(predictions)
     if split is None:
-        split = sorted(frame["split"].unique())[0]
+        split = sorted(frame["split"].unique(), key=split_order)[0]
     frame = frame[frame["split"] == split]
     methods = sorted(frame["method"].unique(), key=str)
     datasets = sorted(frame["dataset"].unique(), key=str)

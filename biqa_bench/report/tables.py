@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..store import atomic_write_text
+from ..store import atomic_write_text, is_whole
 from .latex import file_stem, latex_escape
 
 METRIC_LABELS = {"srocc": "SROCC", "krocc": "KROCC", "plcc": "PLCC", "plcc_raw": "PLCC (raw)", "rmse": "RMSE"}
@@ -184,6 +184,21 @@ def _split_phrase(summary: pd.DataFrame, aggregate: str) -> str:
     return f"{aggregate.capitalize()} over {how}."
 
 
+def _whole_phrase(frame: pd.DataFrame) -> str:
+    """The caption's label of whole-dataset runs (split 'whole'): one figure on every labelled
+    item, not an aggregate over test splits."""
+    if "split" not in frame.columns:
+        return ""
+    whole = frame[frame["split"].map(is_whole).astype(bool)]
+    if whole.empty:
+        return ""
+    pairs = "; ".join(
+        f"{', '.join(sorted(set(group['method']), key=str))} on {dataset}"
+        for dataset, group in whole.groupby("dataset", sort=True)
+    )
+    return f" Whole-dataset runs (every labelled item, no split; one figure each): {pairs}."
+
+
 def _pivot(summary: pd.DataFrame, row_key: str, group_key: str, metrics, groups, labels=None):
     """values/partial DataFrames with columns (group, metric label) in the given group order."""
     rows = sorted(summary[row_key].unique(), key=str)
@@ -304,7 +319,7 @@ def overall_table(
     note = f" ({'; '.join(notes)})" if notes else ""
     caption = (
         f"{labels} on the test splits of each dataset{note}. "
-        f"{_split_phrase(summary, aggregate)}{weighted_note} Best in bold, second underlined."
+        f"{_split_phrase(summary, aggregate)}{_whole_phrase(frame)}{weighted_note} Best in bold, second underlined."
     )
     title = "Overall performance" if metrics != ("rmse",) and list(metrics) != ["rmse"] else "Overall RMSE"
     return Table(name, title, caption, values, better, decimals, partial=partial,
@@ -341,7 +356,7 @@ def ranges_table(
     caption = (
         f"{' and '.join(METRIC_LABELS[m] for m in metrics)} in the five ACR quality ranges on {dataset} "
         f"(items per range and split: {size_text}). PLCC uses the logistic fitted on the whole test split. "
-        f"{_split_phrase(summary, aggregate)} {DASH}: not defined (too few items or constant scores). "
+        f"{_split_phrase(summary, aggregate)}{_whole_phrase(frame)} {DASH}: not defined (too few items or constant scores). "
         "Best in bold, second underlined."
     )
     return Table(name or f"ranges_{dataset}", f"Five quality ranges on {dataset}", caption, values, better,
@@ -371,7 +386,7 @@ def low_quality_table(
     caption = (
         f"{' and '.join(METRIC_LABELS[m] for m in metrics)} on the low-quality test items: {definition} "
         f"(items per split: {sizes}). PLCC uses the logistic fitted on the whole test split. "
-        f"{_split_phrase(summary, aggregate)}{weighted_note} {DASH}: not defined. Best in bold, second underlined."
+        f"{_split_phrase(summary, aggregate)}{_whole_phrase(frame)}{weighted_note} {DASH}: not defined. Best in bold, second underlined."
     )
     return Table(name, "Low-quality images", caption, values, better, decimals, partial=partial,
                  split_notes=split_notes(summary, "method", "dataset", metrics))
