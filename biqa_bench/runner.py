@@ -37,7 +37,7 @@ from .methods import Context, Method, create_method
 from .splits import SplitSet, whole_split_hash
 from .store import (
     ALL_SUBSET, MANIFEST, SplitBusy, acquire_split_lock, cached_inference, inference_path, is_complete, predictions_frame,
-    read_manifest, record_failure, release_split_lock, safe_name, staged_run, write_inference, write_run,
+    read_manifest, record_failure, release_split_lock, safe_name, split_value, staged_run, write_inference, write_run,
 )
 
 
@@ -196,7 +196,7 @@ def _train_into(job: Job, folder: Path, progress: Progress | None, log: logging.
     method.fit(train, val, ctx)
     fit_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    prediction = _checked_prediction(method, test, ctx) if len(test) else np.zeros(0)
+    prediction = checked_prediction(method, test, ctx) if len(test) else np.zeros(0)
     predict_seconds = time.perf_counter() - t0
     method.save(folder / "model")
     predictions = predictions_frame(test, dataset.name, split.index, prediction)
@@ -227,7 +227,8 @@ def _split_position(job: Job) -> int:
     raise RunError(f"split {job.split} is not in the split file of '{job.dataset.name}' (it has {[s.index for s in job.split_set.splits]})")
 
 
-def _checked_prediction(method: Method, items: pd.DataFrame, ctx: Context) -> np.ndarray:
+def checked_prediction(method: Method, items: pd.DataFrame, ctx: Context) -> np.ndarray:
+    """``method.predict(items)`` as floats, one per item and all finite (else a MethodError)."""
     prediction = np.asarray(method.predict(items, ctx), dtype=float).reshape(-1)
     if len(prediction) != len(items):
         raise MethodError(f"method '{method.name}' returned {len(prediction)} predictions for {len(items)} items")
@@ -280,8 +281,8 @@ def predict_with_run(
         dataset=dataset,
     )
     items = dataset.with_abspaths()
-    prediction = _checked_prediction(method, items, ctx)
-    table = predictions_frame(items, dataset.name, int(manifest.get("split", 0)), prediction, subset=ALL_SUBSET)
+    prediction = checked_prediction(method, items, ctx)
+    table = predictions_frame(items, dataset.name, split_value(manifest.get("split", 0)), prediction, subset=ALL_SUBSET)
     write_inference(cache, table)
     return table
 

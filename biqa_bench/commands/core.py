@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..cli_common import (
-    check_device, check_param_types, console, json_records, parse_params, print_json, progress_bar, run_command, warn,
+    check_device, check_param_types, console, err_console, json_records, parse_params, print_json, progress_bar, run_command, warn,
 )
 from ..config import DEFAULT_RESULTS
 from ..errors import BiqaError, MethodError, did_you_mean
@@ -31,6 +31,7 @@ def register(main: typer.Typer) -> None:
     main.command("import")(import_cmd)
     main.command("eval")(eval_cmd)
     main.command("cross")(cross)
+    main.command("predict")(predict_cmd)
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -510,6 +511,56 @@ def render_summary(summary, title: str) -> None:
     console.print(table)
     for note in notes:
         console.print(note, highlight=False)
+
+
+# ---------------------------------------------------------------- predict
+
+@run_command
+def predict_cmd(
+    run: str = typer.Option(..., "--run", "-r", help="Run folder (results/DATASET/METHOD/split_NN), or a method name: "
+                            "training-free (e.g. pyiqa:musiq), or trained in --results."),
+    images: Optional[list[Path]] = typer.Option(None, "--images", "-i", help="A folder of images, or image files (repeatable)."),
+    files: Optional[list[Path]] = typer.Argument(None, help="More image files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Scores CSV to write (item_id, path, prediction)."),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU where there is one), cpu, cuda or cuda:N."),
+    results: Path = typer.Option(DEFAULT_RESULTS, "--results", help="Where to look for the runs of a method name."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Training-free methods: parameter key=value."),
+    workers: int = typer.Option(2, "--workers", help="Threads decoding the images first."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores and the unreadable images as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Score any images with a trained run's saved model or a training-free method; higher is better.
+
+    Images that do not decode are listed, not fatal. Deep methods batch on the GPU when --device is
+    cuda (auto picks it where there is one).
+
+    Example: biqa predict --run results/koniq/brisque/split_00 --images photos/ --out scores.csv
+    """
+    import json
+
+    from ..predict import score_images
+    from ..store import atomic_write_csv
+
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = check_device(device)
+    inputs = list(images or []) + list(files or [])
+    with progress_bar(not quiet and not as_json) as report:
+        result = score_images(run, inputs, device=device, results=results, progress=report,
+                              log=logging.getLogger("biqa"), workers=workers, params=parse_params(param) or None)
+    if result.scores.empty:
+        raise BiqaError(f"none of the {len(result.unreadable)} images decodes (first: {next(iter(result.unreadable))}); "
+                        "check the files with an image viewer")
+    atomic_write_csv(out, result.scores.assign(method=result.method))
+    if as_json:
+        print_json(json.dumps({**result.to_dict(), "out": str(out)}, indent=1))
+        return
+    for path, reason in result.unreadable.items():
+        err_console.print(f"[yellow]unreadable:[/] {path} ({reason})", highlight=False, soft_wrap=True)
+    left = f"; {len(result.unreadable)} unreadable images left out (listed above)" if result.unreadable else ""
+    console.print(f"{result.method} ({result.source}) scored {len(result.scores)} images into {out}{left}", highlight=False)
 
 
 # ---------------------------------------------------------------- cross

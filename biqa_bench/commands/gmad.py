@@ -23,7 +23,6 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import pandas as pd
 import typer
 from rich.table import Table
@@ -78,20 +77,16 @@ def _looks_like_path(text: str) -> bool:
 def folder_pool(folder: Path):
     """A folder of images as an unlabelled dataset (item id = path relative to the folder)."""
     from ..datasets._files import IMAGE_EXTENSIONS
-    from ..datasets.registry import DatasetInfo, make_dataset
+    from ..predict import images_dataset
 
     folder = Path(folder).resolve()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if len(files) < 2:
-        raise DatasetError(f"{folder}: found {len(files)} image(s); a gMAD pool needs many images ({sorted(IMAGE_EXTENSIONS)})")
-    relative = [p.relative_to(folder).as_posix() for p in files]
-    info = DatasetInfo(
-        name=f"folder@{folder.name}", kind="authentic", score_type="MOS", higher_is_better=True,
-        score_range=(0.0, 100.0), needs_root=False, description=f"unlabelled images of {folder}",
-    )
-    # no labels: score 0 keeps the items table valid; quality is blanked below
-    dataset = make_dataset(info, pd.DataFrame({"item_id": relative, "path": relative, "score": 0.0}), folder)
-    dataset.items["quality"] = np.nan
+    try:
+        dataset = images_dataset([folder], name=f"folder@{folder.name}")
+    except DatasetError:
+        dataset = None
+    if dataset is None or len(dataset.items) < 2:
+        found = 0 if dataset is None else len(dataset.items)
+        raise DatasetError(f"{folder}: found {found} image(s); a gMAD pool needs many images ({sorted(IMAGE_EXTENSIONS)})")
     return dataset
 
 
