@@ -8,7 +8,9 @@ A method follows scikit-learn's estimator contract:
 * ``predict(items, ctx) -> np.ndarray`` of one float per row, higher = better quality;
 * ``save(folder)`` / ``load(folder)`` persist the learned state.
 
-Adapters register with ``@register_method("name")``. They are discovered from the top-level
+Adapters register with ``@register_method("name")``; a family of adapters named
+``prefix:<suffix>`` (e.g. ``pyiqa:musiq``) registers a factory with
+``@register_method_family("prefix")``, called once per suffix asked for. They are discovered from the top-level
 ``methods/`` package, from folders named in ``$BIQA_METHODS_PATH`` (``os.pathsep``-separated),
 and from the entry-point group ``biqa_bench.methods``.
 """
@@ -104,6 +106,7 @@ class Method:
 
 
 _REGISTRY: dict[str, type[Method]] = {}
+_FAMILIES: dict[str, Callable[[str], type[Method]]] = {}
 _DISCOVERED = False
 
 
@@ -116,6 +119,24 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
         return cls
 
     return decorate
+
+
+def register_method_family(prefix: str) -> Callable[[Callable[[str], type[Method]]], Callable[[str], type[Method]]]:
+    """Decorator of ``factory(suffix) -> adapter class``: the methods ``prefix:<suffix>``. The
+    factory raises MethodError for a suffix it does not know; its docstring's first line is the
+    family's summary in ``biqa methods list``."""
+
+    def decorate(factory: Callable[[str], type[Method]]) -> Callable[[str], type[Method]]:
+        _FAMILIES[prefix] = factory
+        return factory
+
+    return decorate
+
+
+def method_families() -> dict[str, Callable[[str], type[Method]]]:
+    """The registered families by prefix (after discovery)."""
+    discover()
+    return dict(_FAMILIES)
 
 
 def _import_folder(folder: Path, log: logging.Logger) -> None:
@@ -166,9 +187,16 @@ def method_class(name: str) -> type[Method]:
     """The registered adapter class called ``name``; an unknown name is a MethodError with a suggestion."""
     registry = discover()
     if name not in registry:
+        prefix, _, suffix = name.partition(":")
+        if suffix and prefix in _FAMILIES:
+            cls = _FAMILIES[prefix](suffix)
+            cls.name = name
+            _REGISTRY[name] = cls
+            return cls
         from .errors import did_you_mean
 
-        raise MethodError(f"unknown method '{name}'.{did_you_mean(name, registry)} See `biqa methods list`.")
+        known = list(registry) + [f"{p}:" for p in _FAMILIES]
+        raise MethodError(f"unknown method '{name}'.{did_you_mean(name, known)} See `biqa methods list`.")
     return registry[name]
 
 

@@ -33,11 +33,12 @@ from .errors import MethodError, RunError
 from .evaluation.ranges import quality_counts
 from .imagecache import open_image_source
 from .jobs import Executor, Job, OnDone, Progress, RunOutcome, SerialExecutor
-from .methods import Context, Method, create_method
+from .methods import Context, Method, create_method, method_class
 from .splits import SplitSet, whole_split_hash
 from .store import (
-    ALL_SUBSET, MANIFEST, SplitBusy, acquire_split_lock, cached_inference, inference_path, is_complete, predictions_frame,
-    read_manifest, record_failure, release_split_lock, safe_name, split_value, staged_run, write_inference, write_run,
+    ALL_SUBSET, MANIFEST, WHOLE, SplitBusy, acquire_split_lock, cached_inference, check_run_kind_free, inference_path,
+    is_complete, predictions_frame, read_manifest, record_failure, release_split_lock, run_dir, safe_name, split_value,
+    staged_run, write_inference, write_run,
 )
 
 
@@ -202,22 +203,82 @@ def _train_into(job: Job, folder: Path, progress: Progress | None, log: logging.
     predictions = predictions_frame(test, dataset.name, split.index, prediction)
     manifest = run_manifest(job.kind, job.method, job.params, dataset, job.split_set, split.index, job.split_file, job.seed)
     manifest.update({
-        "method_seed": ctx.seed,
-        # every parameter the method ran with, defaults included: "params" holds only what was asked
-        # for (it identifies the run), this records what a later version's defaults cannot change
-        "resolved_params": json.loads(json.dumps(method.get_params(), default=str)),
-        "device": job.device,
+        **_ran_with(method, ctx, job.device, fit_seconds, predict_seconds),
         "n_train": len(train),
         "n_val": len(val),
         "n_test": len(test),
         "skipped_items": sorted(skip),
         "n_skipped_items": len(skip),  # missing, unreadable or too small for the method (--skip-broken)
+    })
+    write_run(folder, predictions, manifest)
+
+
+def _ran_with(method: Method, ctx: Context, device: str, fit_seconds: float, predict_seconds: float) -> dict[str, Any]:
+    """The manifest fields saying how a method ran: seed, parameters, device, weights, versions, timings."""
+    return {
+        "method_seed": ctx.seed,
+        # every parameter the method ran with, defaults included: "params" holds only what was asked
+        # for (it identifies the run), this records what a later version's defaults cannot change
+        "resolved_params": json.loads(json.dumps(method.get_params(), default=str)),
+        "device": device,
         "weights_sha256": getattr(method, "weights_sha256", None),
         "pretraining": getattr(method, "pretraining_manifest", None),
         "versions": versions(),
         "timings": {"fit_s": round(fit_seconds, 3), "predict_s": round(predict_seconds, 3)},
-    })
-    write_run(folder, predictions, manifest)
+    }
+
+
+def whole_run(
+    method_name: str,
+    params: dict[str, Any],
+    dataset: Dataset,
+    out: Path,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+    log: logging.Logger | None = None,
+    image_cache: str = "none",
+    skip_items: Sequence[str] = (),
+    force: bool = False,
+) -> RunOutcome:
+    """A training-free method (e.g. ``pyiqa:musiq``) on every labelled item of ``dataset``: one
+    whole-dataset run (``<out>/<dataset>/<method>/whole/``, split ``whole``); ``skip_items`` (the
+    broken files of ``--skip-broken``) are left out and counted as missing. Reused when complete
+    with the same settings, as split runs are."""
+    if not method_class(method_name).training_free:
+        raise RunError(f"--whole runs training-free methods only; '{method_name}' learns from data: train it on "
+                       "splits, or import its predictions with `biqa import --whole`")
+    started = time.perf_counter()
+    folder = run_dir(out, dataset.name, method_name, WHOLE)
+    check_run_kind_free(out, dataset.name, method_name, whole=True)
+    if not force and _reusable(folder, method_name, params, whole_split_hash(dataset), seed):
+        return RunOutcome(WHOLE, folder, "skipped", 0.0)
+    try:
+        lock = acquire_split_lock(folder)
+    except SplitBusy as busy:
+        return RunOutcome(WHOLE, folder, "busy", 0.0, str(busy))
+    try:
+        with staged_run(folder) as target:  # a complete run is replaced only by a complete one
+            ctx = Context(
+                device=device, seed=method_seed(seed, 0), cache_dir=_cache_dir(), work_dir=target,
+                progress=progress or (lambda *a: None), log=log or logging.getLogger("biqa"),
+                images=open_image_source(dataset, image_cache), dataset=dataset,
+            )
+            skip = set(skip_items)
+            items = dataset.with_abspaths(dataset.items[~dataset.items["item_id"].isin(skip)].reset_index(drop=True))
+            method = create_method(method_name, **params)
+            t0 = time.perf_counter()
+            prediction = checked_prediction(method, items, ctx)
+            predict_seconds = time.perf_counter() - t0
+            method.save(target / "model")
+            manifest = run_manifest("run", method_name, params, dataset, None, WHOLE, None, seed)
+            missing = sorted(skip & set(dataset.items["item_id"]))
+            manifest.update({**_ran_with(method, ctx, device, 0.0, predict_seconds), "n_test": len(items),
+                             **missing_fields(missing), "skipped_items": missing, "n_skipped_items": len(missing)})
+            write_run(target, predictions_frame(items, dataset.name, WHOLE, prediction), manifest)
+    finally:
+        release_split_lock(lock)
+    return RunOutcome(WHOLE, folder, "done", time.perf_counter() - started)
 
 
 def _split_position(job: Job) -> int:

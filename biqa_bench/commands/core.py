@@ -13,7 +13,7 @@ from ..cli_common import (
     check_device, check_param_types, console, err_console, json_records, parse_params, print_json, progress_bar, run_command, warn,
 )
 from ..config import DEFAULT_RESULTS
-from ..errors import BiqaError, MethodError, did_you_mean
+from ..errors import BiqaError, MethodError
 
 splits_app = typer.Typer(
     help="Make and inspect seeded train/val/test split files. Example: biqa splits make --dataset synthetic --repeats 10",
@@ -64,13 +64,10 @@ def method_params(method: str, params: list[str] | None, **flags) -> dict:
     """-p key=value pairs plus the deep-method flags the method accepts (others are an error)."""
     import inspect
 
-    from ..methods import discover
+    from ..methods import method_class
 
     values = parse_params(params)
-    registry = discover()
-    cls = registry.get(method)
-    if cls is None:
-        raise MethodError(f"unknown method '{method}'.{did_you_mean(method, registry)} See `biqa methods list`.")
+    cls = method_class(method)
     accepted = set(inspect.signature(cls.__init__).parameters)
     unknown = sorted(set(values) - accepted)
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()):
@@ -218,12 +215,14 @@ def methods_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     import inspect
     import json
 
-    from ..methods import discover
+    from ..methods import discover, method_families
 
     rows = []
     for name, cls in sorted(discover().items()):
         params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         rows.append({"name": name, "summary": _summary(cls), "params": params, "module": cls.__module__})
+    for prefix, factory in sorted(method_families().items()):  # e.g. pyiqa:<metric>
+        rows.append({"name": f"{prefix}:<name>", "summary": _summary(factory), "params": [], "module": factory.__module__})
     if as_json:
         print_json(json.dumps(rows, indent=1))
         return
@@ -303,18 +302,31 @@ def train(
     force: bool = typer.Option(False, "--force", help="Overwrite runs that exist with other settings."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Splits trained at once in worker processes (CPU methods)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    whole: bool = typer.Option(False, "--whole", help="Training-free methods (e.g. pyiqa:musiq): one run on every labelled item, no split."),
 ) -> None:
     """Train and test a method on every split; one run folder per split; re-running resumes.
 
     Example: biqa train --method brisque --dataset synthetic --repeats 5
+    Example: biqa train --method pyiqa:musiq --dataset koniq --whole --device cuda
     """
     from ..jobs import Job, local_executor
-    from ..runner import run_jobs
+    from ..runner import run_jobs, whole_run
 
     device = check_device(device)
     params = method_params(
         method, param, recipe=recipe, pretrained=pretrained, weights=weights, test_crops=test_crops, resume=resume
     )
+    if whole:
+        if splits is not None or only is not None:
+            raise BiqaError("--whole runs on every labelled item, no split: drop --splits / --only")
+        data, skipped = load_with_skips(dataset, root, skip_broken, workers)
+        with progress_bar(not quiet) as report:
+            image_source(data, image_cache, workers, report)
+            outcome = whole_run(method, params, data, out, device=device, seed=seed, progress=report,
+                                log=logging.getLogger("biqa"), image_cache=image_cache, skip_items=skipped, force=force)
+        what = {"done": "ran", "skipped": "reused", "busy": f"left to the other process running it ({outcome.note})"}
+        console.print(f"{method} on the whole of {data.name}: {what.get(outcome.status, outcome.status)}, results in {outcome.folder}")
+        return
     try:
         only_splits = [int(i) for i in only.split(",")] if only else None
     except ValueError:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..datasets.registry import DatasetInfo
 from ..errors import AnalysisError
-from ..store import is_whole
+from ..store import is_whole, split_value
 from .logistic import LogisticFit, fit_logistic
 from .metrics import METRICS, RECORD_FIELDS, score_predictions
 
@@ -287,7 +287,7 @@ def _mapping_note(ok: pd.DataFrame) -> str:
         return ""
     failed = ok[ok["mapping_ok"].astype(str).str.lower().isin(["false", "0"])]
     messages = failed["mapping_message"] if "mapping_message" in failed.columns else pd.Series("", index=failed.index)
-    return "; ".join(f"split {int(split)}: {message}" for split, message in zip(failed["split"], messages.fillna("")))
+    return "; ".join(f"split {split_value(split)}: {message}" for split, message in zip(failed["split"], messages.fillna("")))
 
 
 def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
