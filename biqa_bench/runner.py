@@ -328,7 +328,7 @@ def predict_with_run(
     folder = Path(folder)
     cache = inference_path(folder, dataset.name, dataset.fingerprint)
     if cache.is_file():
-        return cached_inference(cache, int(read_manifest(folder / MANIFEST).get("split", 0)))
+        return cached_inference(cache, split_value(read_manifest(folder / MANIFEST).get("split", 0)))
     method = load_trained(folder)
     manifest = read_manifest(folder / MANIFEST)
     ctx = Context(

@@ -184,12 +184,12 @@ def inference_path(folder: Path, dataset: str, fingerprint: str) -> Path:
     return Path(folder) / INFERENCE / f"{safe_name(dataset)}-{fingerprint}.csv"
 
 
-def cached_inference(path: Path, split: int) -> pd.DataFrame | None:
+def cached_inference(path: Path, split: "int | str") -> pd.DataFrame | None:
     """The cached inference table at ``path`` (of a run of split ``split``), or None when there is
     none. Tables cached before the schema held ``split`` and ``subset`` get them filled in."""
     if not Path(path).is_file():
         return None
-    return read_predictions(path, fill={"split": int(split), "subset": ALL_SUBSET})
+    return read_predictions(path, fill={"split": split_value(split), "subset": ALL_SUBSET})
 
 
 def write_inference(path: Path, predictions: pd.DataFrame) -> None:

@@ -123,6 +123,13 @@ def test_cached_weights_score_and_lower_is_better_is_negated(tiny_dataset, fake_
     assert code == 0, err
     scores = {s["item_id"]: s["prediction"] for s in json.loads(text)["scores"]}
     assert scores == pytest.approx((2.0 * brightness(tiny_dataset)).to_dict(), rel=1e-5)
+    # a whole run's model predicts another image set (gMAD pools, cross tests), cached, split 'whole'
+    from biqa_bench.runner import predict_with_run
+
+    for _ in range(2):  # computed, then read from the run's inference cache
+        table = predict_with_run(out / "tiny" / "pyiqa@fake_nr" / "whole", tiny_dataset)
+        assert set(table["split"].astype(str)) == {"whole"} and len(table) == 40
+        np.testing.assert_allclose(table.set_index("item_id")["prediction"].loc[expected.index], expected, rtol=1e-5)
     assert fake_pyiqa == [] and no_network == []
 
 
