@@ -27,6 +27,28 @@ except ImportError:  # pragma: no cover - depends on the installed Typer
         class NoArgsIsHelpError(UsageError):  # type: ignore[no-redef]
             pass
 
+
+def _hide_flag_types() -> None:
+    """`--help` shows no type beside a plain flag (Typer 0.2x prints ``<bool>`` there, as if
+    ``--ranges`` took a value). Typer has no setting for it: its option's type label is wrapped
+    once here, and left alone where a Typer version lacks the hook."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - depends on the installed Typer
+        return
+    label = getattr(TyperOption, "display_type_rich", None)
+    if label is None or getattr(label, "_biqa_flags_hidden", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else label(self, ctx)
+
+    display_type_rich._biqa_flags_hidden = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
 app = typer.Typer(
     name="biqa",
     help=(

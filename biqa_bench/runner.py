@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +53,29 @@ def versions() -> dict[str, str]:
             found[package] = md.version(package)
         except md.PackageNotFoundError:
             pass
+    return found
+
+
+#: Environment variables that change CPU floating-point results of torch (see README,
+#: "Reproducibility"): recorded in each trained run's manifest where set.
+NUMERICS_VARIABLES = ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
+                      "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def numerics() -> dict[str, Any]:
+    """What CPU results of a torch method depend on besides the seed: the CPU model, torch's
+    kernel level and intra-op threads (when torch is loaded), and the variables that pin them."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    found: dict[str, Any] = {"cpu": cpu, "env": {k: os.environ[k] for k in NUMERICS_VARIABLES if k in os.environ}}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        found["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        found["torch_threads"] = torch.get_num_threads()
     return found
 
 
@@ -224,6 +249,7 @@ def _ran_with(method: Method, ctx: Context, device: str, fit_seconds: float, pre
         "weights_sha256": getattr(method, "weights_sha256", None),
         "pretraining": getattr(method, "pretraining_manifest", None),
         "versions": versions(),
+        "numerics": numerics(),
         "timings": {"fit_s": round(fit_seconds, 3), "predict_s": round(predict_seconds, 3)},
     }
 

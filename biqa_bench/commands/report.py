@@ -23,6 +23,8 @@ def report(
     aggregate: str = typer.Option("mean", "--aggregate", help="How figures are combined over splits: mean or median."),
     pdf: bool = typer.Option(False, "--pdf", help="Also compile report.pdf (needs pdflatex on PATH)."),
     min_items: int = typer.Option(10, "--min-items", help="Fewest items for a quality range or subset to be defined."),
+    low_quality_rule: str = typer.Option("nominal", "--low-quality-rule",
+                                         help="nominal (quality below 25, IEIT) or quantile (lowest quarter of each test split)."),
 ) -> None:
     """Write publication tables, figures and a standalone report.tex for a results folder.
 
@@ -38,7 +40,8 @@ def report(
     if aggregate not in ("mean", "median"):
         raise BiqaError(f"--aggregate must be 'mean' or 'median', not '{aggregate}'")
     target = out or Path(results) / "report"
-    result = build_report(results, target, decimals=decimals, aggregate=aggregate, pdf=pdf, min_items=min_items)
+    result = build_report(results, target, decimals=decimals, aggregate=aggregate, pdf=pdf, min_items=min_items,
+                          low_quality_rule=low_quality_rule)
     console.print(f"[bold]report[/] {result.out_dir}: {len(result.tables)} tables, {len(result.figures)} figures")
     console.print(f"  sections: {', '.join(result.sections)}")
     console.print(f"  splits: {'; '.join(result.splits)}", highlight=False)

@@ -63,14 +63,24 @@ class _Builder:
 
     def table(self, section: Section, table: T.Table) -> None:
         self.result_tables[table.name] = T.write_table(table, self.out_dir / "tables")
-        section.tables.append(table.name)
+        section.add_table(table.name)
         self.md_parts.append(T.to_markdown(table) + "\n")
 
     def figure(self, section: Section, fig, stem: str, caption: str) -> None:
         paths = F.save_figure(fig, self.out_dir / "figures", stem)
         self.result_figures[file_stem(stem)] = paths
-        section.figures.append((f"figures/{paths[1].name}", caption))
+        section.add_figure(f"figures/{paths[1].name}", caption)
         self.md_parts.append(f"![{caption}](figures/{paths[0].name})\n\n*{caption}*\n")
+
+    def image(self, section: Section, source: Path, stem: str, caption: str) -> None:
+        """An image file made elsewhere (e.g. a gMAD pair figure), copied into figures/."""
+        from ..store import atomic_write_bytes
+
+        target = self.out_dir / "figures" / f"{file_stem(stem)}{Path(source).suffix.lower()}"
+        atomic_write_bytes(target, Path(source).read_bytes())
+        self.result_figures[file_stem(stem)] = [target]
+        section.add_figure(f"figures/{target.name}", caption)
+        self.md_parts.append(f"![{caption}](figures/{target.name})\n\n*{caption}*\n")
 
     def section(self, title: str, text: str = "") -> Section:
         section = Section(title, text)
@@ -276,7 +286,7 @@ def _deviation_section(b: _Builder, test, datasets) -> None:
     b.records("deviation_absolute", absolute)
     section = b.section(
         "Prediction deviation",
-        "Predictions are mapped to the 0-100 quality scale by the logistic of their test split; the figures count "
+        "Predictions are mapped to the 0-100 quality scale by the logistic of their test split; the plots count "
         "test items (pooled over splits) by the difference between the ACR class of the mapped prediction and of "
         "the ground truth, and by the absolute deviation in bins of 2.5 points (REQA Figs 6 and 7).",
     )
@@ -287,30 +297,42 @@ def _deviation_section(b: _Builder, test, datasets) -> None:
                  f"Absolute deviation of the mapped predictions from the ground truth on {dataset}.")
 
 
-def _low_quality_section(b: _Builder, test, results_dir, min_items, aggregate, decimals) -> None:
-    """The low-quality subset and the quality histogram."""
-    from ..evaluation.ranges import low_quality_records
+def _low_quality_section(b: "_Builder", test: pd.DataFrame, results_dir: Path, rule: str, min_items: int) -> None:
+    """The low-quality section (IEIT Table II and Fig. 4): the table when some dataset has enough
+    low-quality test items per split, and the quality histogram. ``rule`` is ``'nominal'`` (IEIT:
+    quality below 25, the lowest quarter of the nominal score range) or ``'quantile'`` (the lowest
+    quarter of each test split by quality, for sets whose scores rarely reach the bottom quarter of
+    their range, such as the embedded demo sets)."""
+    from ..evaluation.ranges import check_low_quality, low_quality_records
 
+    check_low_quality(rule, LOW_QUALITY_FRACTION)
     threshold = 100.0 * LOW_QUALITY_FRACTION
-    low = low_quality_records(test, rule="nominal", fraction=LOW_QUALITY_FRACTION, min_items=min_items)
+    low = low_quality_records(test, rule=rule, fraction=LOW_QUALITY_FRACTION, min_items=min_items)
     b.records("low_quality", low)
-    section = b.section(
-        "Low-quality images",
-        f"Low-quality images are those whose score lies in the lowest quarter of the dataset's nominal score "
-        f"range, i.e. quality below {threshold:g} on the 0-100 scale (IEIT).",
-    )
-    if (low["status"] == "ok").any():
-        b.table(section, T.low_quality_table(low, ("srocc", "plcc"), aggregate, decimals,
-                                             definition=f"quality below {threshold:g} on the 0-100 scale, "
-                                                        "the lowest quarter of the nominal score range"))
+    if rule == "nominal":
+        text = (f"Low-quality images are those whose score lies in the lowest quarter of the dataset's nominal score "
+                f"range, i.e. quality below {threshold:g} on the 0-100 scale (IEIT).")
+        definition = f"quality below {threshold:g} on the 0-100 scale, the lowest quarter of the nominal score range"
+        shaded = f"shaded: the low-quality region (quality below {threshold:g})"
     else:
+        text = ("Low-quality images are the lowest quarter of each test split by ground-truth quality (ties at the "
+                "cut-off included; biqa report --low-quality-rule quantile), not IEIT's fixed region of quality below "
+                f"{threshold:g}: these datasets have too few images there.")
+        definition = "the lowest quarter of each test split by quality"
+        shaded = (f"shaded: quality below {threshold:g}, IEIT's low-quality region (the table takes the lowest quarter "
+                  "of each test split instead)")
+    defined = (low["status"] == "ok").any()
+    if not defined:
         b.skipped["low-quality table"] = f"no dataset has {min_items} or more low-quality test items with varying scores"
-        section.text += f" No dataset has {min_items} or more low-quality test items, so there is no table."
+        text += f" No dataset has {min_items} or more low-quality test items, so there is no table."
+    section = b.section("Low-quality images", text)
+    if defined:
+        b.table(section, T.low_quality_table(low, ("srocc", "plcc"), b.aggregate, b.decimals, definition=definition))
     counts = {run.train_dataset: run.manifest["quality_histogram"] for run in find_runs(results_dir)
               if run.manifest.get("quality_histogram")}
     partial = sorted(set(test["dataset"]) - set(counts), key=str)
     b.figure(section, F.quality_histogram_figure(test, threshold, counts=counts), "quality_histogram",
-             f"Ground-truth quality of each dataset's images; shaded: the low-quality region (quality below {threshold:g})."
+             f"Ground-truth quality of each dataset's images; {shaded}."
              + (f" For {', '.join(map(str, partial))} only the test images seen over the splits (runs made before "
                 "manifests kept the whole dataset's distribution, or imported from elsewhere)." if partial else ""))
 
@@ -412,6 +434,111 @@ def whole_runs_text(results_dir: Path, notes: list[str]) -> str:
     return text + "".join(f" The {note}." for note in notes)
 
 
+def gmad_analyses(results_dir: Path) -> list[Path]:
+    """The folders below ``results_dir`` that hold a gMAD analysis (``biqa gmad analyze``, the
+    demo's ``gmad/analysis``): each has gmad.json, aggressiveness.csv and resistance.csv."""
+    found = []
+    for marker in sorted(Path(results_dir).rglob("gmad.json")):
+        folder = marker.parent
+        if (folder / "aggressiveness.csv").is_file() and (folder / "resistance.csv").is_file():
+            found.append(folder)
+    return found
+
+
+def _gmad_table(folder: Path, name: str) -> T.Table:
+    """Aggressiveness (row attacks column) and resistance (row defends against column) of one
+    gMAD analysis, with each method's overall rank, as one table."""
+    aggressiveness = pd.read_csv(folder / "aggressiveness.csv", index_col=0)
+    resistance = pd.read_csv(folder / "resistance.csv", index_col=0)
+    methods = sorted(set(aggressiveness.index.astype(str)) | set(resistance.index.astype(str)), key=str)
+    aggressiveness = aggressiveness.reindex(index=methods, columns=methods)
+    resistance = resistance.reindex(index=methods, columns=methods)
+    columns = {}
+    for method in methods:
+        columns[("Aggressiveness as attacker of", method)] = aggressiveness[method].to_numpy(float)
+    for method in methods:
+        columns[("Resistance as defender against", method)] = resistance[method].to_numpy(float)
+    ranking_path = folder / "ranking.csv"
+    if ranking_path.is_file():
+        ranking = pd.read_csv(ranking_path).set_index("method").reindex(methods)
+        columns[("", "Rank")] = ranking["rank"].to_numpy(float)
+    values = pd.DataFrame(columns, index=pd.Index(methods, name="method"))
+    values.columns = pd.MultiIndex.from_tuples(list(columns))
+    better = {c: ("lower" if c[1] == "Rank" else "higher") for c in values.columns}
+    caption = (
+        "gMAD competition (Ma et al., TPAMI 2020): aggressiveness of the row method attacking the column method "
+        "(mean preference for the attacker's better image, -100 to 100, weighted over the defender's quality levels; "
+        "high: the attacker found pairs the defender wrongly rates equal) and resistance of the row method defending "
+        "against the column method (100 - |preference|, 0 to 100; high: the attacker's pairs look alike). "
+        f"Rank: by the mean of the two ranks. {T.DASH}: a method does not compete with itself."
+    )
+    return T.Table(name, "gMAD competition", caption, values, better, 1, highlight=False)
+
+
+def _gmad_observers(folder: Path) -> str:
+    """Who judged the pairs: simulated observers (``biqa gmad simulate``: subjects sim01, ...)
+    or people, from the judgments file next to the analysis when there is one."""
+    for candidate in (folder.parent / "judgments.csv", folder / "judgments.csv"):
+        if candidate.is_file():
+            subjects = pd.read_csv(candidate, usecols=["subject"])["subject"].astype(str).unique()
+            if len(subjects) and all(s.startswith("sim") and s[3:].isdigit() for s in subjects):
+                return (f"{len(subjects)} simulated observers who see the pool's ground-truth quality through noise "
+                        "(biqa gmad simulate): this checks the procedure, not human opinion")
+            return f"{len(subjects)} subjects ({candidate.name})"
+    return "the judgments the analysis was given"
+
+
+def _gmad_figure_names(folder: Path) -> dict[str, tuple[str, str]]:
+    """Pair-figure file stem ("<defender>-vs-<attacker>", file-safe) -> the methods' own names,
+    from the pair ids of the selection's pairs.csv ("<stem>-L<level>")."""
+    path = folder.parent / "pairs.csv"
+    if not path.is_file():
+        return {}
+    pairs = pd.read_csv(path, usecols=["pair_id", "defender", "attacker"], dtype=str)
+    return {pid.rsplit("-L", 1)[0]: (d, a) for pid, d, a in pairs.itertuples(index=False, name=None)}
+
+
+def gmad_section(b: "_Builder", results_dir: Path) -> None:
+    """The gMAD section: per analysis found, the aggressiveness / resistance table and the pair
+    figures with the observers' verdict; skipped (and said so) when there is none."""
+    folders = gmad_analyses(results_dir)
+    if not folders:
+        b.skipped["gMAD"] = "no gMAD analysis found (run `biqa gmad analyze`)"
+        return
+    text = (
+        "In the group maximum differentiation (gMAD) competition one method, the defender, is held fixed: at each "
+        "of its quality levels, pool images it rates (nearly) equal are found; the other method, the attacker, picks "
+        "among them the two it rates most differently. Observers then say which of the two looks better. An "
+        "attacker whose better image is preferred has found a failure of the defender (aggressiveness); a defender "
+        "whose pairs look alike resisted (resistance)."
+    )
+    for folder in folders:
+        selection_path = folder.parent / "selection.json"
+        selection = json.loads(selection_path.read_text()) if selection_path.is_file() else {}
+        where = folder.relative_to(results_dir) if folder.is_relative_to(results_dir) else folder
+        facts = [f"Analysis {where}"]
+        if selection.get("pool"):
+            facts.append(f"pool {selection['pool']} ({selection.get('pool_size', '?')} images)")
+        if "pairs" in selection:
+            facts.append(f"{selection['pairs']} pairs from {selection.get('levels', '?')} levels per (defender, attacker)")
+        facts.append(f"judged by {_gmad_observers(folder)}")
+        text += " " + "; ".join(facts) + "."
+    section = b.section("gMAD competition", text)
+    for k, folder in enumerate(folders):
+        suffix = "" if len(folders) == 1 else f"_{k + 1}"
+        table = _gmad_table(folder, f"gmad{suffix}")
+        flat = table.values.set_axis([f"{g} {l}".strip() for g, l in table.values.columns], axis=1)
+        b.records(f"gmad{suffix}", flat.reset_index())
+        b.table(section, table)
+        names = _gmad_figure_names(folder)
+        for path in sorted((folder / "figures").glob("*.png")):
+            defender, attacker = names.get(path.stem, path.stem.partition("-vs-")[::2])
+            b.image(section, path, f"gmad{suffix}_{path.stem}",
+                    f"gMAD pairs with {defender} defending and {attacker} attacking: per level of {defender}, the "
+                    f"image {attacker} rates best (top) and worst (bottom) among those {defender} rates equal, with "
+                    "the observers' mean preference (> 0: the top image looks better).")
+
+
 def build_report(
     results_dir: Path,
     out_dir: Path,
@@ -421,6 +548,7 @@ def build_report(
     min_items: int = 10,
     significance_test: str = "paired",
     alpha: float = 0.05,
+    low_quality_rule: str = "nominal",
 ) -> ReportResult:
     """Write the tables, figures and standalone ``report.tex`` (and ``report.pdf`` with ``pdf``)
     for every run below ``results_dir`` into ``out_dir``; see the module docstring."""
@@ -446,9 +574,10 @@ def build_report(
     records = _overall_section(b, test, aggregate, decimals)
     _ranges_section(b, test, datasets, min_items, aggregate, decimals)
     _deviation_section(b, test, datasets)
-    _low_quality_section(b, test, results_dir, min_items, aggregate, decimals)
+    _low_quality_section(b, test, results_dir, low_quality_rule, min_items)
     _significance_section(b, test, datasets, results_dir, alpha, significance_test, records)
     _cross_dataset_section(b, results_dir, aggregate, decimals)
+    gmad_section(b, results_dir)
     protocol = _protocol_section(b, results_dir)
 
     # ---------------------------------------------------------------- documents
@@ -456,7 +585,7 @@ def build_report(
     methods = sorted(test["method"].unique(), key=str)
     intro = (
         f"Results folder: {results_dir}. Methods: {', '.join(methods)}. Datasets: {', '.join(datasets)}. "
-        f"Splits per method and dataset: {'; '.join(coverage) if coverage else '0'}. Figures in the tables are the "
+        f"Splits per method and dataset: {'; '.join(coverage) if coverage else '0'}. Values in the tables are the "
         f"{aggregate} over splits with {decimals} decimals."
     )
     mixed = protocol[protocol["differs"] != ""] if len(protocol) else protocol
@@ -468,7 +597,7 @@ def build_report(
     if b.skipped:
         intro += " Not included: " + "; ".join(f"{k} ({v})" for k, v in b.skipped.items()) + "."
     tex = out_dir / "report.tex"
-    atomic_write_text(tex, report_document("Benchmark report", b.sections, intro))
+    atomic_write_text(tex, report_document("Benchmark report", b.sections, intro, base=out_dir))
     markdown = out_dir / "report.md"
     atomic_write_text(markdown, "# Benchmark report\n\n" + intro + "\n\n" + "\n".join(b.md_parts))
     pdf_path = compile_pdf(tex) if pdf else None

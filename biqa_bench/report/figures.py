@@ -31,13 +31,13 @@ from ..evaluation.logistic import fit_logistic  # noqa: E402
 from ..evaluation.metrics import plcc, srocc  # noqa: E402
 from ..store import split_order  # noqa: E402
 from .latex import file_stem  # noqa: E402
+from .tables import RANGE_ORDER  # noqa: E402
 
 # Okabe & Ito (2008), ordered for contrast on white; yellow last (weak on white paper).
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 HATCHES = ["", "//", "..", "xx", "\\\\", "--", "oo", "++"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), "-", "--"]
-RANGES_ASCENDING = ["Bad", "Poor", "Fair", "Good", "Excellent"]
 RANGE_LIMITS = {"Bad": "[0, 20)", "Poor": "[20, 40)", "Fair": "[40, 60)", "Good": "[60, 80)", "Excellent": "[80, 100]"}
 FIG_WIDTH = 6.3  # inches: the text width of an A4/letter page with 2 cm margins, so print size = design size
 QUALITY_LABEL = "Ground-truth quality (0\u2013100, higher is better)"
@@ -153,7 +153,8 @@ def scatter_figure(predictions: pd.DataFrame, split=None, max_points: int = 5000
 
 
 def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "srocc", aggregate: str = "mean"):
-    """Grouped bars: one group per ACR range (Bad .. Excellent), one bar per method, the
+    """Grouped bars: one group per ACR range (Excellent .. Bad, the order of the range tables),
+    one bar per method, the
     ``aggregate`` over splits with the standard deviation as error bar; 'n/d' marks a range where
     the figure is not defined."""
     frame = range_records[range_records["dataset"] == dataset].copy()
@@ -162,7 +163,7 @@ def range_bars_figure(range_records: pd.DataFrame, dataset: str, metric: str = "
     if "status" in frame.columns:
         frame.loc[frame["status"].astype(str) == "undefined", metric] = np.nan
     methods = sorted(frame["method"].unique(), key=str)
-    ranges = [r for r in RANGES_ASCENDING if r in set(frame["subset"])]
+    ranges = [r for r in RANGE_ORDER if r in set(frame["subset"])]  # the tables' order (REQA Table I)
     label = {"srocc": "SROCC", "plcc": "PLCC", "krocc": "KROCC", "rmse": "RMSE (quality points)"}.get(metric, metric)
     width = 0.8 / max(len(methods), 1)
     with plt.rc_context(STYLE):

@@ -61,6 +61,32 @@ class Section:
     text: str = ""  # plain text, escaped when rendered
     tables: list[str] = field(default_factory=list)  # stems of <stem>.tex files in tables/
     figures: list[tuple[str, str]] = field(default_factory=list)  # (path relative to report.tex, caption)
+    # the order tables and figures were added in, ("table" | "figure", index); see blocks()
+    order: list[tuple[str, int]] = field(default_factory=list)
+
+    def add_table(self, stem: str) -> None:
+        self.tables.append(stem)
+        self.order.append(("table", len(self.tables) - 1))
+
+    def add_figure(self, path: str, caption: str) -> None:
+        self.figures.append((path, caption))
+        self.order.append(("figure", len(self.figures) - 1))
+
+    def blocks(self) -> list[tuple[str, list]]:
+        """Runs of tables and of figures in the order they were added (each table, and each
+        run of figures, in its place); tables then figures where they were appended directly."""
+        order = self.order
+        if sorted(order) != sorted([("table", i) for i in range(len(self.tables))]
+                                   + [("figure", i) for i in range(len(self.figures))]):
+            order = [("table", i) for i in range(len(self.tables))] + [("figure", i) for i in range(len(self.figures))]
+        runs: list[tuple[str, list]] = []
+        for kind, index in order:
+            item = self.tables[index] if kind == "table" else self.figures[index]
+            if runs and runs[-1][0] == kind:
+                runs[-1][1].append(item)
+            else:
+                runs.append((kind, [item]))
+        return runs
 
 
 PREAMBLE = r"""\documentclass[10pt]{article}
@@ -72,11 +98,80 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 \captionsetup[table]{position=top}
 \setlength{\tabcolsep}{4pt}
 \renewcommand{\arraystretch}{1.1}
+% a figure at its natural (print) size, shrunk only when wider than #2 or taller than #3
+\newsavebox{\biqafigure}
+\newcommand{\fitgraphics}[3]{%
+  \sbox{\biqafigure}{\includegraphics{#1}}%
+  \ifdim\wd\biqafigure>#2\relax\sbox{\biqafigure}{\includegraphics[width=#2]{#1}}\fi
+  \ifdim\ht\biqafigure>#3\relax\sbox{\biqafigure}{\includegraphics[height=#3]{#1}}\fi
+  \usebox{\biqafigure}}
 """
 
+#: A figure at most this wide (inches at print size) shares a row with the next such figure.
+HALF_WIDTH_IN = 3.9
+#: The tallest a figure is printed: two figures and their captions fit on one page.
+MAX_FIGURE_HEIGHT = r"0.4\textheight"
 
-def report_document(title: str, sections: list[Section], intro: str = "", table_dir: str = "tables") -> str:
-    """The standalone LaTeX source of the report."""
+
+def natural_width(path: Path) -> float | None:
+    """A figure's print width in inches, from the PNG of the same name (pixels / dpi); None when unknown."""
+    png = Path(path).with_suffix(".png")
+    try:
+        from PIL import Image
+
+        with Image.open(png) as image:
+            dpi = image.info.get("dpi", (None,))[0]
+            return image.width / float(dpi) if dpi else None
+    except (OSError, ValueError):
+        return None
+
+
+def figure_rows(figures: list[tuple[str, str]], base: Path | None = None) -> list[list[tuple[str, str]]]:
+    """Figures in rows: two consecutive narrow ones (at most :data:`HALF_WIDTH_IN` wide, known
+    from their PNGs under ``base``) side by side, every other figure alone."""
+    rows: list[list[tuple[str, str]]] = []
+    pending: tuple[str, str] | None = None  # a narrow figure waiting for a partner
+    for figure in figures:
+        width = natural_width(Path(base) / figure[0]) if base is not None else None
+        if width is not None and width <= HALF_WIDTH_IN:
+            if pending is None:
+                pending = figure
+            else:
+                rows.append([pending, figure])
+                pending = None
+            continue
+        if pending is not None:
+            rows.append([pending])
+            pending = None
+        rows.append([figure])
+    if pending is not None:
+        rows.append([pending])
+    return rows
+
+
+def _figure_lines(row: list[tuple[str, str]]) -> list[str]:
+    """One ``figure`` environment (placed here, [H]) holding one figure or two side by side."""
+    lines = ["\\begin{figure}[H]", "\\centering"]
+    if len(row) == 1:
+        path, caption = row[0]
+        lines += [f"\\fitgraphics{{{path}}}{{\\linewidth}}{{{MAX_FIGURE_HEIGHT}}}",
+                  f"\\caption{{{latex_escape(caption)}}}"]
+    else:
+        for k, (path, caption) in enumerate(row):
+            lines += ["\\begin{minipage}[t]{0.485\\linewidth}", "\\centering",
+                      f"\\fitgraphics{{{path}}}{{\\linewidth}}{{{MAX_FIGURE_HEIGHT}}}",
+                      f"\\caption{{{latex_escape(caption)}}}", "\\end{minipage}"]
+            if k == 0:
+                lines.append("\\hfill")
+    lines.append("\\end{figure}")
+    return lines
+
+
+def report_document(title: str, sections: list[Section], intro: str = "", table_dir: str = "tables",
+                    base: Path | None = None) -> str:
+    """The standalone LaTeX source of the report. ``base`` is the folder of report.tex: where
+    the figures' PNGs tell their print sizes, so that two narrow figures share a row. Sections
+    follow one another without page breaks; figures stay where they are in the text ([H])."""
     lines = [PREAMBLE, f"\\title{{{latex_escape(title)}}}", "\\date{\\today}", "\\author{biqa-bench}",
              "\\begin{document}", "\\maketitle"]
     if intro:
@@ -87,18 +182,13 @@ def report_document(title: str, sections: list[Section], intro: str = "", table_
         if section.text:
             lines.append(latex_escape(section.text))
             lines.append("")
-        for stem in section.tables:
-            lines.append(f"\\input{{{table_dir}/{stem}}}")
-        for path, caption in section.figures:
-            lines += [
-                "\\begin{figure}[H]",
-                "\\centering",
-                # natural (print) size, shrunk only when wider than the text
-                f"\\resizebox{{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}}{{!}}{{\\includegraphics{{{path}}}}}",
-                f"\\caption{{{latex_escape(caption)}}}",
-                "\\end{figure}",
-            ]
-        lines.append("\\clearpage")
+        for kind, items in section.blocks():
+            if kind == "table":
+                lines += [f"\\input{{{table_dir}/{stem}}}" for stem in items]
+            else:
+                for row in figure_rows(items, base):
+                    lines += _figure_lines(row)
+        lines.append("")
     lines += ["\\end{document}", ""]
     return "\n".join(lines)
 

@@ -18,7 +18,7 @@ Marking rule. Per column (per row and column group in REQA Table IV's layout), v
 rank is 1 + the number of values strictly better, so ties share a rank: rank 1 is bold, rank 2
 underlined. Two methods tied for best are both bold and no value is underlined (nobody is
 second with one method ahead of it and one level with it). Columns with fewer than two defined
-values are not marked, and with exactly two only the best is (second would mean last). Undefined figures (NaN) print as an en dash.
+values are not marked, and with exactly two only the best is (second would mean last). Undefined values (NaN) print as an en dash.
 
 Splits. Each value is the mean (or median) over the splits on which it is defined; a value
 resting on fewer splits than were run carries a dagger, and a note under the table says what
@@ -65,7 +65,7 @@ class Table:
     better: dict = field(default_factory=dict)  # column -> "higher" | "lower" | None
     decimals: int = 3
     row_header: str = "Method"
-    partial: pd.DataFrame | None = None  # True where a figure rests on fewer splits than were run
+    partial: pd.DataFrame | None = None  # True where a value rests on fewer splits than were run
     integer: bool = False  # print as integers (the significance matrix)
     highlight: bool = True
     # Which cells compete for bold/underline: "column" (each column, the methods down it) or
@@ -122,7 +122,7 @@ class Table:
         return bool(self.partial is not None and self.partial.iloc[row, col])
 
     def format_number(self, value: float) -> str:
-        """The number as printed, or None for an undefined figure."""
+        """The number as printed, or None for an undefined value."""
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return None
         if self.integer:
@@ -232,7 +232,7 @@ def _pivot(summary: pd.DataFrame, row_key: str, group_key: str, metrics, groups,
 
 
 def split_notes(summary: pd.DataFrame, row_key: str, group_key: str | None, metrics, joiner: str = " on ") -> list[str]:
-    """One note per figure of a summary that rests on fewer splits than were run:
+    """One note per value of a summary that rests on fewer splits than were run:
     "<row> on <group>, <METRIC>: k of n splits" (the dagger's explanation)."""
     notes = []
     for _, entry in summary.iterrows():
@@ -308,7 +308,7 @@ def overall_table(
         sizes = ", ".join(f"{d} {weights[d]:.0f}" for d in datasets)
         weighted_note = (
             f" The weighted average weights each dataset by its number of test items ({sizes}), "
-            "over the datasets where the method has a figure."
+            "over the datasets where the method has a value."
         )
     labels = " and ".join(METRIC_LABELS.get(m, m) for m in metrics)
     notes = []
@@ -505,7 +505,7 @@ def significance_table(
         "indistinguishable from / worse than the column method."
     )
     stem = name or ("significance" + (f"_{dataset}" if dataset else ""))
-    return Table(stem, title or f"Significance{where}", caption, values, {}, 0, integer=True, highlight=False)
+    return Table(stem, title or f"{METRIC_LABELS.get(metric, metric)} significance{where}", caption, values, {}, 0, integer=True, highlight=False)
 
 
 # --------------------------------------------------------------------------- renderers
@@ -543,8 +543,8 @@ def _full_caption(table: Table, style: str) -> str:
 
 
 def dagger_note(table: Table) -> str:
-    """The note under a table that has daggers: what the mark means, and per figure the splits
-    its mean rests on. Empty when no figure carries one."""
+    """The note under a table that has daggers: what the mark means, and per value the splits
+    its mean rests on. Empty when no value carries one."""
     if table.partial is None or not table.partial.to_numpy().any():
         return ""
     note = (f"{DAGGER} Mean over fewer splits than were run (the metric was not defined on the others)"
