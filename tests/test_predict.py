@@ -10,14 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biqa_bench.cli import main
+from _cli_helpers import biqa, one_line_error
 from conftest import make_image_folder
-
-
-def biqa(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -66,24 +60,18 @@ def test_predict_gives_the_runs_scores_for_its_test_images(photos, tmp_path, cap
 
 
 def test_predict_errors_are_one_line(photos, tmp_path, capsys):
-    def one_line(code, err, *needles):
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-        for needle in needles:
-            assert needle in lines[0], (needle, lines[0])
-
     scores = tmp_path / "s.csv"
-    one_line(*biqa(capsys, "predict", "--run", "brisque", "--results", tmp_path / "none", "--images", photos,
+    one_line_error(*biqa(capsys, "predict", "--run", "brisque", "--results", tmp_path / "none", "--images", photos,
                    "--out", scores)[::2], "learns from data", "run folder")
-    one_line(*biqa(capsys, "predict", "--run", "brisqe", "--images", photos, "--out", scores)[::2], "Did you mean")
+    one_line_error(*biqa(capsys, "predict", "--run", "brisqe", "--images", photos, "--out", scores)[::2], "Did you mean")
     empty = tmp_path / "empty"
     empty.mkdir()
     (tmp_path / "res").mkdir()
-    one_line(*biqa(capsys, "predict", "--run", tmp_path / "res", "--images", photos, "--out", scores)[::2], "not a run folder")
+    one_line_error(*biqa(capsys, "predict", "--run", tmp_path / "res", "--images", photos, "--out", scores)[::2], "not a run folder")
     code, _, err = biqa(capsys, "train", "-m", "test-brightness", "-d", "photos", "-n", "1", "-o", tmp_path / "r", "-q")
     assert code == 0, err
     run = tmp_path / "r" / "photos" / "test-brightness" / "split_00"
-    one_line(*biqa(capsys, "predict", "--run", run, "--images", empty, "--out", scores)[::2], "no images found")
+    one_line_error(*biqa(capsys, "predict", "--run", run, "--images", empty, "--out", scores)[::2], "no images found")
     (empty / "bad.png").write_bytes(b"not a png")
-    one_line(*biqa(capsys, "predict", "--run", run, "--images", empty, "--out", scores)[::2], "none of the 1 images decodes")
-    one_line(*biqa(capsys, "predict", "--run", run, "--images", photos, "--out", scores, "--device", "gpu")[::2], "--device")
+    one_line_error(*biqa(capsys, "predict", "--run", run, "--images", empty, "--out", scores)[::2], "none of the 1 images decodes")
+    one_line_error(*biqa(capsys, "predict", "--run", run, "--images", photos, "--out", scores, "--device", "gpu")[::2], "--device")

@@ -5,39 +5,15 @@ call is attempted, and a missing weights file is a one-line error naming it."""
 from __future__ import annotations
 
 import json
-import socket
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from biqa_bench.cli import main
+from _cli_helpers import biqa, no_network  # noqa: F401 (a fixture)
 
 pyiqa = pytest.importorskip("pyiqa")
 
 WEIGHTS = "CNNIQA_koniq10k-e6f14c91.pth"  # the file pyiqa's CNNIQA asks its download helper for
-
-
-def biqa(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Every attempt to open a connection is recorded and refused."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import types
 from pathlib import Path
@@ -19,15 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biqa_bench.cli import main
+from _cli_helpers import biqa, no_network  # noqa: F401 (a fixture)
 
 URL = "https://example.org/weights/fake_nr-0123abcd.pth"
-
-
-def biqa(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -71,20 +64,6 @@ def fake_pyiqa(monkeypatch, tmp_path):
         monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     return downloads
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
 
 
 def weights_file(tmp_path, w: float) -> Path:

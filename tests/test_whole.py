@@ -12,24 +12,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage, optimize, stats
 
-from biqa_bench.cli import main
+from _cli_helpers import biqa, one_line_error
 
 N_REFERENCES, LEVELS = 6, 4
-
-
-def biqa(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def psnr(reference: np.ndarray, distorted: np.ndarray) -> float:
