@@ -84,6 +84,7 @@ class ImageScores:
     method: str
     source: str  # the run folder, or 'training-free'
     manifest: dict[str, Any] = field(default_factory=dict)  # the run's, when scored with a run
+    notes: tuple[str, ...] = ()  # caveats on the scores, for the user
 
     def to_dict(self) -> dict:
         return {
@@ -91,6 +92,7 @@ class ImageScores:
             "scores": [{"item_id": i, "path": p, "prediction": float(v)}
                        for i, p, v in zip(self.scores["item_id"], self.scores["path"], self.scores["prediction"])],
             "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable.items()],
+            "notes": list(self.notes),
         }
 
 
@@ -164,4 +166,17 @@ def score_images(
     prediction = checked_prediction(method, items, ctx) if len(items) else np.zeros(0)
     scores = pd.DataFrame({"item_id": items["item_id"].to_numpy(), "path": items["path"].to_numpy(),
                            "prediction": prediction})
-    return ImageScores(scores, unreadable, method_name, str(folder) if folder is not None else "training-free", manifest)
+    return ImageScores(scores, unreadable, method_name, str(folder) if folder is not None else "training-free", manifest,
+                       position_notes(method))
+
+
+def position_notes(method) -> tuple[str, ...]:
+    """The caveat for deep methods whose K random test crops are seeded by the image's position in
+    the list (see the module docstring); nothing for methods whose score depends on the image only."""
+    settings = getattr(method, "settings", None)
+    crops = int(settings().get("test_crops", 0) or 0) if callable(settings) else 0
+    if crops <= 0:
+        return ()
+    return (f"{method.name} averages {crops} random test crops seeded by each image's position in the list: "
+            "the same images in another order or company get other crops (scores differ by their sampling "
+            "noise); a run trained with --test-crops 0 scores the whole image",)

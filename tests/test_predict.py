@@ -75,3 +75,22 @@ def test_predict_errors_are_one_line(photos, tmp_path, capsys):
     (empty / "bad.png").write_bytes(b"not a png")
     one_line_error(*biqa(capsys, "predict", "--run", run, "--images", empty, "--out", scores)[::2], "none of the 1 images decodes")
     one_line_error(*biqa(capsys, "predict", "--run", run, "--images", photos, "--out", scores, "--device", "gpu")[::2], "--device")
+
+
+def test_position_seeded_test_crops_get_a_note():
+    from biqa_bench.methods import Method
+    from biqa_bench.predict import position_notes
+
+    class Cropping(Method):
+        name = "cropping"
+
+        def __init__(self, test_crops=None):
+            self.test_crops = test_crops
+
+        def settings(self):  # as DeepMethod: the recipe's value unless given
+            return {"test_crops": 25 if self.test_crops is None else self.test_crops}
+
+    (note,) = position_notes(Cropping())
+    assert "25 random test crops" in note and "--test-crops 0" in note
+    assert position_notes(Cropping(test_crops=0)) == ()
+    assert position_notes(Method()) == ()

@@ -571,6 +571,8 @@ def predict_cmd(
         return
     for path, reason in result.unreadable.items():
         err_console.print(f"[yellow]unreadable:[/] {path} ({reason})", highlight=False, soft_wrap=True)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
     left = f"; {len(result.unreadable)} unreadable images left out (listed above)" if result.unreadable else ""
     console.print(f"{result.method} ({result.source}) scored {len(result.scores)} images into {out}{left}", highlight=False)
 
