@@ -134,7 +134,8 @@ def scatter_figure(predictions: pd.DataFrame, split=None, max_points: int = 5000
                            label="test image")
                 fit = fit_logistic(x, y)
                 grid = np.linspace(np.min(x), np.max(x), 200)
-                label = "fitted 4-parameter logistic" if fit.success else "linear fit (logistic failed)"
+                label = ("fitted 4-parameter logistic" if fit.success else "flat logistic (PLCC not defined)" if fit.flat
+                         else "linear fit (logistic failed)")
                 ax.plot(grid, fit.predict(grid), color=colour(1), linewidth=1.4, label=label)
                 mapped = fit.predict(x)
                 ax.text(0.03, 0.97, f"SROCC {srocc(y, x):.3f}\nPLCC {plcc(y, mapped):.3f}",
