@@ -255,11 +255,14 @@ def methods_info(
     params = {k: (None if p.default is inspect.Parameter.empty else p.default) for k, p in signature.parameters.items() if k != "self"}
     recipes = {recipe: dict(values) for recipe, values in getattr(cls, "RECIPES", {}).items()}
     source = inspect.getsourcefile(cls) or cls.__module__
-    info = {"name": name, "summary": _summary(cls), "params": params, "recipes": recipes, "source": str(source)}
+    info = {"name": name, "summary": _summary(cls), "params": params, "recipes": recipes, "source": str(source),
+            "reference": getattr(cls, "REFERENCE", None)}
     if as_json:
         print_json(json.dumps(info, indent=1, default=str))
         return
     console.print(f"[bold]{name}[/]: {info['summary']}", highlight=False)
+    if info["reference"]:
+        console.print(f"Paper: {info['reference']}", highlight=False)
     console.print(f"Choices where its paper is silent: the docstring of {source}", highlight=False)
     table = Table(title="Parameters (-p key=value)", caption="None: the recipe's value")
     table.add_column("parameter")

@@ -27,6 +27,8 @@ def demo(
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report at the end."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Splits trained at once in worker processes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    methods: str = typer.Option(",".join(DEMO_METHODS), "--methods", "-m",
+                                help="Comma-separated methods to run, e.g. brisque,cnniqa,niqe,ilniqe,cornia,hosa."),
 ) -> None:
     """A complete small benchmark on the embedded data sets: splits, two methods, eval, ranges,
     low-quality subset, significance, cross-dataset, gMAD (simulated observers) and the report.
@@ -44,6 +46,14 @@ def demo(
     from .core import evaluation_tables, render_summary, resolve_splits
 
     started = time.perf_counter()
+    from ..errors import BiqaError
+    from ..methods import method_class
+
+    method_list = list(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
+    if not method_list:
+        raise BiqaError("--methods: give at least one method name, e.g. --methods brisque,niqe")
+    for name in method_list:
+        method_class(name)  # an unknown name is a one-line error with a suggestion
     log = logging.getLogger("biqa")
     out = Path(out)
     with progress_bar(not quiet) as bar:
@@ -63,7 +73,7 @@ def demo(
         # 2. splits and 3. training, every method on the same split files
         for name, data in datasets.items():
             split_set, split_path = resolve_splits(data, None, out, repeats, seed)
-            for method in DEMO_METHODS:
+            for method in method_list:
                 job = Job(method, {}, data, split_set, out, split_file=split_path, seed=seed)
                 outcomes = run_jobs(job.for_splits(), local_executor(jobs, progress=bar, log=log))
                 done = sum(o.status == "done" for o in outcomes)
@@ -90,7 +100,7 @@ def demo(
     scores = []
     with progress_bar(not quiet) as bar:
         for train_name, test_name in (("synthetic", "mixed"), ("mixed", "synthetic")):
-            for method in DEMO_METHODS:
+            for method in method_list:
                 folder = cross_train(method, {}, datasets[train_name], out, seed=seed, progress=bar, log=log)
                 predictions = predict_with_run(folder, datasets[test_name], progress=bar, log=log)
                 predictions = predictions.assign(method=method, train_dataset=datasets[train_name].name)
@@ -102,7 +112,7 @@ def demo(
     console.print("[bold]cross-dataset[/] SROCC (rows: trained on; columns: tested on):")
     console.print(cross_table.pivot_table(index=["method", "train_dataset"], columns="dataset", values="srocc").round(3).to_string())
     # 7. gMAD on the mixed pool, models trained on the synthetic set, simulated observers
-    _demo_gmad(out, pd.concat(scores, ignore_index=True), datasets["mixed"], seed)
+    _demo_gmad(out, pd.concat(scores, ignore_index=True), datasets["mixed"], seed, method_list)
     # 8. report
     if report:
         from ..report.build import build_report
@@ -112,11 +122,11 @@ def demo(
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}")
 
 
-def _demo_gmad(out: Path, scores, pool, seed: int) -> None:
+def _demo_gmad(out: Path, scores, pool, seed: int, methods: list[str]) -> None:
     from .gmad import pool_items_table, run_simulated
 
     truth = pool.items.set_index("item_id")["quality"]
-    result = run_simulated(scores, truth, list(DEMO_METHODS), out / "gmad", pool_items=pool_items_table(pool), seed=seed,
+    result = run_simulated(scores, truth, list(methods), out / "gmad", pool_items=pool_items_table(pool), seed=seed,
                            pool_name=pool.name)
     console.print("[bold]gMAD[/] on the mixed pool (models trained on 'synthetic'; simulated observers, truth = pseudo-MOS):")
     console.print(f"aggressiveness (row attacks column):\n{result.aggressiveness.round(1).to_string()}")
