@@ -236,7 +236,9 @@ def check_splits(split_set: SplitSet, dataset: Dataset, path: Path | str = "spli
             may_be_empty.add("test")
         for name, ids in parts.items():
             if not ids and name not in may_be_empty:
-                raise SplitError(f"{where}: its {name} part is empty; every split needs train and test items: {_REMAKE}")
+                need = (f"the file asks for a val fraction of {split_set.val_fraction:g}" if name == "val"
+                        else "every split needs train and test items")
+                raise SplitError(f"{where}: its {name} part is empty ({need}); {_REMAKE}")
         for first, second in (("train", "test"), ("train", "val"), ("val", "test")):
             shared = sorted(set(parts[first]) & set(parts[second]))
             if shared:
