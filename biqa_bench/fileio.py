@@ -79,7 +79,8 @@ def atomic_folder(
     raises anything (KeyboardInterrupt included), it is removed and the error goes on.
 
     A folder already at ``final``: with ``replace`` it is stale, moved aside and deleted once
-    ours is in place. Without ``replace``, or when another process puts a folder there between
+    ours is in place, unless ``complete(final)`` says another process finished it meanwhile (then
+    theirs is kept). Without ``replace``, or when another process puts a folder there between
     the two renames, the rename fails; if ``complete(final)`` (default: it exists) another
     process finished it first, so theirs is kept and ours removed, else the error is raised.
     """
@@ -93,6 +94,11 @@ def atomic_folder(
     try:
         yield tmp
         stale = None
+        if replace and complete is not None and complete(final):
+            # another process put a complete folder there while we built ours: keep theirs (moving
+            # it aside would leave that process, which is about to open it, with nothing)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         if replace and final.exists():
             stale = final.parent / f".stale-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             try:

@@ -343,7 +343,10 @@ class ImageCache:
         _remove_dead_partials(folder)
         partial = folder.parent / f".partial-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # a cache already there is stale: replaced; one another process put there first is kept
-        with atomic_folder(folder, replace=True, temp=partial) as tmp:
+        def complete(final: Path) -> bool:  # a fresh cache another process finished meanwhile is kept
+            return ImageCache._open_if_valid(final, root, images, spec, draft, len(item_ids)) is not None
+
+        with atomic_folder(folder, replace=True, complete=complete, temp=partial) as tmp:
             abspaths = [str(root / p) for p in paths]
             shapes: list[tuple[int, int]] = []
             broken: list[str] = []

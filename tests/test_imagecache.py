@@ -308,3 +308,29 @@ def test_concurrent_builds_of_one_cache_both_succeed(tmp_path):
     cache = ImageCache.open_or_build(dataset, size="short32", workers=1, cache_root=tmp_path / "shared")
     np.testing.assert_array_equal(cache.read_item("i3"), _reference(dataset.abspath(dataset.items["path"][3]), "short32"))
     assert [p.name for p in (tmp_path / "shared").iterdir()] == [cache.folder.name]  # no partial or stale left
+
+
+def test_a_replacing_build_keeps_a_complete_folder_another_process_finished_meanwhile(tmp_path):
+    """The race behind 'image cache vanished right after it was built': a second builder moved
+    the first one's fresh cache aside just as the first was opening it."""
+    from biqa_bench.fileio import atomic_folder
+
+    final = tmp_path / "cache"
+    final.mkdir()
+    (final / "stale").write_text("old")  # what both builders saw as stale when they started
+
+    def complete(folder):
+        return (folder / "meta").is_file()
+
+    with atomic_folder(final, replace=True, complete=complete) as tmp:
+        (tmp / "meta").write_text("ours")
+        # meanwhile another builder finished first and put its complete folder in place
+        (final / "stale").unlink()
+        (final / "meta").write_text("theirs")
+    assert (final / "meta").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # ours removed, nothing left aside
+
+    (final / "meta").unlink()  # a stale folder (not complete) is still replaced
+    with atomic_folder(final, replace=True, complete=complete) as tmp:
+        (tmp / "meta").write_text("new")
+    assert (final / "meta").read_text() == "new"
