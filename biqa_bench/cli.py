@@ -61,7 +61,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-COMMAND_MODULES = ["datasets", "core", "significance", "gmad", "report", "demo", "cache"]
+COMMAND_MODULES = ["datasets", "core", "sweep", "significance", "gmad", "report", "demo", "cache"]
 
 
 def _version(value: bool) -> None:

@@ -70,6 +70,8 @@ class Method:
     #: True if the method has nothing to learn (fit is a no-op); such methods may be run
     #: directly on any image set (gMAD pools, cross-dataset tests).
     training_free: bool = False
+    #: True if the method trains on a GPU when one is given (a cluster job then asks for one).
+    uses_gpu: bool = False
 
     def min_image_side(self) -> int:
         """The shortest image side, in pixels, this method (with its parameters) can read. `biqa
@@ -90,6 +92,12 @@ class Method:
 
     def predict(self, items: pd.DataFrame, ctx: Context) -> np.ndarray:
         raise NotImplementedError
+
+    def prepare_stages(self, train_items: pd.DataFrame, ctx: Context) -> list[dict[str, Any]]:
+        """Train (or find in the cache) the pre-training stages ``fit`` would use on these training
+        items, and return their summaries; ``fit`` then reuses them. A sweep runs this as a job of
+        its own before the fine-tuning jobs. Default: the method has no such stages."""
+        return []
 
     def save(self, folder: Path) -> None:
         """Default: pickle the instance's __dict__ (fine for small classical models)."""

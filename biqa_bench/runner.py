@@ -118,12 +118,12 @@ def _reusable(folder: Path, method: str, params: dict[str, Any], split_hash: str
     complete run of other settings is a RunError (``--force`` overwrites it)."""
     if not is_complete(folder):
         return False
-    if _matches(read_manifest(folder / MANIFEST), method, params, split_hash, seed):
+    if matches_run(read_manifest(folder / MANIFEST), method, params, split_hash, seed):
         return True
     raise RunError(f"{folder}: holds a run with other parameters, seed or splits; use another --out, or --force to overwrite")
 
 
-def _matches(manifest: dict[str, Any], method: str, params: dict[str, Any], split_hash: str, seed: int) -> bool:
+def matches_run(manifest: dict[str, Any], method: str, params: dict[str, Any], split_hash: str, seed: int) -> bool:
     return (
         manifest.get("method") == method
         and manifest.get("params") == json.loads(json.dumps(params, default=str))
@@ -168,6 +168,14 @@ def run_job(job: Job, progress: Progress | None = None, log: logging.Logger | No
     A split another live process holds is ``busy`` (left to it). With ``keep_going`` an error is
     recorded in the folder's ``failed.json`` and returned as ``failed``; else it is raised.
     """
+    if job.kind == "pretrain":
+        try:
+            return _prepare_stages(job, progress, log or logging.getLogger("biqa"))
+        except Exception as exc:
+            if not keep_going:
+                raise
+            record_failure(job.folder, f"pre-training stage: {_error_line(exc)}")
+            return RunOutcome(job.split, job.folder, "failed", 0.0, f"pre-training stage: {_error_line(exc)}")
     started = time.perf_counter()
     folder = job.folder
     try:
@@ -204,19 +212,9 @@ def _train_split(job: Job, progress: Progress | None, log: logging.Logger) -> No
 
 def _train_into(job: Job, folder: Path, progress: Progress | None, log: logging.Logger) -> None:
     dataset, split = job.dataset, job.split_set.splits[_split_position(job)]
-    ctx = Context(
-        device=job.device,
-        seed=method_seed(job.seed, split.index),
-        cache_dir=_cache_dir(),
-        work_dir=folder,
-        progress=progress or (lambda *a: None),
-        log=log,
-        images=open_image_source(dataset, job.image_cache),
-        dataset=dataset,
-    )
+    ctx = _context(job, progress, log, folder)
+    train, val, test = _split_items(job)
     skip = set(job.skip_items)
-    pick = lambda ids: dataset.with_abspaths(dataset.subset([i for i in ids if i not in skip]))  # noqa: E731
-    train, val, test = pick(split.train), pick(split.val), pick(split.test)
     method = create_method(job.method, **job.params)
     t0 = time.perf_counter()
     method.fit(train, val, ctx)
@@ -307,6 +305,39 @@ def whole_run(
     return RunOutcome(WHOLE, folder, "done", time.perf_counter() - started)
 
 
+def _context(job: Job, progress: Progress | None, log: logging.Logger, work_dir: Path | None = None) -> Context:
+    return Context(
+        device=job.device,
+        seed=method_seed(job.seed, job.split),
+        cache_dir=_cache_dir(),
+        work_dir=job.folder if work_dir is None else work_dir,
+        progress=progress or (lambda *a: None),
+        log=log,
+        images=open_image_source(job.dataset, job.image_cache),
+        dataset=job.dataset,
+    )
+
+
+def _split_items(job: Job) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The train, val and test items of a job's split (absolute paths; skipped items left out)."""
+    dataset, split = job.dataset, job.split_set.splits[_split_position(job)]
+    skip = set(job.skip_items)
+    pick = lambda ids: dataset.with_abspaths(dataset.subset([i for i in ids if i not in skip]))  # noqa: E731
+    return pick(split.train), pick(split.val), pick(split.test)
+
+
+def _prepare_stages(job: Job, progress: Progress | None, log: logging.Logger) -> RunOutcome:
+    """A ``pretrain`` job: the pre-training stages its split's fine-tuning will use, trained into
+    (or found in) the stage cache, whose own lock and key make two jobs that need one stage train it
+    once. It writes no run folder."""
+    started = time.perf_counter()
+    train, _, _ = _split_items(job)
+    stages = create_method(job.method, **job.params).prepare_stages(train, _context(job, progress, log))
+    reused = sum(bool(stage.get("reused")) for stage in stages)
+    note = f"{len(stages)} pre-training stage(s), {reused} from the cache" if stages else "no pre-training stage"
+    return RunOutcome(job.split, job.folder, "done", time.perf_counter() - started, note)
+
+
 def _split_position(job: Job) -> int:
     for position, split in enumerate(job.split_set.splits):
         if split.index == job.split:
@@ -393,7 +424,7 @@ def cross_train(
     folder = Path(out) / "cross" / safe_name(dataset.name) / safe_name(method_name)
     if is_complete(folder):
         manifest = read_manifest(folder / MANIFEST)
-        if _matches(manifest, method_name, params, split_set.hash, seed):
+        if matches_run(manifest, method_name, params, split_set.hash, seed):
             return folder
         raise RunError(f"{folder}: holds a cross-dataset model with other parameters or seed; use another --out")
     create_method(method_name, **params)

@@ -319,3 +319,21 @@ def _split_file_indices(manifest: dict) -> list[int] | None:
     if split_set.hash != manifest.get("split_hash"):  # changed since: it no longer tells
         return None
     return [split.index for split in split_set.splits]
+def resolve_splits(
+    dataset: Dataset, splits_file: Path | None, out: Path, repeats: int, seed: int, official: bool = False, warn=None,
+) -> tuple[SplitSet, Path]:
+    """The split set for a run and its file: the given file (validated against ``dataset``), else
+    the default file under ``out/splits``, made once. ``warn(message)`` gets the check's warnings."""
+    if splits_file is None:
+        path = default_split_path(out, dataset.name, seed, repeats, official)
+        if not path.exists():
+            split_set = make_splits(dataset, repeats=repeats, seed=seed, official=official)
+            split_set.save(path)
+            return split_set, path
+    else:
+        path = Path(splits_file)
+    split_set, check = load_checked_splits(path, dataset)
+    if warn is not None and check is not None:
+        for message in check.warnings():
+            warn(message)
+    return split_set, path

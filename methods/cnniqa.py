@@ -104,6 +104,8 @@ class CNNIQANet(nn.Module):
 class CNNIQA(Method):
     """Kang et al.'s patch CNN, trained from scratch per split (CPU: seconds)."""
 
+    uses_gpu = True
+
     def __init__(
         self,
         epochs: int = 6,

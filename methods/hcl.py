@@ -361,8 +361,8 @@ class HCL(DeepMethod):
 
     # ------------------------------------------------------------------ protocol
 
-    def fit(self, train_items, val_items, ctx) -> "HCL":
-        settings = self.settings()
+    def _curricula(self, train_items, ctx, settings) -> tuple[list[dict[str, Any]], dict | None]:
+        """Curricula 1 and 2 (as the ablation keeps them): their summaries and the state they leave."""
         if len(train_items) == 0:
             raise MethodError("hcl: no training items; check the split")
         self.databases  # noqa: B018 - fail fast on an empty list
@@ -379,6 +379,14 @@ class HCL(DeepMethod):
             c2 = self.curriculum2(train_items, ctx, settings, encoder_state, c1, loaded)
             stages.append(c2.summary())
             state = c2.state_dict()
+        return stages, state
+
+    def prepare_stages(self, train_items, ctx) -> list[dict[str, Any]]:
+        return self._curricula(train_items, ctx, self.settings())[0]
+
+    def fit(self, train_items, val_items, ctx) -> "HCL":
+        settings = self.settings()
+        stages, state = self._curricula(train_items, ctx, settings)
         self._pretrained_state = state
         self.pretraining_manifest = {"ablation": self.ablation, "databases": self.databases, "stages": stages}
         try:

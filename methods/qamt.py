@@ -296,6 +296,13 @@ class QAMT(DeepMethod):
 
     # ------------------------------------------------------------------ protocol
 
+    def prepare_stages(self, train_items, ctx) -> list[dict[str, Any]]:
+        if self.pretrain_task == "none":
+            return []
+        if len(train_items) == 0:
+            raise MethodError("qamt: no training items; check the split")
+        return [self.pretrain(train_items, ctx, self.settings()).summary()]
+
     def fit(self, train_items, val_items, ctx) -> "QAMT":
         settings = self.settings()
         if self.pretrain_task == "none":

@@ -37,27 +37,10 @@ def register(main: typer.Typer) -> None:
 # ---------------------------------------------------------------- shared helpers
 
 def resolve_splits(dataset, splits_file: Optional[Path], out: Path, repeats: int, seed: int, official: bool = False):
-    """The split set for a run: the given file, else the default file under ``out/splits`` (made once)."""
-    from ..splits import default_split_path, make_splits
+    """The split set for a run (see :func:`biqa_bench.splits.resolve_splits`); its warnings on stderr."""
+    from ..splits import resolve_splits as resolve
 
-    if splits_file is not None:
-        return checked_splits(splits_file, dataset), splits_file
-    path = default_split_path(out, dataset.name, seed, repeats, official)
-    if path.exists():
-        return checked_splits(path, dataset), path
-    split_set = make_splits(dataset, repeats=repeats, seed=seed, official=official)
-    split_set.save(path)
-    return split_set, path
-
-
-def checked_splits(path: Path, dataset):
-    """A split file validated against its dataset (errors raise); its warnings shown on stderr."""
-    from ..splits import load_checked_splits
-
-    split_set, check = load_checked_splits(path, dataset)
-    for message in check.warnings():
-        warn(message)
-    return split_set
+    return resolve(dataset, splits_file, out, repeats, seed, official, warn=warn)
 
 
 def method_params(method: str, params: list[str] | None, **flags) -> dict:

@@ -77,6 +77,7 @@ class Training:
 class DeepMethod(Method):
     """Shared machinery; subclasses set ``RECIPES``, add their fields and implement the hooks below."""
 
+    uses_gpu: ClassVar[bool] = True
     RECIPES: ClassVar[dict[str, dict[str, Any]]] = {}
     # Attributes learned besides the network, saved into model.pt by extra_state.
     EXTRA_STATE: ClassVar[tuple[str, ...]] = ()
