@@ -188,7 +188,7 @@ def _render_summary(out: Path) -> None:
 
     if not find_runs(out):
         return
-    _, summary = evaluation_tables(out, ranges=False, low_quality=False, min_items=10, rule="nominal", fraction=0.25)
+    _, summary, _notes = evaluation_tables(out, ranges=False, low_quality=False, min_items=10, rule="nominal", fraction=0.25)
     render_summary(summary[summary["subset"] == "test"], f"{out}: overall (mean ± std over splits), as `biqa eval`")
 
 
