@@ -1,12 +1,16 @@
 """Throughput of the deep methods: training and inference, through the data path and alone.
 
-For each method (resnet50, reqa, ieit) on the device present (or ``--device``):
+For each method (resnet50, reqa, ieit, hyperiqa, dbcnn, metaiqa, metaiqa-meta, wadiqam) on the
+device present (or ``--device``):
 
 * **train, pipeline**: images/s of the shared training loop (:func:`biqa_bench.nn.trainer.run_phase`)
   over a synthetic data set served by the decode-once image cache (random crops + flips cut from
   the memmap in a background thread, uint8 to the device, normalisation there), with the
   method's loss and optimizer (REQA: its micro-batch sampler and curriculum loss; IEIT: stage 1,
-  image pairs held in memory as the method does, E = I);
+  image pairs held in memory as the method does, E = I; DBCNN: the fine-tuning stage, MSE through
+  both streams; MetaIQA: fine-tuning, and ``metaiqa-meta`` its bi-level outer step over the
+  paper's 5 episodes of ``--batch-size`` images each, half support and half query, second order;
+  WaDIQaM: ``--batch-size`` images x 32 patches of 32 x 32, whatever ``--crop``, counted in patches);
 * **train, model only**: the same loss and optimizer on random tensors already on the device;
 * **ratio** = pipeline / model only (the data path's efficiency; 1.0 = the model never waits);
 * **infer, pipeline**: :func:`biqa_bench.nn.trainer.predict_items` with one random crop per
@@ -76,6 +80,32 @@ def method_loss(name: str, model, settings, data: TrainData):
         phase = make_stage1(model, data, settings, lambda: float("nan"))
         phase.schedule.start_epoch(phase.optimizer, 0)
         return phase.loss, phase.optimizer
+    if name == "hyperiqa":
+        from methods.hyperiqa import backbone_head_groups
+
+        optimizer = torch.optim.Adam(backbone_head_groups(model.backbone_parameters(), model.hyper_parameters(), settings), weight_decay=settings["weight_decay"])
+        return (lambda x, q, e: (torch.nn.functional.l1_loss(model(x).float(), q), {})), optimizer
+    if name == "dbcnn":
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+        return (lambda x, q, e: (torch.nn.functional.mse_loss(model(x).float(), q), {})), optimizer
+    if name == "metaiqa":
+        from methods.metaiqa import head_groups, quality_loss
+
+        optimizer = torch.optim.Adam(head_groups(model, settings["lr_backbone"], settings["lr_head"]))
+        return (lambda x, q, e: (quality_loss(model(x), q), {})), optimizer
+    if name == "metaiqa-meta":
+        from methods.metaiqa import bilevel_loss, head_groups
+
+        scale = settings["head_scale"]
+        heads = {f"head.{n}" for n, _ in model.head.named_parameters()}
+        inner = {n: settings["meta_inner_lr"] * (scale if n in heads else 1.0) for n, _ in model.named_parameters()}
+        optimizer = torch.optim.Adam(head_groups(model, settings["meta_outer_lr"], settings["meta_outer_lr"] * scale))
+        support, query = int(settings["meta_support"]), int(settings["meta_query"])
+        return (lambda x, q, e: (bilevel_loss(model, x, q, support, query, inner), {})), optimizer
+    if name == "wadiqam":
+        per_image = int(settings["patches_per_image"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+        return (lambda x, q, e: (torch.nn.functional.l1_loss(model.image_scores(x, per_image).float(), q.reshape(-1, per_image)[:, 0]), {})), optimizer
     raise SystemExit(f"unknown method {name}")
 
 
@@ -84,6 +114,9 @@ def sampler(name: str, settings, data: TrainData, batch: int, steps: int):
         from methods.reqa import batch_micro_batches  # the default micro_levels='batch'
 
         return lambda epoch, rng: batch_micro_batches(data.quality, batch // 5, steps, rng)
+    if name == "wadiqam":  # each image's patches are consecutive rows
+        per_image = int(settings["patches_per_image"])
+        return lambda epoch, rng: [np.repeat(rng.integers(0, len(data.item_ids), batch // per_image), per_image) for _ in range(steps)]
     return lambda epoch, rng: [rng.integers(0, len(data.item_ids), batch) for _ in range(steps)]
 
 
@@ -93,9 +126,19 @@ def sync(device: torch.device) -> None:
 
 
 def bench_method(name: str, args, dataset, cache: ImageCache, device: torch.device) -> dict:
-    method = create_method(name, recipe="paper", pretrained="none", crop=args.crop, batch_size=args.batch_size or None)
-    settings = method.settings()
-    batch = int(settings["batch_size"]) // 5 * 5 if name == "reqa" else int(settings["batch_size"])
+    crop = 32 if name == "wadiqam" else args.crop  # WaDIQaM's patches are 32 x 32
+    extra = {}
+    if name == "metaiqa-meta" and args.batch_size:
+        extra = {"meta_support": max(2, args.batch_size // 2), "meta_query": max(2, args.batch_size - args.batch_size // 2)}
+    method = create_method(name.removesuffix("-meta"), recipe="paper", pretrained="none", crop=crop, batch_size=args.batch_size or None, **({"test_crops": 1} if name == "wadiqam" else {}))
+    settings = {**method.settings(), **extra}
+    batch = int(settings["batch_size"])
+    if name == "reqa":
+        batch = batch // 5 * 5
+    elif name == "metaiqa-meta":
+        batch = int(settings["meta_tasks"]) * (int(settings["meta_support"]) + int(settings["meta_query"]))
+    elif name == "wadiqam":
+        batch *= int(settings["patches_per_image"])
     torch.manual_seed(0)
     model, _ = method.build_model(settings, "none", None)
     model = method._to_device(model, device)
@@ -105,7 +148,7 @@ def bench_method(name: str, args, dataset, cache: ImageCache, device: torch.devi
         channels = 6
     else:
         source, channels = cache, 3
-    data = TrainData(items["item_id"].to_numpy(), items["quality"].to_numpy(dtype=float), source, args.crop)
+    data = TrainData(items["item_id"].to_numpy(), items["quality"].to_numpy(dtype=float), source, crop)
     loss, optimizer = method_loss(name, model, settings, data)
     ctx = Context(device=str(device), seed=0, work_dir=None, log=logging.getLogger("bench"))
 
@@ -117,7 +160,7 @@ def bench_method(name: str, args, dataset, cache: ImageCache, device: torch.devi
         sync(device)
         return steps * batch / (time.perf_counter() - started)
 
-    x = torch.randn(batch, channels, args.crop, args.crop, device=device)
+    x = torch.randn(batch, channels, crop, crop, device=device)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     q = torch.rand(batch, device=device) * 100
@@ -142,11 +185,11 @@ def bench_method(name: str, args, dataset, cache: ImageCache, device: torch.devi
         model.eval()
         sync(device)
         started = time.perf_counter()
-        predict_items(score, source, ids, args.crop, 1, device, seed=0, batch_size=args.infer_batch)
+        predict_items(score, source, ids, crop, 1, device, seed=0, batch_size=args.infer_batch)
         sync(device)
         return len(ids) / (time.perf_counter() - started)
 
-    xi = torch.randn(args.infer_batch, channels, args.crop, args.crop, device=device)
+    xi = torch.randn(args.infer_batch, channels, crop, crop, device=device)
     if device.type == "cuda":
         xi = xi.contiguous(memory_format=torch.channels_last)
 
@@ -181,7 +224,7 @@ def bench_method(name: str, args, dataset, cache: ImageCache, device: torch.devi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--methods", default="resnet50,reqa,ieit")
+    parser.add_argument("--methods", default="resnet50,reqa,ieit,hyperiqa,dbcnn,metaiqa,metaiqa-meta,wadiqam")
     parser.add_argument("--images", type=int, default=40, help="synthetic images in the data set")
     parser.add_argument("--image-size", type=int, default=80, help="side of the square synthetic images")
     parser.add_argument("--crop", type=int, default=64)
