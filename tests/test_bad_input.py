@@ -10,26 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biqa_bench.cli import main
 from biqa_bench.config import load_config
 
+from _cli_helpers import biqa, one_line_error
 from conftest import make_image_folder
 
 
-def biqa(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture

@@ -19,26 +19,12 @@ from biqa_bench.cli import main
 from biqa_bench.cli_common import check_param_types
 from biqa_bench.errors import BiqaError
 
+from _cli_helpers import biqa, one_line_error
 from conftest import make_image_folder
 
 RECORD_FIELDS = {"method", "dataset", "split", "subset", "n", "srocc", "krocc", "plcc", "plcc_raw", "rmse"}
 
 
-def biqa(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(code: int, err: str, *needles: str, exit_code: int = 2) -> str:
-    """The error contract: exit code, no traceback, exactly one non-blank line on stderr."""
-    assert code == exit_code, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
