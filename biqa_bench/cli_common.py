@@ -178,3 +178,66 @@ def json_records(frame) -> str:
 
 def print_json(text: str) -> None:
     sys.stdout.write(text + "\n")
+
+
+def resolve_splits(dataset, splits_file, out, repeats: int, seed: int, official: bool = False):
+    """:func:`biqa_bench.splits.resolve_splits` with the split check's warnings shown on stderr."""
+    from .splits import resolve_splits as resolve
+
+    return resolve(dataset, splits_file, out, repeats, seed, official, warn=warn)
+
+
+def render_summary(summary, title: str) -> None:
+    """The summary as a Rich table; figures not defined, and means over fewer splits than were
+    run (marked †, with the count per metric), get a numbered note under it."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    if "whole" in summary.columns and summary["whole"].any():
+        table.caption = "splits 'whole': a whole-dataset run (every labelled item, no split)"
+    for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE"):
+        text = column in ("method", "dataset", "subset")
+        table.add_column(column, justify="left" if text else "right", no_wrap=True)
+    metrics = {"srocc": "SROCC", "krocc": "KROCC", "plcc": "PLCC", "rmse": "RMSE"}
+
+    def cell(row, metric):
+        mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+        if mean != mean:
+            return "–"
+        text = f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
+        return text + ("†" if metric in fewer(row) else "")
+
+    def fewer(row) -> dict:
+        # metric -> splits that entered its mean, where fewer than the splits run
+        total = row.get("n_splits_total", row["n_splits"])
+        counts = {m: row.get(f"{m}_splits", row["n_splits"]) for m in metrics}
+        return {m: int(c) for m, c in counts.items() if c == c and 0 < c < total}
+
+    notes = []
+    for _, row in summary.iterrows():
+        subset = row["subset"]
+        marks = []
+        if row.get("status", "ok") != "ok" or row["srocc_mean"] != row["srocc_mean"]:
+            reason = row.get("reason", "") if row.get("status", "ok") != "ok" else "constant predictions or truth"
+            notes.append(f"not defined: {reason}")
+            marks.append(len(notes))
+        partial = fewer(row)
+        if partial:
+            total = int(row.get("n_splits_total", row["n_splits"]))
+            counts = ", ".join(f"{metrics[m]} over {c} of {total} splits" for m, c in partial.items())
+            mapping = row.get("mapping", "")
+            notes.append(f"† mean of {counts}" + (f" ({mapping})" if isinstance(mapping, str) and mapping else ""))
+            marks.append(len(notes))
+        if marks:
+            where = f"{row['method']} on {row['dataset']}, {subset}"
+            for k in marks:
+                notes[k - 1] = f"[{k}] {where}: {notes[k - 1]}"
+            subset = f"{subset} [{','.join(map(str, marks))}]"
+        splits = f"{row['n_splits']}/{row['n_splits_total']}" if "n_splits_total" in row else str(row["n_splits"])
+        if row.get("whole", False):
+            splits = "whole"  # one run on every labelled item: no split
+        table.add_row(row["method"], row["dataset"], subset, splits, f"{row['n_mean']:.0f}",
+                      *(cell(row, m) for m in metrics))
+    console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)

@@ -434,3 +434,48 @@ def cross_train(
     if outcome.status == "busy":
         raise RunError(f"{folder}: {outcome.note}; run the same command again when it has finished")
     return folder
+
+
+def pool_scores(
+    methods: Sequence[str],
+    pool,
+    results_dir: Path,
+    device: str = "cpu",
+    progress=None,
+) -> pd.DataFrame:
+    """Each method's score on the pool (``item_id, method, score``), from the results folder.
+
+    For each method, in order: predictions already in ``results_dir`` for the pool dataset
+    (test subsets of runs trained on it, or imported predictions; the lowest split index when
+    there are several), else the trained run with the lowest split predicts the whole pool
+    (:func:`biqa_bench.runner.predict_with_run`, cached in the run folder).
+    """
+    from .store import find_runs
+
+    runs = find_runs(results_dir)
+    if not runs:
+        raise MethodError(f"{results_dir}: no complete runs; train the methods first (`biqa train`) or pass --results")
+    tables = []
+    for method in methods:
+        mine = sorted((r for r in runs if r.method == method), key=lambda r: (r.split, str(r.folder)))
+        if not mine:
+            known = sorted({r.method for r in runs})
+            from .errors import did_you_mean
+
+            raise MethodError(
+                f"no run of method '{method}' in {results_dir}.{did_you_mean(method, known)} "
+                f"Methods with runs: {', '.join(known)}; train it with `biqa train --method {method}`"
+            )
+        scored = None
+        for run in mine:
+            predictions = run.predictions()
+            on_pool = predictions[predictions["dataset"] == pool.name]
+            if len(on_pool):
+                scored = on_pool[["item_id", "prediction"]]
+                break
+        if scored is None:
+            predictions = predict_with_run(mine[0].folder, pool, device=device, progress=progress)
+            scored = predictions[["item_id", "prediction"]]
+        tables.append(pd.DataFrame({"item_id": scored["item_id"].astype(str).to_numpy(), "method": method,
+                                    "score": scored["prediction"].to_numpy(float)}))
+    return pd.concat(tables, ignore_index=True)

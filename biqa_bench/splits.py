@@ -319,6 +319,8 @@ def _split_file_indices(manifest: dict) -> list[int] | None:
     if split_set.hash != manifest.get("split_hash"):  # changed since: it no longer tells
         return None
     return [split.index for split in split_set.splits]
+
+
 def resolve_splits(
     dataset: Dataset, splits_file: Path | None, out: Path, repeats: int, seed: int, official: bool = False, warn=None,
 ) -> tuple[SplitSet, Path]:

@@ -12,6 +12,7 @@ from scipy import stats
 
 from biqa_bench.errors import AnalysisError, BiqaError
 from biqa_bench.evaluation import gmad
+from biqa_bench.report import gmad as gmad_report
 
 
 def _pool(n=300, seed=0, noise=25.0):
@@ -260,12 +261,12 @@ def test_pair_figure_and_export(tmp_path):
     judgments = gmad.simulate_judgments(pairs, truth, n_subjects=5, seed=0)
     result = gmad.analyze(pairs, judgments, scores)
     preferences = result.per_pair.set_index("pair_id")["mean"].to_dict()
-    figures = gmad.pair_figures(pairs, paths, tmp_path / "figures", preferences)
+    figures = gmad_report.pair_figures(pairs, paths, tmp_path / "figures", preferences)
     assert sorted(p.name for p in figures) == ["noisy-vs-oracle.png", "oracle-vs-noisy.png"]
     for figure in figures:
         with Image.open(figure) as image:
             assert image.size[0] > 600 and image.size[1] > 300
-    key = gmad.export_pairs(pairs, paths, tmp_path / "test")
+    key = gmad_report.export_pairs(pairs, paths, tmp_path / "test")
     ok = pairs[pairs["status"] == "ok"]
     assert len(key) == 2 * len(ok)
     for row in key.itertuples():
@@ -378,12 +379,11 @@ def test_common_pool_is_what_every_method_scored_finitely():
 
 
 def test_write_selection_keeps_the_scores_of_the_common_pool(tmp_path):
-    from biqa_bench.commands import gmad as gmad_cmd
 
     scores, _ = _pool(n=60)
     extra = pd.DataFrame({"item_id": ["only_oracle"], "method": ["oracle"], "score": [50.0]})
     scores = pd.concat([scores, extra], ignore_index=True)
-    gmad_cmd.write_selection(scores, ["oracle", "noisy"], tmp_path, levels=3)
-    kept = pd.read_csv(tmp_path / gmad_cmd.POOL_SCORES, dtype={"item_id": str})
+    gmad_report.write_selection(scores, ["oracle", "noisy"], tmp_path, levels=3)
+    kept = pd.read_csv(tmp_path / gmad_report.POOL_SCORES, dtype={"item_id": str})
     assert len(kept) == 120 and "only_oracle" not in set(kept["item_id"])
     assert set(kept["item_id"]) == set(gmad.common_pool(scores, ["oracle", "noisy"]).index)

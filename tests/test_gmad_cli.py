@@ -12,6 +12,9 @@ from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
 from biqa_bench.commands import gmad as gmad_cmd
+from biqa_bench.datasets.folder import load_pool
+from biqa_bench.report.gmad import pool_items_table, run_simulated
+from biqa_bench.runner import pool_scores
 from biqa_bench.methods import Method, register_method
 from biqa_bench.store import PREDICTION_COLUMNS, write_run
 
@@ -130,8 +133,8 @@ def test_pool_scores_predicts_the_pool_with_a_trained_run(setup, tmp_path):
     _Brightness(offset=2.0).save(folder / "model")
     write_run(folder, items, {"method": "gmad_test_brightness", "params": {"offset": 2.0},
                               "train_dataset": "elsewhere", "split": 0, "method_seed": 0})
-    pool = gmad_cmd.load_pool(str(setup["pool"]))
-    scores = gmad_cmd._pool_scores(["gmad_test_brightness", "oracle"], pool, setup["results"])
+    pool = load_pool(str(setup["pool"]))
+    scores = pool_scores(["gmad_test_brightness", "oracle"], pool, setup["results"])
     bright = scores[scores["method"] == "gmad_test_brightness"].set_index("item_id")["score"]
     assert len(bright) == N
     first = pool.with_abspaths().iloc[0]
@@ -140,11 +143,11 @@ def test_pool_scores_predicts_the_pool_with_a_trained_run(setup, tmp_path):
 
 
 def test_run_simulated_writes_everything(setup):
-    pool = gmad_cmd.load_pool(str(setup["pool"]))
-    scores = gmad_cmd._pool_scores(["oracle", "noisy"], pool, setup["results"])
+    pool = load_pool(str(setup["pool"]))
+    scores = pool_scores(["oracle", "noisy"], pool, setup["results"])
     truth = pd.read_csv(setup["truth"]).set_index("item_id")["quality"]
     out = setup["tmp"] / "sim"
-    result = gmad_cmd.run_simulated(scores, truth, ["oracle", "noisy"], out, gmad_cmd.pool_items_table(pool),
+    result = run_simulated(scores, truth, ["oracle", "noisy"], out, pool_items_table(pool),
                                     levels=4, n_subjects=8, seed=1)
     assert result.ranking["method"].iloc[0] == "oracle"
     for name in ("pairs.csv", "judgments.csv", "pool_scores.csv", "analysis/ranking.csv", "analysis/gmad.json"):

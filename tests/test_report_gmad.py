@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from biqa_bench.commands.gmad import run_simulated
+from biqa_bench.report.gmad import run_simulated
 from biqa_bench.report.build import build_report, gmad_analyses
 
 from test_report_build import make_results

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from ..cli_common import (
-    check_device, check_param_types, console, err_console, json_records, parse_params, print_json, progress_bar, run_command, warn,
+    check_device, check_param_types, console, err_console, json_records, parse_params, print_json, progress_bar,
+    render_summary, resolve_splits, run_command, warn,
 )
 from ..config import DEFAULT_RESULTS
 from ..errors import BiqaError, MethodError
@@ -35,13 +36,6 @@ def register(main: typer.Typer) -> None:
 
 
 # ---------------------------------------------------------------- shared helpers
-
-def resolve_splits(dataset, splits_file: Optional[Path], out: Path, repeats: int, seed: int, official: bool = False):
-    """The split set for a run (see :func:`biqa_bench.splits.resolve_splits`); its warnings on stderr."""
-    from ..splits import resolve_splits as resolve
-
-    return resolve(dataset, splits_file, out, repeats, seed, official, warn=warn)
-
 
 def method_params(method: str, params: list[str] | None, **flags) -> dict:
     """-p key=value pairs plus the deep-method flags the method accepts (others are an error)."""
@@ -394,30 +388,6 @@ def import_cmd(
 
 # ---------------------------------------------------------------- eval
 
-def evaluation_tables(results: Path, ranges: bool, low_quality: bool, min_items: int, rule: str, fraction: float):
-    """Records, summary and notes for a results folder (overall, plus ranges / low-quality on
-    request); whole-dataset runs of different methods on one dataset are cut to their common items."""
-    import pandas as pd
-
-    from ..evaluation.metrics import common_whole_items, evaluate_predictions
-    from ..evaluation.ranges import aggregate_records, check_low_quality, low_quality_records, range_records
-    from ..store import dataset_infos, find_runs, load_predictions
-
-    check_low_quality(rule, fraction)  # also without --low-quality: a mistyped option is not ignored
-    runs = find_runs(results)
-    predictions = load_predictions(results, runs)
-    common = common_whole_items(predictions[predictions["subset"] == "test"])
-    predictions = common.predictions
-    parts = [evaluate_predictions(predictions)]
-    if ranges:
-        parts.append(range_records(predictions, min_items=min_items))
-    if low_quality:
-        infos = dataset_infos(runs)
-        parts.append(low_quality_records(predictions, infos, rule=rule, fraction=fraction, min_items=min_items))
-    records = pd.concat(parts, ignore_index=True)
-    return records, aggregate_records(records), common.notes()
-
-
 @run_command
 def eval_cmd(
     results: Path = typer.Argument(DEFAULT_RESULTS, help="Results folder (or one run folder)."),
@@ -437,7 +407,9 @@ def eval_cmd(
     from ..splits import split_coverage
     from ..store import atomic_write_csv, find_runs
 
-    records, summary, notes = evaluation_tables(results, ranges, low_quality, min_items, low_quality_rule, fraction)
+    from ..evaluation.summary import evaluate_results
+
+    records, summary, notes = evaluate_results(results, ranges, low_quality, min_items, low_quality_rule, fraction)
     target = out or Path(results) / "eval"
     atomic_write_csv(target / "records.csv", records)
     atomic_write_csv(target / "summary.csv", summary)
@@ -455,60 +427,6 @@ def eval_cmd(
     for note in notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(f"records: {target / 'records.csv'}, summary: {target / 'summary.csv'}")
-
-
-def render_summary(summary, title: str) -> None:
-    """The summary as a Rich table; figures not defined, and means over fewer splits than were
-    run (marked †, with the count per metric), get a numbered note under it."""
-    table = Table(title=title)
-    if "whole" in summary.columns and summary["whole"].any():
-        table.caption = "splits 'whole': a whole-dataset run (every labelled item, no split)"
-    for column in ("method", "dataset", "subset", "splits", "n", "SROCC", "KROCC", "PLCC", "RMSE"):
-        text = column in ("method", "dataset", "subset")
-        table.add_column(column, justify="left" if text else "right", no_wrap=True)
-    metrics = {"srocc": "SROCC", "krocc": "KROCC", "plcc": "PLCC", "rmse": "RMSE"}
-
-    def cell(row, metric):
-        mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-        if mean != mean:
-            return "–"
-        text = f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
-        return text + ("†" if metric in fewer(row) else "")
-
-    def fewer(row) -> dict:
-        # metric -> splits that entered its mean, where fewer than the splits run
-        total = row.get("n_splits_total", row["n_splits"])
-        counts = {m: row.get(f"{m}_splits", row["n_splits"]) for m in metrics}
-        return {m: int(c) for m, c in counts.items() if c == c and 0 < c < total}
-
-    notes = []
-    for _, row in summary.iterrows():
-        subset = row["subset"]
-        marks = []
-        if row.get("status", "ok") != "ok" or row["srocc_mean"] != row["srocc_mean"]:
-            reason = row.get("reason", "") if row.get("status", "ok") != "ok" else "constant predictions or truth"
-            notes.append(f"not defined: {reason}")
-            marks.append(len(notes))
-        partial = fewer(row)
-        if partial:
-            total = int(row.get("n_splits_total", row["n_splits"]))
-            counts = ", ".join(f"{metrics[m]} over {c} of {total} splits" for m, c in partial.items())
-            mapping = row.get("mapping", "")
-            notes.append(f"† mean of {counts}" + (f" ({mapping})" if isinstance(mapping, str) and mapping else ""))
-            marks.append(len(notes))
-        if marks:
-            where = f"{row['method']} on {row['dataset']}, {subset}"
-            for k in marks:
-                notes[k - 1] = f"[{k}] {where}: {notes[k - 1]}"
-            subset = f"{subset} [{','.join(map(str, marks))}]"
-        splits = f"{row['n_splits']}/{row['n_splits_total']}" if "n_splits_total" in row else str(row["n_splits"])
-        if row.get("whole", False):
-            splits = "whole"  # one run on every labelled item: no split
-        table.add_row(row["method"], row["dataset"], subset, splits, f"{row['n_mean']:.0f}",
-                      *(cell(row, m) for m in metrics))
-    console.print(table)
-    for note in notes:
-        console.print(note, highlight=False)
 
 
 # ---------------------------------------------------------------- predict

@@ -43,7 +43,8 @@ def demo(
     from ..jobs import Job, local_executor
     from ..runner import cross_train, predict_with_run, run_jobs
     from ..store import atomic_write_csv
-    from .core import evaluation_tables, render_summary, resolve_splits
+    from ..cli_common import render_summary, resolve_splits
+    from ..evaluation.summary import evaluate_results
 
     started = time.perf_counter()
     from ..errors import BiqaError
@@ -83,7 +84,7 @@ def demo(
     # 4. evaluation: overall, five ACR ranges, low-quality subset. The embedded sets' pseudo-MOS
     # seldom falls below 25 (7 and 20 images), too few per test split for IEIT's nominal rule:
     # the demo takes the lowest quarter of each test split (the quantile rule) instead.
-    records, summary, _notes = evaluation_tables(out, ranges=True, low_quality=True, min_items=10,
+    records, summary, _notes = evaluate_results(out, ranges=True, low_quality=True, min_items=10,
                                                  rule=DEMO_LOW_QUALITY_RULE, fraction=0.25)
     atomic_write_csv(out / "eval" / "records.csv", records)
     atomic_write_csv(out / "eval" / "summary.csv", summary)
@@ -123,7 +124,7 @@ def demo(
 
 
 def _demo_gmad(out: Path, scores, pool, seed: int, methods: list[str]) -> None:
-    from .gmad import pool_items_table, run_simulated
+    from ..report.gmad import pool_items_table, run_simulated
 
     truth = pool.items.set_index("item_id")["quality"]
     result = run_simulated(scores, truth, list(methods), out / "gmad", pool_items=pool_items_table(pool), seed=seed,

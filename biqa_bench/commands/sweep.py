@@ -184,11 +184,12 @@ class _job_progress:
 
 def _render_summary(out: Path) -> None:
     from ..store import find_runs
-    from .core import evaluation_tables, render_summary
+    from ..cli_common import render_summary
+    from ..evaluation.summary import evaluate_results
 
     if not find_runs(out):
         return
-    _, summary, _notes = evaluation_tables(out, ranges=False, low_quality=False, min_items=10, rule="nominal", fraction=0.25)
+    _, summary, _notes = evaluate_results(out, ranges=False, low_quality=False, min_items=10, rule="nominal", fraction=0.25)
     render_summary(summary[summary["subset"] == "test"], f"{out}: overall (mean ± std over splits), as `biqa eval`")
 
 

@@ -85,10 +85,9 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -145,7 +144,7 @@ def common_pool(scores: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
     return wide.sort_index()
 
 
-def _pair_id(defender: str, attacker: str, level: int) -> str:
+def pair_id(defender: str, attacker: str, level: int) -> str:
     clean = lambda name: re.sub(r"[^A-Za-z0-9_.+=@]", "_", name)  # noqa: E731  (a file-name-safe id)
     return f"{clean(defender)}-vs-{clean(attacker)}-L{level}"
 
@@ -211,7 +210,7 @@ def _select_from_wide(
     for k, centre in enumerate(centres, start=1):
         inside = np.flatnonzero(np.abs(d - centre) <= half_band)
         row: dict[str, Any] = {
-            "pair_id": _pair_id(defender, attacker, k),
+            "pair_id": pair_id(defender, attacker, k),
             "defender": defender,
             "attacker": attacker,
             "level": k,
@@ -608,138 +607,6 @@ def analyze(
                                   na_position="last").reset_index(drop=True)
     ranking["rank"] = np.arange(1, len(ranking) + 1)
     return GmadResult(per_pair, aggressiveness, resistance, ranking, scale, confidence, notes)
-
-
-# --------------------------------------------------------------------------- figures and export
-
-
-def _thumbnail(path: str | Path, max_side: int) -> np.ndarray:
-    from ..images import read_image
-
-    image = read_image(path)
-    step = max(1, int(math.ceil(max(image.shape[:2]) / max_side)))
-    return image[::step, ::step]
-
-
-def pair_figure(
-    pairs: pd.DataFrame,
-    image_paths: Mapping[str, str | Path],
-    out_path: str | Path,
-    preferences: Mapping[str, float] | None = None,
-    max_side: int = 384,
-    dpi: int = 110,
-) -> Path:
-    """One PNG of the pairs of one (defender, attacker): a column per level, the attacker's best
-    image on top, its worst below, each titled with both methods' scores.
-
-    ``image_paths`` maps item id -> absolute path. ``preferences`` (pair id -> mean preference)
-    adds the observers' verdict under each column.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if pairs[["defender", "attacker"]].drop_duplicates().shape[0] != 1:
-        raise AnalysisError("pair_figure draws one (defender, attacker) at a time")
-    pairs = pairs.sort_values("level").reset_index(drop=True)
-    defender, attacker = pairs.loc[0, "defender"], pairs.loc[0, "attacker"]
-    thumbnails = {
-        str(item): _thumbnail(image_paths[str(item)], max_side)
-        for item in pd.unique(ok_pairs(pairs)[["image_best", "image_worst"]].to_numpy().ravel())
-    }
-    # empty levels get a grey placeholder of the usual image shape, so all columns line up
-    shape = next(iter(thumbnails.values())).shape[:2] if thumbnails else (3, 4)
-    placeholder = np.full(shape + (3,), 236, dtype=np.uint8)
-    n = len(pairs)
-    fig, axes = plt.subplots(2, n, figsize=(2.6 * n + 1.0, 6.0), squeeze=False)
-    for col, pair in pairs.iterrows():
-        top, bottom = axes[0, col], axes[1, col]
-        top.set_title(f"level {int(pair['level'])}\n{defender} \u2248 {pair['level_centre']:.3g}", fontsize=9)
-        for ax in (top, bottom):
-            ax.set_xticks([])
-            ax.set_yticks([])
-        if pair["status"] != "ok":
-            for ax in (top, bottom):
-                ax.imshow(placeholder)
-                for spine in ax.spines.values():
-                    spine.set_edgecolor("0.85")
-            top.text(0.5, 0.5, "no pair", ha="center", va="center", fontsize=11, color="0.4", transform=top.transAxes)
-            bottom.text(0.5, 0.5, _wrap(str(pair["reason"]), 30), ha="center", va="center", fontsize=6.5,
-                        color="0.35", transform=bottom.transAxes)
-            continue
-        for ax, which in ((top, "best"), (bottom, "worst")):
-            item = str(pair[f"image_{which}"])
-            ax.imshow(thumbnails[item])
-            label = f"{item}\n{attacker}: {pair[f'attacker_{which}']:.3g}   {defender}: {pair[f'defender_{which}']:.3g}"
-            if which == "worst" and preferences is not None and np.isfinite(preferences.get(pair["pair_id"], np.nan)):
-                label += f"\nobservers: {preferences[pair['pair_id']]:+.0f} (>0: top better)"
-            ax.set_xlabel(label, fontsize=7.5)
-            for spine in ax.spines.values():
-                spine.set_edgecolor("tab:green" if which == "best" else "tab:red")
-                spine.set_linewidth(2)
-    fig.suptitle(f"gMAD: defender {defender} (rates each pair equal) vs attacker {attacker}", fontsize=11)
-    fig.tight_layout(rect=(0.03, 0, 1, 0.95), h_pad=2.5)  # room for the top row's two-line labels
-    for row, (which, colour) in enumerate((("best", "tab:green"), ("worst", "tab:red"))):
-        box = axes[row, 0].get_position()
-        fig.text(0.012, (box.y0 + box.y1) / 2, f"{attacker}: {which}", rotation=90, ha="center", va="center",
-                 fontsize=9, color=colour, fontweight="bold")
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=dpi)
-    plt.close(fig)
-    return out_path
-
-
-def _wrap(text: str, width: int) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width)) or text
-
-
-def pair_figures(
-    pairs: pd.DataFrame,
-    image_paths: Mapping[str, str | Path],
-    out_dir: str | Path,
-    preferences: Mapping[str, float] | None = None,
-) -> list[Path]:
-    """:func:`pair_figure` for every (defender, attacker); files ``<defender>-vs-<attacker>.png``."""
-    out_dir = Path(out_dir)
-    written = []
-    for (defender, attacker), group in pairs.groupby(["defender", "attacker"], sort=True):
-        name = _pair_id(defender, attacker, 0).rsplit("-L", 1)[0] + ".png"
-        written.append(pair_figure(group, image_paths, out_dir / name, preferences))
-    return written
-
-
-def export_pairs(pairs: pd.DataFrame, image_paths: Mapping[str, str | Path], out_dir: str | Path) -> pd.DataFrame:
-    """Copy the images of every pair into ``out_dir`` for a subjective test.
-
-    Files are ``<pair_id>_1<ext>`` (the attacker's best, the *first* image of the judgment scale)
-    and ``<pair_id>_2<ext>`` (its worst): real copies, not links. The test software should show
-    the two in random left/right order and record the preference for image 1. Also writes
-    ``key.csv`` (pair id, position, file, item id, source path) and returns it.
-    """
-    from ..store import atomic_write_csv
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for pair in ok_pairs(pairs).itertuples(index=False):
-        for position, item in ((1, pair.image_best), (2, pair.image_worst)):
-            item = str(item)
-            if item not in image_paths:
-                raise AnalysisError(f"no image path for pool item '{item}' (pair {pair.pair_id}); pass the pool's items")
-            source = Path(image_paths[item])
-            if not source.is_file():
-                raise AnalysisError(f"{source}: image of pool item '{item}' not found; check the pool's root folder")
-            target = out_dir / f"{pair.pair_id}_{position}{source.suffix.lower()}"
-            shutil.copyfile(source, target)  # follows links: the folder holds plain files
-            rows.append({"pair_id": pair.pair_id, "position": position, "file": target.name,
-                         "item_id": item, "source": str(source)})
-    key = pd.DataFrame(rows, columns=["pair_id", "position", "file", "item_id", "source"])
-    atomic_write_csv(out_dir / "key.csv", key)
-    return key
 
 
 def pairs_for_methods(pairs: pd.DataFrame, methods: Iterable[str]) -> pd.DataFrame:
