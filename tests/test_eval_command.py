@@ -9,6 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from biqa_bench.commands import significance as command
+from biqa_bench.evaluation.results import significance_results
 from biqa_bench.errors import AnalysisError
 from biqa_bench.evaluation.significance import compare_methods, split_metric_table
 from biqa_bench.store import load_predictions, run_dir, write_run
@@ -48,13 +49,13 @@ def app():
 
 def test_significance_results_match_pure_function(tmp_path):
     write_results(tmp_path / "res")
-    outcome = command.significance_results(tmp_path / "res", metric="srocc")
+    outcome = significance_results(tmp_path / "res", metric="srocc")
     result = outcome[("toy", "toy")]
     per_split = split_metric_table(load_predictions(tmp_path / "res"))
     expected = compare_methods(per_split[["method", "split", "srocc"]])
     pd.testing.assert_frame_equal(result.pvalue, expected.pvalue)
     assert result.decision.loc["m0", "m1"] == 1 and result.decision.loc["m1", "m0"] == -1
-    rmse = command.significance_results(tmp_path / "res", metric="rmse")[("toy", "toy")]
+    rmse = significance_results(tmp_path / "res", metric="rmse")[("toy", "toy")]
     assert rmse.decision.loc["m0", "m1"] == 1  # lower RMSE is better
 
 
@@ -93,7 +94,7 @@ def test_command_per_image(tmp_path):
 def test_different_split_files_are_refused(tmp_path):
     write_results(tmp_path / "res", hashes={"m1": "other"})
     with pytest.raises(AnalysisError, match="different split files"):
-        command.significance_results(tmp_path / "res")
+        significance_results(tmp_path / "res")
     result = CliRunner().invoke(app(), ["significance", str(tmp_path / "res")])
     assert result.exit_code == 2 and "different split files" in result.output
 

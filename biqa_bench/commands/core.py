@@ -407,7 +407,7 @@ def eval_cmd(
     from ..splits import split_coverage
     from ..store import atomic_write_csv, find_runs
 
-    from ..evaluation.summary import evaluate_results
+    from ..evaluation.results import evaluate_results
 
     records, summary, notes = evaluate_results(results, ranges, low_quality, min_items, low_quality_rule, fraction)
     target = out or Path(results) / "eval"

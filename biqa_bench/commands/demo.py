@@ -44,7 +44,7 @@ def demo(
     from ..runner import cross_train, predict_with_run, run_jobs
     from ..store import atomic_write_csv
     from ..cli_common import render_summary, resolve_splits
-    from ..evaluation.summary import evaluate_results
+    from ..evaluation.results import evaluate_results
 
     started = time.perf_counter()
     from ..errors import BiqaError

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-import pandas as pd
 import typer
 from rich.table import Table
 
@@ -30,121 +29,6 @@ def register(main: typer.Typer) -> None:
     main.command("significance")(significance)
 
 
-# ---------------------------------------------------------------- library part (no printing)
-
-
-def significance_results(
-    results: Path,
-    metric: str = "srocc",
-    test: str = "paired",
-    alternative: str = "two-sided",
-    alpha: float = 0.05,
-    holm: bool = False,
-    dataset: str | None = None,
-) -> dict[tuple[str, str], SignificanceResult]:
-    """One significance matrix per (train dataset, test dataset) of a results folder.
-
-    Methods must share split files (the runs' ``split_hash``); otherwise AnalysisError.
-    """
-    from dataclasses import replace
-
-    from ..evaluation.significance import check_split_hashes, compare_methods, split_metric_table, without_whole_runs
-    from ..store import load_predictions, runs_table
-
-    if metric not in METRICS:
-        raise AnalysisError(f"unknown metric '{metric}'; use one of {', '.join(METRICS)}")
-    if not 0.0 < alpha < 1.0:
-        raise AnalysisError(f"--alpha must lie in (0, 1), not {alpha:g}; e.g. --alpha 0.05")
-    predictions = load_predictions(results)
-    runs = runs_table(results)
-    if dataset is not None:
-        _check_known("dataset", dataset, predictions["dataset"], results, "--dataset")
-        predictions = predictions[predictions["dataset"] == dataset]
-        trained = set(predictions["train_dataset"])
-        runs = runs[runs["train_dataset"].isin(trained)]
-    check_split_hashes(runs)
-    predictions, whole_notes = without_whole_runs(predictions)
-    if predictions.empty:
-        raise AnalysisError(f"{results}: only whole-dataset runs, which have no splits to test over; "
-                            "compare two of them per image with --per-image A,B --split whole")
-    per_split = split_metric_table(predictions)
-    output = {}
-    for (train_dataset, test_dataset), group in per_split.groupby(["train_dataset", "dataset"], sort=True):
-        try:
-            output[(train_dataset, test_dataset)] = compare_methods(
-                group[["method", "split", metric]], metric=metric, test=test,
-                alternative=alternative, alpha=alpha, holm=holm,
-            )
-        except AnalysisError as exc:
-            raise AnalysisError(f"{test_dataset}: {exc}") from None
-        notes = [n for n in whole_notes if f" on {test_dataset} (" in n]
-        if notes:
-            result = output[(train_dataset, test_dataset)]
-            output[(train_dataset, test_dataset)] = replace(result, notes=tuple(result.notes) + tuple(notes))
-    return output
-
-
-def significance_frames(result: SignificanceResult) -> dict[str, pd.DataFrame]:
-    """The matrices of a result as CSV-ready frames (method names in the first column)."""
-    frames = {"decision": result.decision, "pvalue": result.pvalue, "mean_difference": result.mean_difference}
-    if result.holm:
-        frames["pvalue_holm"] = result.pvalue_adjusted
-    return {name: frame.rename_axis("method").reset_index() for name, frame in frames.items()}
-
-
-def image_tests(
-    results: Path,
-    method_a: str,
-    method_b: str,
-    dataset: str | None = None,
-    split: int | str | None = None,
-    metric: str = "plcc",
-    alternative: str = "two-sided",
-    n_resamples: int = 2000,
-    confidence_level: float = 0.95,
-    seed: int = 0,
-) -> PerImageTests:
-    """Per-image tests of two methods on one test set of a results folder (``split='whole'``:
-    their whole-dataset runs, compared on the items both predicted).
-
-    The test set is checked here first, so a typo gets a did-you-mean and a missing
-    --dataset/--split the list of what there is.
-    """
-    from ..evaluation.metrics import common_whole_items
-    from ..evaluation.significance import per_image_tests
-    from ..store import load_predictions, split_order, split_value
-
-    predictions = load_predictions(results)
-    for method in (method_a, method_b):
-        _check_known("method", method, predictions["method"], results, "--per-image")
-    if dataset is not None:
-        _check_known("dataset", dataset, predictions["dataset"], results, "--dataset")
-    tested = predictions[predictions["subset"] == "test"] if "subset" in predictions else predictions
-    tested = tested[tested["method"].isin([method_a, method_b])]
-    if dataset is not None:
-        tested = tested[tested["dataset"] == dataset]
-    tested = common_whole_items(tested).predictions
-    datasets = sorted(set(tested["dataset"]))
-    splits = sorted({split_value(v) for v in tested["split"]}, key=split_order)
-    if split is not None and split not in splits:
-        where = f" on {dataset}" if dataset else ""
-        raise AnalysisError(f"--split {split}: no test predictions of {method_a} and {method_b}{where}; splits present: "
-                            f"{', '.join(map(str, splits)) or 'none'}")
-    needed = []
-    if dataset is None and len(datasets) > 1:
-        needed.append(f"--dataset (one of {', '.join(datasets)})")
-    if split is None and len(splits) > 1:
-        needed.append(f"--split ({_span(splits)})")
-    if needed:
-        example = (f" --dataset {datasets[0]}" if dataset is None and len(datasets) > 1 else "") + \
-                  (f" --split {splits[0]}" if split is None and len(splits) > 1 else "")
-        raise AnalysisError(f"per-image tests need exactly one test set; pass {' and '.join(needed)}, e.g.{example}")
-    return per_image_tests(
-        tested, method_a, method_b, dataset=dataset, split=split, metric=metric,
-        alternative=alternative, n_resamples=n_resamples, confidence_level=confidence_level, seed=seed,
-    )
-
-
 def _split_option(text: str | None) -> int | str | None:
     """--split: a split index, or 'whole' (whole-dataset runs)."""
     from ..store import WHOLE
@@ -159,24 +43,6 @@ def _split_option(text: str | None) -> int | str | None:
 
 def _split_stem(split: int | str) -> str:
     return "whole" if split == "whole" else f"split{split}"
-
-
-def _span(values: list) -> str:
-    if len(values) > 2 and all(isinstance(v, int) for v in values) and values == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}..{values[-1]}"
-    return ", ".join(map(str, values))
-
-
-def _check_known(what: str, name: str, present, results: Path, option: str) -> None:
-    """AnalysisError with a did-you-mean when ``name`` is not among the ``present`` values."""
-    from ..errors import did_you_mean
-
-    known = sorted({str(v) for v in present})
-    if name not in known:
-        raise AnalysisError(
-            f"no predictions of {what} '{name}' in {results}.{did_you_mean(name, known)} "
-            f"Fix {option}; {what}s present: {', '.join(known)}"
-        )
 
 
 # ---------------------------------------------------------------- command
@@ -251,6 +117,7 @@ def significance(
     Example: biqa significance results --metric srocc --test paired --holm
     Example: biqa significance results --per-image brisque,cnniqa --dataset synthetic --split 0 --metric plcc
     """
+    from ..evaluation.results import image_tests, significance_frames, significance_results
     from ..evaluation.significance import ALTERNATIVES, TESTS
     from ..store import atomic_write_csv, atomic_write_text, safe_name
 

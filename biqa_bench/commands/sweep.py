@@ -185,7 +185,7 @@ class _job_progress:
 def _render_summary(out: Path) -> None:
     from ..store import find_runs
     from ..cli_common import render_summary
-    from ..evaluation.summary import evaluate_results
+    from ..evaluation.results import evaluate_results
 
     if not find_runs(out):
         return
