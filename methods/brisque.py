@@ -11,6 +11,8 @@ k-fold cross-validation when there are too few, refit on train + validation) is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -37,6 +39,7 @@ def brisque_feature_matrix(items: pd.DataFrame, ctx: Context, n_jobs: int = 1) -
 
 
 @register_method("brisque")
+@dataclass(eq=False)
 class Brisque(FeatureSVR):
     """BRISQUE features + RBF SVR (C, gamma chosen on the validation items)."""
 
@@ -44,23 +47,11 @@ class Brisque(FeatureSVR):
     REFERENCE = ("A. Mittal, A. K. Moorthy, A. C. Bovik, \"No-reference image quality assessment in the spatial domain\", "
                  "IEEE Transactions on Image Processing 21(12):4695-4708, 2012")
 
-    def __init__(
-        self,
-        c_grid: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0),
-        gamma_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1),
-        epsilon: float = 0.1,
-        refit_with_val: bool = True,
-        min_val_items: int = 10,
-        cv_folds: int = 5,
-        n_jobs: int = 2,
-    ):
-        self.c_grid = tuple(c_grid)
-        self.gamma_grid = tuple(gamma_grid)
-        self.epsilon = epsilon
-        self.refit_with_val = refit_with_val
-        self.min_val_items = min_val_items
-        self.cv_folds = cv_folds
-        self.n_jobs = n_jobs
+    gamma_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.gamma_grid = tuple(self.gamma_grid)
 
     def min_image_side(self) -> int:
         return MIN_SIDE

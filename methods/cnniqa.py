@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -101,30 +103,20 @@ class CNNIQANet(nn.Module):
 
 
 @register_method("cnniqa")
+@dataclass(eq=False)
 class CNNIQA(Method):
     """Kang et al.'s patch CNN, trained from scratch per split (CPU: seconds)."""
 
-    uses_gpu = True
+    uses_gpu: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        epochs: int = 6,
-        patches_per_image: int = 8,
-        lr: float = 3e-3,
-        batch_size: int = 64,
-        weight_decay: float = 0.0,
-        val_patches: int = 16,
-        test_stride: int = PATCH,
-        num_threads: int | None = 1,
-    ):
-        self.epochs = epochs
-        self.patches_per_image = patches_per_image
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.val_patches = val_patches
-        self.test_stride = test_stride
-        self.num_threads = num_threads
+    epochs: int = 6
+    patches_per_image: int = 8
+    lr: float = 3e-3
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    val_patches: int = 16
+    test_stride: int = PATCH
+    num_threads: int | None = 1
 
     def _threads(self):
         """Torch CPU threads while fitting/predicting (restored after).

@@ -21,6 +21,8 @@ Choices where we differ from the paper, or where it leaves one open:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from biqa_bench.features import codebook as CB
@@ -29,6 +31,7 @@ from methods._support.codebook import CodebookSVR
 
 
 @register_method("cornia")
+@dataclass(eq=False)
 class Cornia(CodebookSVR):
     """CORNIA: K-means codebook of whitened 7x7 patches, soft-assignment + max pooling, linear SVR."""
 
@@ -36,27 +39,7 @@ class Cornia(CodebookSVR):
     REFERENCE = ("P. Ye, J. Kumar, L. Kang, D. Doermann, \"Unsupervised feature learning framework for no-reference "
                  "image quality assessment\", CVPR 2012, pp. 1098-1105")
 
-    def __init__(
-        self,
-        codebook_size: int = 200,
-        patch_size: int = CB.PATCH_SIZE,
-        patches_per_image: int = 200,
-        c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0),
-        epsilon: float = 0.1,
-        refit_with_val: bool = True,
-        min_val_items: int = 10,
-        cv_folds: int = 5,
-        n_jobs: int = 2,
-    ):
-        self.codebook_size = codebook_size
-        self.patch_size = patch_size
-        self.patches_per_image = patches_per_image
-        self.c_grid = tuple(c_grid)
-        self.epsilon = epsilon
-        self.refit_with_val = refit_with_val
-        self.min_val_items = min_val_items
-        self.cv_folds = cv_folds
-        self.n_jobs = n_jobs
+
 
     def learn(self, whitened: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         centres, _ = CB.kmeans(whitened, self.codebook_size, seed)

@@ -25,6 +25,8 @@ Choices where we differ from the paper, or where it leaves one open:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from biqa_bench.features import codebook as CB
@@ -33,6 +35,7 @@ from methods._support.codebook import CodebookSVR
 
 
 @register_method("hosa")
+@dataclass(eq=False)
 class Hosa(CodebookSVR):
     """HOSA: codebook with per-codeword mean/variance/skewness residuals (r nearest), linear SVR."""
 
@@ -40,29 +43,9 @@ class Hosa(CodebookSVR):
     REFERENCE = ("J. Xu, P. Ye, Q. Li, H. Du, Y. Liu, D. Doermann, \"Blind image quality assessment based on high order "
                  "statistics aggregation\", IEEE Transactions on Image Processing 25(9):4444-4457, 2016")
 
-    def __init__(
-        self,
-        codebook_size: int = 100,
-        nearest: int = 5,
-        patch_size: int = CB.PATCH_SIZE,
-        patches_per_image: int = 400,
-        c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0),
-        epsilon: float = 0.1,
-        refit_with_val: bool = True,
-        min_val_items: int = 10,
-        cv_folds: int = 5,
-        n_jobs: int = 2,
-    ):
-        self.codebook_size = codebook_size
-        self.nearest = nearest
-        self.patch_size = patch_size
-        self.patches_per_image = patches_per_image
-        self.c_grid = tuple(c_grid)
-        self.epsilon = epsilon
-        self.refit_with_val = refit_with_val
-        self.min_val_items = min_val_items
-        self.cv_folds = cv_folds
-        self.n_jobs = n_jobs
+    codebook_size: int = 100
+    nearest: int = 5
+    patches_per_image: int = 400
 
     def codebook_params(self):
         return {**super().codebook_params(), "nearest": self.nearest}

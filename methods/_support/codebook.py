@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,17 @@ from biqa_bench.store import safe_name
 from methods._support.svr import FeatureSVR
 
 
+@dataclass(eq=False)
 class CodebookSVR(FeatureSVR):
     """Base of CORNIA and HOSA; subclasses define FEATURE_VERSION, ``codebook_params()``,
     ``learn(whitened, seed) -> dict of arrays`` and ``encode(whitened, arrays) -> vector``."""
 
     kernel = "linear"
     FEATURE_VERSION = "codebook-1"
-    codebook_size: int
-    patch_size: int
-    patches_per_image: int
-    n_jobs: int
+    c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
+    codebook_size: int = 200
+    patch_size: int = CB.PATCH_SIZE
+    patches_per_image: int = 200
 
     def codebook_params(self) -> dict[str, Any]:
         return {"codebook_size": self.codebook_size, "patch_size": self.patch_size,

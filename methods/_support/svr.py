@@ -12,6 +12,7 @@ medians.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
@@ -32,18 +33,23 @@ def selection_score(truth: np.ndarray, prediction: np.ndarray) -> tuple[float, f
     return (rho if np.isfinite(rho) else -np.inf, -rmse(truth, prediction))
 
 
+@dataclass(eq=False)
 class FeatureSVR(Method):
-    """Base: subclasses set ``kernel`` and the hyper-parameters below in ``__init__`` and define
-    ``features(items, ctx) -> (n, d) array``; ``prepare(train_items, ctx)`` may learn an
-    unsupervised front end (a codebook) from the training items first."""
+    """Base (a dataclass: its fields are the SVR's hyper-parameters; subclasses add theirs and
+    may change the defaults): subclasses set ``kernel`` (an ``'rbf'`` one declares ``gamma_grid``)
+    and define ``features(items, ctx) -> (n, d) array``; ``prepare(train_items, ctx)`` may learn
+    an unsupervised front end (a codebook) from the training items first."""
 
     kernel = "rbf"
-    c_grid: tuple[float, ...]
-    gamma_grid: tuple[float, ...]
-    epsilon: float
-    refit_with_val: bool
-    min_val_items: int
-    cv_folds: int
+    c_grid: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
+    epsilon: float = 0.1
+    refit_with_val: bool = True
+    min_val_items: int = 10
+    cv_folds: int = 5
+    n_jobs: int = 2
+
+    def __post_init__(self) -> None:
+        self.c_grid = tuple(self.c_grid)
 
     def features(self, items: pd.DataFrame, ctx: Context) -> np.ndarray:
         raise NotImplementedError
