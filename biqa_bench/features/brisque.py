@@ -41,6 +41,7 @@ from .nss import (  # noqa: F401  (re-exported: the BRISQUE API predates the sha
     fit_ggd,
     gaussian_window,
     ggd_fits,
+    image_fits,
     mscn,
     paired_products,
     to_grey,
@@ -61,12 +62,8 @@ FEATURE_NAMES = [
 
 def scale_features(grey: np.ndarray, border: str = "zero") -> np.ndarray:
     """The 18 features of one scale."""
-    coefficients = mscn(grey, border=border)[None]
-    shape, variance = ggd_fits(coefficients)
-    features = [shape, variance]
-    for product in paired_products(coefficients):
-        features += list(aggd_fits(product))
-    return np.concatenate(features)
+    (shape, variance), products = image_fits(mscn(grey, border=border))
+    return np.concatenate([shape, variance, *(values for fit in products for values in fit)])
 
 
 def brisque_features(image: np.ndarray, border: str = "zero") -> np.ndarray:

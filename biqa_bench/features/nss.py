@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import sparse
+from scipy import ndimage, sparse
 from scipy.special import gammaln
 
 SHAPE_GRID = np.round(np.arange(0.2, 10.0 + 5e-4, 0.001), 3)
@@ -36,7 +36,9 @@ RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 #: symmetric reflection, or edge replication (``imfilter(..., 'replicate')``, NIQE's code).
 BORDERS = ("zero", "mirror", "replicate")
 ZERO_RESIDUE = 1e-9  # |MSCN| below this is a rounding residue of a flat area (true values >= ~1e-7)
-_GREY_LUT = np.arange(256, dtype=np.float64)[:, None] * RGB2GRAY[None, :]
+#: Elements per row strip of the strip-wise passes (MSCN, the whole-image fits): a strip's few
+#: buffers stay in a core's cache, where passes over whole 6 MB arrays were memory-bound.
+STRIP_ELEMENTS = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,22 @@ def to_grey(image: np.ndarray) -> np.ndarray:
         return image.astype(np.float64)
     if image.ndim != 3 or image.shape[2] < 3:
         raise ValueError(f"expected an HxW or HxWx3 image, got shape {image.shape}")
-    if image.dtype == np.uint8:  # three table look-ups instead of a float matrix product
-        grey = _GREY_LUT[image[..., 0], 0] + _GREY_LUT[image[..., 1], 1]
-        grey += _GREY_LUT[image[..., 2], 2]
-        return np.clip(np.round(grey, out=grey), 0, 255, out=grey)
+    if image.dtype == np.uint8:
+        # (R w_r + G w_g) + B w_b term by term, rounded: the same products and sums as a table
+        # look-up per channel (bit for bit), without the gathers or a float matrix product;
+        # strip by strip, so the one temporary stays small
+        height, width = image.shape[:2]
+        grey = np.empty((height, width))
+        rows_per_strip = _strip_rows(width)
+        term = np.empty((rows_per_strip, width))
+        for start in range(0, height, rows_per_strip):
+            stop = min(height, start + rows_per_strip)
+            rows, part = image[start:stop], grey[start:stop]
+            np.multiply(rows[..., 0], RGB2GRAY[0], out=part)
+            part += np.multiply(rows[..., 1], RGB2GRAY[1], out=term[: stop - start])
+            part += np.multiply(rows[..., 2], RGB2GRAY[2], out=term[: stop - start])
+            np.clip(np.round(part, out=part), 0, 255, out=part)
+        return grey
     return image[..., :3].astype(np.float64) @ RGB2GRAY
 
 
@@ -95,6 +109,8 @@ def _fold(index: np.ndarray, n: int, border: str) -> np.ndarray:
     """Source index of each tap under the border rule; -1 where the tap reads a zero."""
     if border == "replicate":
         return np.clip(index, 0, n - 1)
+    if border == "wrap":  # periodic, MATLAB's circshift
+        return np.mod(index, n)
     if border == "mirror":  # symmetric: ... b a | a b ... (scipy 'reflect', MATLAB 'symmetric')
         period = np.mod(index, 2 * n)
         return np.where(period < n, period, 2 * n - 1 - period)
@@ -125,11 +141,11 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return (1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1) + (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
 
 
-@lru_cache(maxsize=64)
-def resize_matrix(n_in: int, n_out: int, scale: float) -> sparse.csr_matrix:
-    """MATLAB ``imresize`` along one axis: bicubic (a = -0.5), kernel widened by 1/scale when
+def _resize_weights(n_out: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``imresize``'s taps along one axis: (n_out, taps) 0-based source indices (before
+    the border rule) and their weights. Bicubic (a = -0.5), kernel widened by 1/scale when
     shrinking (anti-aliasing), output sample x at input position x/scale + (1 - 1/scale)/2,
-    rows normalised to sum 1, symmetric padding at the border."""
+    rows normalised to sum 1."""
     width = 4.0 / scale if scale < 1 else 4.0
     x = np.arange(1, n_out + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
@@ -138,8 +154,16 @@ def resize_matrix(n_in: int, n_out: int, scale: float) -> sparse.csr_matrix:
     distance = u[:, None] - index
     weight = scale * _cubic(scale * distance) if scale < 1 else _cubic(distance)
     weight /= weight.sum(axis=1, keepdims=True)
-    rows = np.repeat(np.arange(n_out), taps)
-    cols = _fold(index.astype(np.int64).ravel() - 1, n_in, "mirror")
+    return index.astype(np.int64) - 1, weight
+
+
+@lru_cache(maxsize=64)
+def resize_matrix(n_in: int, n_out: int, scale: float) -> sparse.csr_matrix:
+    """MATLAB ``imresize`` along one axis as an (n_out, n_in) matrix (:func:`_resize_weights`),
+    symmetric padding at the border folded in."""
+    index, weight = _resize_weights(n_out, scale)
+    rows = np.repeat(np.arange(n_out), index.shape[1])
+    cols = _fold(index.ravel(), n_in, "mirror")
     return _matrix(rows, cols, weight.ravel(), (n_out, n_in))
 
 
@@ -147,6 +171,59 @@ def separable(image: np.ndarray, row_matrix: sparse.csr_matrix, col_matrix: spar
     """``row_matrix @ image @ col_matrix.T`` for a 2-d float64 image (a transposed view: sparse
     products run along the first axis, so the column pass works on a contiguous transpose)."""
     return (col_matrix @ np.ascontiguousarray(row_matrix @ image).T.copy()).T
+
+
+def _padded_rows(image: np.ndarray, start: int, stop: int, half: int, border: str, out: np.ndarray) -> np.ndarray:
+    """Rows ``start - half .. stop + half`` of a 2-d image with ``half`` columns more on each
+    side, the outside filled by the border rule of :func:`_fold` (or ``"wrap"``), written into
+    ``out`` (a buffer of at least that size, reused strip after strip: no padded copy of the whole
+    image); returns the filled view."""
+    height, width = image.shape
+    n = stop - start + 2 * half
+    view = out[:n, : width + 2 * half]
+    inner = view[:, half: half + width]
+    lo, hi = max(0, start - half), min(height, stop + half)  # the rows inside the image
+    inner[lo - start + half: hi - start + half] = image[lo:hi]
+    outside = [*range(lo - start + half), *range(hi - start + half, n)]
+    for row, source in zip(outside, _fold(np.array(outside, dtype=np.int64) + start - half, height, border)):
+        inner[row] = image[source] if source >= 0 else 0.0
+    if half:
+        columns = _fold(np.r_[np.arange(-half, 0), np.arange(width, width + half)], width, border)
+        if border == "zero":
+            view[:, :half] = view[:, half + width:] = 0.0
+        else:
+            view[:, :half], view[:, half + width:] = inner[:, columns[:half]], inner[:, columns[half:]]
+    return view
+
+
+def _correlate_along(source: np.ndarray, taps: np.ndarray, axis: int, out: np.ndarray, step: int = 1,
+                     scratch: np.ndarray | None = None) -> np.ndarray:
+    """``out[.., i, ..] = sum_k taps[k] * source[.., step * i + k, ..]`` along ``axis``: a
+    correlation of an already padded ``source`` (``step`` 2 also decimates), as a few
+    whole-array operations on shifted views; taps equal at mirrored positions are summed first
+    (a symmetric kernel costs half the products)."""
+    n = out.shape[axis]
+
+    def shifted(start: int) -> np.ndarray:
+        index = [slice(None)] * source.ndim
+        index[axis] = slice(start, start + step * (n - 1) + 1, step)
+        return source[tuple(index)]
+
+    k = len(taps)
+    scratch = np.empty_like(out) if scratch is None else scratch
+    if k % 2:
+        np.multiply(shifted(k // 2), taps[k // 2], out=out)
+    else:
+        out[...] = 0.0
+    for j in range(k // 2):
+        mirror = k - 1 - j
+        if taps[j] == taps[mirror]:
+            np.add(shifted(j), shifted(mirror), out=scratch)
+            out += np.multiply(scratch, taps[j], out=scratch)
+        else:
+            for tap in (j, mirror):
+                out += np.multiply(shifted(tap), taps[tap], out=scratch)
+    return out
 
 
 def imresize(image: np.ndarray, scale: float | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -169,17 +246,59 @@ def downsample_half(grey: np.ndarray) -> np.ndarray:
     return imresize(grey, scale=0.5)
 
 
+def _moment_kernel(window: np.ndarray | None) -> np.ndarray:
+    window = gaussian_window() if window is None else window
+    g = window[window.shape[0] // 2]
+    return g / g.sum()  # separable: the outer product of this 1-d kernel is the window
+
+
+def _strip_rows(width: int) -> int:
+    return max(1, STRIP_ELEMENTS // width)
+
+
+@lru_cache(maxsize=16)
+def _band_matrix(n: int, taps: tuple[float, ...]) -> sparse.csr_matrix:
+    """(n, n + len(taps) - 1) matrix of the valid correlation with ``taps`` along the first axis."""
+    return sparse.diags([np.full(n, tap) for tap in taps], offsets=list(range(len(taps))),
+                        shape=(n, n + len(taps) - 1), format="csr")
+
+
+def _moment_strips(grey: np.ndarray, kernel: np.ndarray, border: str):
+    """Yield ``(start, stop, mu, sigma)``, the local mean and standard deviation of rows
+    ``start:stop``, strip after strip: the padded strip and its square, each one sparse band
+    product down the columns (a C loop over whole rows) and one ``correlate1d`` along the rows
+    (contiguous), all in buffers that stay in cache. The arrays are buffers reused for the next
+    strip; the consumer may overwrite them."""
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {list(BORDERS)}, got {border!r}")
+    half = len(kernel) // 2
+    height, width = grey.shape
+    padded_width = width + 2 * half
+    rows_per_strip = _strip_rows(padded_width)
+    source, square = np.empty((2, rows_per_strip + 2 * half, padded_width))
+    along_rows = np.empty((2, rows_per_strip, padded_width))
+    scratch = np.empty((rows_per_strip, width))
+    taps = tuple(kernel)
+    for start in range(0, height, rows_per_strip):
+        stop = min(height, start + rows_per_strip)
+        n = stop - start
+        strip = _padded_rows(grey, start, stop, half, border, source)
+        band = _band_matrix(n, taps)
+        mu_rows, second_rows = along_rows[0, :n], along_rows[1, :n]
+        ndimage.correlate1d(band @ strip, kernel, axis=1, output=mu_rows, mode="constant")
+        ndimage.correlate1d(band @ np.multiply(strip, strip, out=square[: n + 2 * half]), kernel, axis=1,
+                            output=second_rows, mode="constant")
+        mu, second = mu_rows[:, half: half + width], second_rows[:, half: half + width]
+        second -= np.multiply(mu, mu, out=scratch[:n])
+        yield start, stop, mu, np.sqrt(np.abs(second, out=second), out=second)
+
+
 def local_moments(grey: np.ndarray, window: np.ndarray | None = None, border: str = "zero") -> tuple[np.ndarray, np.ndarray]:
     """Gaussian-weighted local mean and standard deviation of a grey image."""
     grey = np.asarray(grey, dtype=np.float64)
-    window = gaussian_window() if window is None else window
-    g = window[window.shape[0] // 2]
-    kernel = tuple(g / g.sum())  # separable: the outer product of this 1-d kernel is the window
-    rows, cols = filter_matrix(grey.shape[0], kernel, border), filter_matrix(grey.shape[1], kernel, border)
-    mu = separable(grey, rows, cols)
-    second = separable(grey * grey, rows, cols)
-    second -= mu * mu
-    sigma = np.sqrt(np.abs(second, out=second), out=second)
+    mu, sigma = np.empty_like(grey), np.empty_like(grey)
+    for start, stop, mu_rows, sigma_rows in _moment_strips(grey, _moment_kernel(window), border):
+        mu[start:stop], sigma[start:stop] = mu_rows, sigma_rows
     return mu, sigma
 
 
@@ -192,13 +311,18 @@ def mscn(grey: np.ndarray, window: np.ndarray | None = None, c: float = 1.0, bor
     ``return_sigma`` also the local standard deviation (NIQE's patch sharpness).
     """
     grey = np.asarray(grey, dtype=np.float64)
-    mu, sigma = local_moments(grey, window, border)
-    coefficients = grey - mu
-    coefficients /= sigma + c
-    # Flat areas leave float residues (~1e-12) whose sign depends on summation order; the AGGD
-    # fits split the data by sign, so they are exact zeros, as in the reference implementation.
-    coefficients[np.abs(coefficients) < ZERO_RESIDUE] = 0.0
-    return (coefficients, sigma) if return_sigma else coefficients
+    coefficients = np.empty_like(grey)
+    local_sigma = np.empty_like(grey) if return_sigma else None
+    for start, stop, mu, sigma in _moment_strips(grey, _moment_kernel(window), border):
+        part = coefficients[start:stop]
+        np.subtract(grey[start:stop], mu, out=part)
+        if local_sigma is not None:
+            local_sigma[start:stop] = sigma
+        part /= np.add(sigma, c, out=sigma)
+        # Flat areas leave float residues (~1e-12) whose sign depends on summation order; the
+        # AGGD fits split the data by sign, so they are exact zeros, as in the reference code.
+        np.copyto(part, 0.0, where=np.abs(part, out=mu) < ZERO_RESIDUE)
+    return (coefficients, local_sigma) if return_sigma else coefficients
 
 
 # ------------------------------------------------------------------------ the fits
@@ -232,31 +356,56 @@ def _flat(blocks: np.ndarray) -> np.ndarray:
     return blocks.reshape(len(blocks), -1)
 
 
-def ggd_fits(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-mean GGD fit of each block (first axis: blocks; a whole image is ``x[None]``) (``estimateggdparam.m``): (shape, variance) arrays; NaN
-    shape where the block has no spread."""
-    flat = _flat(blocks)
-    variance = np.einsum("ij,ij->i", flat, flat) / flat.shape[1]
-    mean_abs = np.abs(flat).mean(axis=1)
+def _row_dots(rows: np.ndarray) -> np.ndarray:
+    """Sum of squares of each row (a stack of BLAS dots; einsum is ~3x slower)."""
+    return np.matmul(rows[:, None, :], rows[:, :, None])[:, 0, 0]
+
+
+def _row_counts(mask: np.ndarray) -> np.ndarray:
+    """True entries of each row of a bool array (counting a float array's non-zeros is ~4x
+    slower than comparing and counting the bools)."""
+    return np.array([np.count_nonzero(row) for row in mask]) if len(mask) <= 8 else np.count_nonzero(mask, axis=1)
+
+
+# The fits need only sums over each block, so a block's data may arrive in pieces (the strips of a
+# whole image) whose moments add up: GGD (count, sum x^2, sum |x|); AGGD (count, sum x^2,
+# sum min(x, 0)^2, count x < 0, count x != 0, sum x, sum min(x, 0)).
+GGD_MOMENTS, AGGD_MOMENTS = 3, 7
+
+
+def ggd_moments(flat: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """(GGD_MOMENTS, n_blocks) sums of each row of ``flat`` (``scratch``: a buffer of its shape)."""
+    magnitude = np.abs(flat, out=scratch)
+    return np.stack([np.full(len(flat), flat.shape[1], dtype=np.float64), _row_dots(flat), magnitude.sum(axis=1)])
+
+
+def aggd_moments(flat: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """(AGGD_MOMENTS, n_blocks) sums of each row of ``flat`` (``scratch``: a buffer of its shape)."""
+    left = np.minimum(flat, 0.0, out=scratch)
+    return np.stack([np.full(len(flat), flat.shape[1], dtype=np.float64), _row_dots(flat), _row_dots(left),
+                     _row_counts(flat < 0), _row_counts(flat != 0), flat.sum(axis=1), left.sum(axis=1)])
+
+
+def ggd_from_moments(moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shape, variance) from :func:`ggd_moments` (``estimateggdparam.m``); NaN shape where the
+    data has no spread."""
+    n, total_sq, abs_sum = moments
+    variance = total_sq / n
+    mean_abs = abs_sum / n
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = variance / mean_abs**2
     shape = SHAPE_GRID[_nearest_on_grid(GGD_RATIO, rho, increasing=False)]
     return np.where(mean_abs > 0, shape, np.nan), variance
 
 
-def aggd_fits(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Asymmetric GGD fit of each block (``estimateaggdparam.m``): (shape, mean, left variance,
-    right variance) arrays. NaN where degenerate: a side with no samples or no spread (the
+def aggd_from_moments(moments: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(shape, mean, left variance, right variance) from :func:`aggd_moments`
+    (``estimateaggdparam.m``). NaN where degenerate: a side with no samples or no spread (the
     ratio of the two sides' spreads, on which the estimate rests, is then undefined)."""
-    flat = _flat(blocks)
-    n = flat.shape[1]
-    total_sq = np.einsum("ij,ij->i", flat, flat)
-    left = np.minimum(flat, 0.0)
-    left_sq = np.einsum("ij,ij->i", left, left)
-    n_left = np.count_nonzero(left, axis=1)
-    n_right = np.count_nonzero(flat, axis=1) - n_left
+    n, total_sq, left_sq, n_left, n_nonzero, total_sum, left_sum = moments
+    n_right = n_nonzero - n_left
     right_sq = total_sq - left_sq
-    abs_mean = (flat.sum(axis=1) - 2 * left.sum(axis=1)) / n
+    abs_mean = (total_sum - 2 * left_sum) / n
     with np.errstate(divide="ignore", invalid="ignore"):
         left_var, right_var = left_sq / n_left, right_sq / n_right
         left_std, right_std = np.sqrt(left_var), np.sqrt(right_var)
@@ -267,9 +416,51 @@ def aggd_fits(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     shape = SHAPE_GRID[_nearest_on_grid(AGGD_RATIO, r_hat_norm, increasing=True)]
     # eta = (beta_r - beta_l) Gamma(2/a)/Gamma(1/a), beta = std * sqrt(Gamma(1/a)/Gamma(3/a))
     mean = (right_std - left_std) * np.exp(gammaln(2 / shape) - gammaln(1 / shape)) * _std_to_scale(shape)
-    nan = np.full(len(flat), np.nan)
+    nan = np.full(len(n), np.nan)
     return (np.where(ok, shape, nan), np.where(ok, mean, nan),
             np.where(n_left > 0, left_var, nan), np.where(n_right > 0, right_var, nan))
+
+
+def ggd_fits(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-mean GGD fit of each block (first axis: blocks; a whole image is ``x[None]``)
+    (``estimateggdparam.m``): (shape, variance) arrays; NaN shape where the block has no spread."""
+    return ggd_from_moments(ggd_moments(_flat(blocks)))
+
+
+def aggd_fits(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric GGD fit of each block (``estimateaggdparam.m``): (shape, mean, left variance,
+    right variance) arrays, NaN where degenerate (:func:`aggd_from_moments`)."""
+    return aggd_from_moments(aggd_moments(_flat(blocks)))
+
+
+def image_fits(coefficients: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[np.ndarray, ...]]]:
+    """The GGD fit of a whole 2-d MSCN image and the AGGD fits of its four paired products
+    (H, V, D1, D2, wrapping like :func:`paired_products`), as length-1 arrays: the same as
+    ``ggd_fits(c[None])`` and ``aggd_fits(p[None])`` for each ``p`` of ``paired_products(c)``,
+    computed strip by strip (the four product strips made in one reused buffer, their moments
+    summed)."""
+    coefficients = np.asarray(coefficients, dtype=np.float64)
+    height, width = coefficients.shape
+    rows_per_strip = _strip_rows(width)
+    wrapped = np.empty((rows_per_strip + 2, width + 2))
+    products = np.empty((len(PAIR_SHIFTS), rows_per_strip * width))
+    scratch = np.empty_like(products)
+    ggd = np.zeros((GGD_MOMENTS, 1))
+    aggd = np.zeros((AGGD_MOMENTS, len(PAIR_SHIFTS)))
+    for start in range(0, height, rows_per_strip):
+        stop = min(height, start + rows_per_strip)
+        size = (stop - start) * width
+        strip = coefficients[start:stop]
+        ggd += ggd_moments(strip.reshape(1, size), scratch[:1, :size])
+        # np.roll(c, (dr, dc))[i, j] = c[i - dr, j - dc]: a view into the strip wrapped by one
+        neighbourhood = _padded_rows(coefficients, start, stop, 1, "wrap", wrapped)
+        for k, (dr, dc) in enumerate(PAIR_SHIFTS):
+            neighbours = neighbourhood[1 - dr: 1 - dr + stop - start, 1 - dc: 1 - dc + width]
+            np.multiply(strip, neighbours, out=products[k, :size].reshape(stop - start, width))
+        aggd += aggd_moments(products[:, :size], scratch[:, :size])
+    shape, mean, left_variance, right_variance = aggd_from_moments(aggd)
+    fits = [(shape[k: k + 1], mean[k: k + 1], left_variance[k: k + 1], right_variance[k: k + 1]) for k in range(len(PAIR_SHIFTS))]
+    return ggd_from_moments(ggd), fits
 
 
 def fit_ggd(values: np.ndarray) -> GGDFit:
@@ -292,5 +483,8 @@ def fit_aggd(values: np.ndarray) -> AGGDFit:
 def paired_products(coefficients: np.ndarray) -> list[np.ndarray]:
     """Products with the H, V, D1, D2 neighbours (wrap-around like MATLAB's circshift); on a
     (n, h, w) stack of blocks each block wraps on itself (NIQE's per-block ``circshift``)."""
-    axes = (0, 1) if coefficients.ndim == 2 else (1, 2)
-    return [coefficients * np.roll(coefficients, shift, axis=axes) for shift in PAIR_SHIFTS]
+    # np.roll(c, (dr, dc))[i, j] = c[i - dr, j - dc]: a view into c wrapped by one on each side
+    # (one copy instead of a rolled copy per neighbour)
+    height, width = coefficients.shape[-2:]
+    wrapped = np.pad(coefficients, [(0, 0)] * (coefficients.ndim - 2) + [(1, 1), (1, 1)], mode="wrap")
+    return [coefficients * wrapped[..., 1 - dr: 1 - dr + height, 1 - dc: 1 - dc + width] for dr, dc in PAIR_SHIFTS]
