@@ -38,7 +38,7 @@ BORDERS = ("zero", "mirror", "replicate")
 ZERO_RESIDUE = 1e-9  # |MSCN| below this is a rounding residue of a flat area (true values >= ~1e-7)
 #: Elements per row strip of the strip-wise passes (MSCN, the whole-image fits): a strip's few
 #: buffers stay in a core's cache, where passes over whole 6 MB arrays were memory-bound.
-STRIP_ELEMENTS = 1 << 14
+STRIP_ELEMENTS = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -185,15 +185,21 @@ def _padded_rows(image: np.ndarray, start: int, stop: int, half: int, border: st
     lo, hi = max(0, start - half), min(height, stop + half)  # the rows inside the image
     inner[lo - start + half: hi - start + half] = image[lo:hi]
     outside = [*range(lo - start + half), *range(hi - start + half, n)]
-    for row, source in zip(outside, _fold(np.array(outside, dtype=np.int64) + start - half, height, border)):
-        inner[row] = image[source] if source >= 0 else 0.0
-    if half:
-        columns = _fold(np.r_[np.arange(-half, 0), np.arange(width, width + half)], width, border)
-        if border == "zero":
-            view[:, :half] = view[:, half + width:] = 0.0
-        else:
-            view[:, :half], view[:, half + width:] = inner[:, columns[:half]], inner[:, columns[half:]]
+    if outside:
+        for row, source in zip(outside, _fold(np.array(outside) + start - half, height, border)):
+            inner[row] = image[source] if source >= 0 else 0.0
+    if half and border == "zero":
+        view[:, :half] = view[:, half + width:] = 0.0
+    elif half:
+        left, right = _border_columns(width, half, border)
+        view[:, :half], view[:, half + width:] = inner[:, left], inner[:, right]
     return view
+
+
+@lru_cache(maxsize=64)
+def _border_columns(width: int, half: int, border: str) -> tuple[np.ndarray, np.ndarray]:
+    """The source columns of the ``half`` padding columns left and right of a row."""
+    return _fold(np.arange(-half, 0), width, border), _fold(np.arange(width, width + half), width, border)
 
 
 def _correlate_along(source: np.ndarray, taps: np.ndarray, axis: int, out: np.ndarray, step: int = 1,
@@ -379,11 +385,13 @@ def ggd_moments(flat: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarr
     return np.stack([np.full(len(flat), flat.shape[1], dtype=np.float64), _row_dots(flat), magnitude.sum(axis=1)])
 
 
-def aggd_moments(flat: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
-    """(AGGD_MOMENTS, n_blocks) sums of each row of ``flat`` (``scratch``: a buffer of its shape)."""
+def aggd_moments(flat: np.ndarray, scratch: np.ndarray | None = None, counts: tuple | None = None) -> np.ndarray:
+    """(AGGD_MOMENTS, n_blocks) sums of each row of ``flat`` (``scratch``: a buffer of its shape;
+    ``counts``: the rows' (count x < 0, count x != 0) where the caller knows them)."""
     left = np.minimum(flat, 0.0, out=scratch)
+    n_left, n_nonzero = (_row_counts(flat < 0), _row_counts(flat != 0)) if counts is None else counts
     return np.stack([np.full(len(flat), flat.shape[1], dtype=np.float64), _row_dots(flat), _row_dots(left),
-                     _row_counts(flat < 0), _row_counts(flat != 0), flat.sum(axis=1), left.sum(axis=1)])
+                     n_left, n_nonzero, flat.sum(axis=1), left.sum(axis=1)])
 
 
 def ggd_from_moments(moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -445,19 +453,31 @@ def image_fits(coefficients: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray],
     wrapped = np.empty((rows_per_strip + 2, width + 2))
     products = np.empty((len(PAIR_SHIFTS), rows_per_strip * width))
     scratch = np.empty_like(products)
+    negative, differ = np.empty(wrapped.shape, dtype=bool), np.empty((rows_per_strip, width), dtype=bool)
+    # Without zero coefficients no product is zero and a product is negative where the two
+    # signs differ: counted on bools, 8x less memory than comparing the float products.
+    signs_decide = np.count_nonzero(coefficients) == coefficients.size
     ggd = np.zeros((GGD_MOMENTS, 1))
     aggd = np.zeros((AGGD_MOMENTS, len(PAIR_SHIFTS)))
     for start in range(0, height, rows_per_strip):
         stop = min(height, start + rows_per_strip)
-        size = (stop - start) * width
+        n, size = stop - start, (stop - start) * width
         strip = coefficients[start:stop]
         ggd += ggd_moments(strip.reshape(1, size), scratch[:1, :size])
         # np.roll(c, (dr, dc))[i, j] = c[i - dr, j - dc]: a view into the strip wrapped by one
         neighbourhood = _padded_rows(coefficients, start, stop, 1, "wrap", wrapped)
+        if signs_decide:
+            signs = np.less(neighbourhood, 0.0, out=negative[: n + 2])
+            n_left = np.empty(len(PAIR_SHIFTS))
         for k, (dr, dc) in enumerate(PAIR_SHIFTS):
-            neighbours = neighbourhood[1 - dr: 1 - dr + stop - start, 1 - dc: 1 - dc + width]
-            np.multiply(strip, neighbours, out=products[k, :size].reshape(stop - start, width))
-        aggd += aggd_moments(products[:, :size], scratch[:, :size])
+            neighbours = neighbourhood[1 - dr: 1 - dr + n, 1 - dc: 1 - dc + width]
+            np.multiply(strip, neighbours, out=products[k, :size].reshape(n, width))
+            if signs_decide:
+                opposite = np.not_equal(signs[1: n + 1, 1: width + 1], signs[1 - dr: 1 - dr + n, 1 - dc: 1 - dc + width],
+                                        out=differ[:n])
+                n_left[k] = np.count_nonzero(opposite)
+        counts = (n_left, np.full(len(PAIR_SHIFTS), size)) if signs_decide else None
+        aggd += aggd_moments(products[:, :size], scratch[:, :size], counts)
     shape, mean, left_variance, right_variance = aggd_from_moments(aggd)
     fits = [(shape[k: k + 1], mean[k: k + 1], left_variance[k: k + 1], right_variance[k: k + 1]) for k in range(len(PAIR_SHIFTS))]
     return ggd_from_moments(ggd), fits
