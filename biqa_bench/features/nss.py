@@ -327,7 +327,9 @@ def mscn(grey: np.ndarray, window: np.ndarray | None = None, c: float = 1.0, bor
         part /= np.add(sigma, c, out=sigma)
         # Flat areas leave float residues (~1e-12) whose sign depends on summation order; the
         # AGGD fits split the data by sign, so they are exact zeros, as in the reference code.
-        np.copyto(part, 0.0, where=np.abs(part, out=mu) < ZERO_RESIDUE)
+        residue = np.abs(part, out=mu) < ZERO_RESIDUE
+        if residue.any():
+            part[residue] = 0.0
     return (coefficients, local_sigma) if return_sigma else coefficients
 
 
