@@ -136,6 +136,65 @@ def test_downsample_half_is_matlab_imresize(shape):
     np.testing.assert_allclose(B.downsample_half(grey), expected, atol=1e-3)
 
 
+def _reference_ggd(x):
+    """estimateggdparam.m: exhaustive search of the shape grid for E[x^2] / E[|x|]^2."""
+    grid = np.arange(0.2, 10.0 + 5e-4, 0.001)
+    ratio = G(1 / grid) * G(3 / grid) / G(2 / grid) ** 2
+    variance = np.mean(x**2)
+    return [grid[np.argmin(np.abs(variance / np.mean(np.abs(x)) ** 2 - ratio))], variance]
+
+
+def _reference_aggd(x):
+    """estimateaggdparam.m: side spreads, the normalised ratio, exhaustive grid search, the mean."""
+    grid = np.arange(0.2, 10.0 + 5e-4, 0.001)
+    ratio = G(2 / grid) ** 2 / (G(1 / grid) * G(3 / grid))
+    left, right = np.sqrt(np.mean(x[x < 0] ** 2)), np.sqrt(np.mean(x[x > 0] ** 2))
+    gamma_hat = left / right
+    r_hat = np.mean(np.abs(x)) ** 2 / np.mean(x**2)
+    r_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
+    shape = grid[np.argmin(np.abs(ratio - r_norm))]
+    mean = (right - left) * G(2 / shape) / G(1 / shape) * np.sqrt(G(1 / shape) / G(3 / shape))
+    return [shape, mean, left**2, right**2]
+
+
+def _reference_features(rgb):
+    """brisque_feature.m written out plainly: rgb2gray, MSCN with a 7x7 Gaussian (sigma 7/6)
+    and zero padding (filter2 'same'), GGD of the MSCN, AGGD of its products with the circshift
+    [0 1], [1 0], [1 1], [-1 1] neighbours, then the same on imresize(I, 0.5)."""
+    from scipy import ndimage
+
+    grey = np.round(rgb.astype(np.float64) @ [0.298936021293775, 0.587043074451121, 0.114020904255103])
+    x = np.arange(-3, 4)
+    window = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * (7 / 6) ** 2))
+    window /= window.sum()
+    features = []
+    for image in (grey, _matlab_half_matrix(grey.shape[0]) @ grey @ _matlab_half_matrix(grey.shape[1]).T):
+        mu = ndimage.correlate(image, window, mode="constant")
+        sigma = np.sqrt(np.abs(ndimage.correlate(image**2, window, mode="constant") - mu**2))
+        structdis = (image - mu) / (sigma + 1)
+        structdis[np.abs(structdis) < 1e-9] = 0.0  # flat areas: exact zeros, as MATLAB's are
+        features += _reference_ggd(structdis.ravel())
+        for shift in ((0, 1), (1, 0), (1, 1), (-1, 1)):
+            features += _reference_aggd((structdis * np.roll(structdis, shift, axis=(0, 1))).ravel())
+    return np.array(features)
+
+
+@pytest.mark.parametrize("strip_elements", [None, 2000])
+@pytest.mark.parametrize("flat_patch", [False, True])
+def test_features_equal_a_plain_reference_implementation(monkeypatch, strip_elements, flat_patch):
+    """The strip-wise, sparse-banded features (issue #19) against the definitions computed the
+    plain way on whole arrays; odd width, a 1-row last strip at 2000 elements per strip, and a
+    flat patch whose zero coefficients take the fits off their sign-counting shortcut."""
+    from biqa_bench.features import nss
+
+    if strip_elements:
+        monkeypatch.setattr(nss, "STRIP_ELEMENTS", strip_elements)
+    rgb = data.astronaut()[40:194, 60:263].copy()  # 154 = 17 x 9 + 1 rows: strips of 9 rows at 2000
+    if flat_patch:
+        rgb[20:70, 30:90] = 128
+    np.testing.assert_allclose(B.brisque_features(rgb), _reference_features(rgb), rtol=1e-9, atol=1e-12)
+
+
 def test_features_match_piq_implementation():
     """piq (MIT) ports the reference MATLAB code independently; compare on an even-sized grey
     image (piq's grey conversion and its resize to explicit sizes differ for colour/odd sizes)."""

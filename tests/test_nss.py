@@ -62,3 +62,37 @@ def test_imresize_to_a_size_is_bicubic_interpolation_when_enlarging():
     ramp = np.tile(np.arange(10.0), (6, 1))
     up = nss.imresize(ramp, size=(12, 20))
     np.testing.assert_allclose(up[:, 4:16], np.tile((np.arange(20) + 0.5) / 2 - 0.5, (12, 1))[:, 4:16], atol=1e-12)
+
+
+@pytest.mark.parametrize("strip_elements", [nss.STRIP_ELEMENTS, 40])
+@pytest.mark.parametrize("border,mode", [("zero", "constant"), ("mirror", "reflect"), ("replicate", "nearest")])
+@pytest.mark.parametrize("shape", [(23, 17), (4, 2)])
+def test_strip_wise_local_moments_match_scipy(monkeypatch, strip_elements, border, mode, shape):
+    # 40 elements: strips of one or two rows, so every strip boundary and the border rows are hit;
+    # (4, 2): the 7-tap window is wider than the image (mirror repeats its reflection)
+    monkeypatch.setattr(nss, "STRIP_ELEMENTS", strip_elements)
+    image = np.random.default_rng(7).uniform(0, 255, shape)
+    window = nss.gaussian_window()
+    mu = ndimage.correlate(image, window, mode=mode, cval=0.0)
+    sigma = np.sqrt(np.abs(ndimage.correlate(image**2, window, mode=mode, cval=0.0) - mu**2))
+    got_mu, got_sigma = nss.local_moments(image, border=border)
+    np.testing.assert_allclose(got_mu, mu, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got_sigma, sigma, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("strip_elements", [nss.STRIP_ELEMENTS, 50])
+@pytest.mark.parametrize("with_zeros", [False, True])
+def test_image_fits_equal_fits_of_the_rolled_products(monkeypatch, strip_elements, with_zeros):
+    # the strip-wise whole-image fits (sign-counting shortcut without zeros, float counts with)
+    # against each product made by np.roll (MATLAB's circshift) and fitted whole
+    monkeypatch.setattr(nss, "STRIP_ELEMENTS", strip_elements)
+    coefficients = np.random.default_rng(8).standard_t(5, (37, 23))
+    if with_zeros:
+        coefficients[5:9, 3:12] = 0.0
+    (shape, variance), products = nss.image_fits(coefficients)
+    expected = nss.fit_ggd(coefficients)
+    assert (shape[0], variance[0]) == pytest.approx((expected.shape, expected.variance), rel=1e-12)
+    for (dr, dc), fit in zip(nss.PAIR_SHIFTS, products):
+        reference = nss.fit_aggd(coefficients * np.roll(coefficients, (dr, dc), axis=(0, 1)))
+        assert [v[0] for v in fit] == pytest.approx(
+            [reference.shape, reference.mean, reference.left_variance, reference.right_variance], rel=1e-12)
