@@ -20,7 +20,9 @@ The local mean and variance use zero padding at the border, as the reference cod
 piq's independent implementation in the tests. The building blocks (MSCN, GGD/AGGD fits, the
 resize) live in :mod:`biqa_bench.features.nss`, shared with NIQE and IL-NIQE; they are re-exported
 here. Feature version 3: the filters and the resize are exact float64 sparse products (version 2
-resized in float32 through PIL; features agree to ~1e-6 relative).
+resized in float32 through PIL; features agree to ~1e-6 relative). The strip-wise computation of
+issue #19 changed only the summation order (features agree to ~1e-12 relative), so the version,
+and with it the feature cache, stays.
 """
 
 from __future__ import annotations
