@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..datasets.registry import DatasetInfo
 from ..errors import AnalysisError
+from .intervals import boot_columns, bootstrap_columns
 from .logistic import fit_logistic
 from .metrics import METRICS, krocc, plcc, rmse, srocc
 from .ranges import OK, OUTPUT_COLUMNS, UNDEFINED, check_predictions, too_few_items
@@ -37,9 +38,12 @@ def common_scale(quality) -> np.ndarray:
     return 1.0 + 4.0 * np.asarray(quality, dtype=float) / 100.0
 
 
-def cross_records(predictions_on_test_set: pd.DataFrame, test_info: DatasetInfo | None, train_dataset: str | None = None, min_items: int = 10) -> pd.DataFrame:
+def cross_records(predictions_on_test_set: pd.DataFrame, test_info: DatasetInfo | None, train_dataset: str | None = None,
+                  min_items: int = 10, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
     """Records (RECORD_FIELDS + train_dataset, status, reason; subset ``'all'``) of models
     trained on ``train_dataset`` predicting the test set, one per (method, split).
+    ``n_boot`` > 0 adds the BCa bootstrap intervals of SROCC and PLCC over the test set's items
+    (:func:`biqa_bench.evaluation.intervals.bootstrap_columns`; a cross-dataset test is one run).
 
     ``train_dataset`` defaults to the table's ``train_dataset`` column. Without a ``split``
     column (a single model trained on all of A) the split is recorded as 0. ``test_info`` names the
@@ -81,11 +85,14 @@ def cross_records(predictions_on_test_set: pd.DataFrame, test_info: DatasetInfo 
                           plcc=plcc(labels, mapped), plcc_raw=plcc(quality, prediction), rmse=rmse(labels, mapped))
             if not mapping.success:
                 reason = mapping.fallback_note()
+            if n_boot:  # PLCC(labels, mapped) = PLCC(quality, mapped): labels are linear in quality
+                record.update(bootstrap_columns(quality, prediction, mapped, n_boot, seed))
         else:
             record.update({m: float("nan") for m in METRICS})
         record["status"], record["reason"] = status, reason
         records.append(record)
-    result = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS)
+    extra = boot_columns(("srocc", "plcc")) if n_boot else []
+    result = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS + extra)
     for metric in METRICS:
         result[metric] = result[metric].astype(float)
     return result

@@ -111,25 +111,36 @@ def score_predictions(truth, prediction, mapping: LogisticFit | None = None) -> 
     )
 
 
-def evaluate_predictions(predictions, subset: str = "test"):
+def evaluate_predictions(predictions, subset: str = "test", n_boot: int = 0, seed: int = 0):
     """Per (method, train dataset, dataset, split): the flat record of every metric.
 
     ``predictions`` is the table of :func:`biqa_bench.store.load_predictions`. Returns a
     DataFrame with the columns of :data:`RECORD_FIELDS` plus ``train_dataset`` and
     ``mapping_ok`` / ``mapping_message`` (a failed logistic fit is reported, not raised).
+    ``n_boot`` > 0 adds each run's BCa bootstrap interval of SROCC and PLCC over its test
+    images (:func:`biqa_bench.evaluation.intervals.bootstrap_columns`, seeded with ``seed``).
     """
     import pandas as pd
+
+    from .intervals import boot_columns, bootstrap_columns
+    from .logistic import fit_logistic
 
     rows = []
     keys = ["method", "train_dataset", "dataset", "split"]
     for (method, train_dataset, dataset, split), group in predictions.groupby(keys, sort=True):
-        result = score_predictions(group["quality"].to_numpy(), group["prediction"].to_numpy())
+        truth, prediction = group["quality"].to_numpy(float), group["prediction"].to_numpy(float)
+        mapping = fit_logistic(prediction, truth)
+        result = score_predictions(truth, prediction, mapping=mapping)
         record = result.as_record(method=method, dataset=dataset, split=split_value(split), subset=subset)
         record["train_dataset"] = train_dataset
         record["mapping_ok"] = result.mapping_ok
         record["mapping_message"] = result.mapping_message
+        if n_boot:
+            record.update(bootstrap_columns(truth, prediction, mapping.predict(prediction), n_boot, seed))
         rows.append(record)
     columns = RECORD_FIELDS + ["train_dataset", "mapping_ok", "mapping_message"]
+    if n_boot:
+        columns += boot_columns(("srocc", "plcc"))
     return pd.DataFrame(rows, columns=columns)
 
 

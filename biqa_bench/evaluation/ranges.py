@@ -30,6 +30,7 @@ import pandas as pd
 from ..datasets.registry import DatasetInfo
 from ..errors import AnalysisError
 from ..store import is_whole, split_value
+from .intervals import boot_columns, bootstrap_columns, cell_interval
 from .logistic import LogisticFit, fit_logistic
 from .metrics import METRICS, RECORD_FIELDS, score_predictions
 
@@ -162,8 +163,10 @@ def _status(truth: np.ndarray, prediction: np.ndarray, min_items: int) -> tuple[
     return OK, ""
 
 
-def subset_record(keys: Mapping, truth, prediction, mapping: LogisticFit, min_items: int = 10) -> dict:
-    """One record for a subset of a test split, with PLCC/RMSE under a mapping fitted elsewhere."""
+def subset_record(keys: Mapping, truth, prediction, mapping: LogisticFit, min_items: int = 10, n_boot: int = 0,
+                  seed: int = 0) -> dict:
+    """One record for a subset of a test split, with PLCC/RMSE under a mapping fitted elsewhere;
+    ``n_boot`` > 0 adds the BCa bootstrap intervals of SROCC and PLCC over the subset's items."""
     truth = np.asarray(truth, dtype=float)
     prediction = np.asarray(prediction, dtype=float)
     status, reason = _status(truth, prediction, min_items)
@@ -174,6 +177,8 @@ def subset_record(keys: Mapping, truth, prediction, mapping: LogisticFit, min_it
         record.update({m: getattr(scores, m) for m in METRICS})
         if not mapping.success:
             reason = f"on the whole test split {mapping.fallback_note()}"
+        if n_boot:
+            record.update(bootstrap_columns(truth, prediction, mapping.predict(prediction), n_boot, seed))
     else:
         record.update({m: float("nan") for m in METRICS})
     record["status"] = status
@@ -182,7 +187,8 @@ def subset_record(keys: Mapping, truth, prediction, mapping: LogisticFit, min_it
 
 
 def _records_frame(records: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS)
+    extra = [c for c in boot_columns(("srocc", "plcc")) if any(c in r for r in records)]
+    frame = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS + extra)
     for metric in METRICS:
         frame[metric] = frame[metric].astype(float)
     return frame
@@ -196,15 +202,17 @@ def _split_groups(frame: pd.DataFrame):
         yield dict(zip(GROUP_KEYS, keys)), group, truth, prediction, mapping
 
 
-def range_records(predictions: pd.DataFrame, min_items: int = 10) -> pd.DataFrame:
-    """Metrics per ACR range and (method, train dataset, dataset, split); see the module docstring."""
+def range_records(predictions: pd.DataFrame, min_items: int = 10, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Metrics per ACR range and (method, train dataset, dataset, split); see the module docstring.
+    ``n_boot`` > 0: each record's bootstrap interval too (:func:`subset_record`)."""
     frame = check_predictions(predictions)
     records = []
     for keys, _group, truth, prediction, mapping in _split_groups(frame):
         classes = acr_class(truth)
         for index, name in enumerate(RANGE_NAMES):
             in_range = classes == index
-            record = subset_record({**keys, "subset": name}, truth[in_range], prediction[in_range], mapping, min_items)
+            record = subset_record({**keys, "subset": name}, truth[in_range], prediction[in_range], mapping, min_items,
+                                   n_boot, seed)
             records.append(record)
     return _records_frame(records)
 
@@ -262,6 +270,8 @@ def low_quality_records(
     rule: str = "nominal",
     fraction: float = 0.25,
     min_items: int = 10,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Metrics on the low-quality subset per (method, train dataset, dataset, split).
 
@@ -277,8 +287,21 @@ def low_quality_records(
             mask = low_quality_mask(group["score"].to_numpy(dtype=float), info, rule, fraction)
         else:
             mask = low_quality_mask(truth, (0.0, 100.0), rule, fraction, higher_is_better=True)
-        records.append(subset_record({**keys, "subset": LOW_QUALITY}, truth[mask], prediction[mask], mapping, min_items))
+        records.append(subset_record({**keys, "subset": LOW_QUALITY}, truth[mask], prediction[mask], mapping, min_items,
+                                     n_boot, seed))
     return _records_frame(records)
+
+
+def _run_interval(ok: pd.DataFrame, metric: str, confidence_level: float):
+    """The bootstrap interval of the one defined split of a group, if its record carries one."""
+    from .intervals import Interval
+
+    low, high = f"{metric}_boot_low", f"{metric}_boot_high"
+    ok = ok[ok[metric].notna()]
+    if len(ok) != 1 or low not in ok.columns or not np.isfinite(float(ok[low].iloc[0])):
+        return None
+    return Interval(float(ok[metric].iloc[0]), float(ok[low].iloc[0]), float(ok[high].iloc[0]), confidence_level,
+                    "BCa bootstrap", int(ok["n"].iloc[0]))
 
 
 def _mapping_note(ok: pd.DataFrame) -> str:
@@ -290,7 +313,7 @@ def _mapping_note(ok: pd.DataFrame) -> str:
     return "; ".join(f"split {split_value(split)}: {message}" for split, message in zip(failed["split"], messages.fillna("")))
 
 
-def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
+def aggregate_records(records: pd.DataFrame, ci: bool = False, confidence_level: float = 0.95) -> pd.DataFrame:
     """Mean, median and std (ddof=1) over splits per (method, train dataset, dataset, subset).
 
     Only splits with ``status='ok'`` enter a mean, and of those only the ones where the metric
@@ -301,6 +324,9 @@ def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
     splits whose logistic fit failed or was flat, with the reason, where records carry
     ``mapping_ok`` / ``mapping_message``. ``whole`` is True for
     the one record of a whole-dataset run (split ``whole``: no split, so no spread over splits).
+    ``ci`` adds ``<metric>_ci_low`` and ``_ci_high``: the t-interval over the splits that entered
+    the mean, or for a figure resting on one split its run's bootstrap interval where the records
+    carry one (:func:`biqa_bench.evaluation.intervals.cell_interval`), and ``ci_kind`` saying which.
     """
     frame = records.copy()
     if "train_dataset" not in frame.columns:
@@ -330,6 +356,11 @@ def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_median"] = float(values.median()) if len(values) else float("nan")
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
             row[f"{metric}_splits"] = int(len(values))
+            if ci:
+                interval = cell_interval(values, _run_interval(ok, metric, confidence_level), confidence_level)
+                row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = interval.low, interval.high
+                if metric == "srocc":
+                    row["ci_kind"] = interval.kind if interval.defined else ""
         if len(ok):
             row["status"], row["reason"] = OK, ""
         else:
