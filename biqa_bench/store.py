@@ -60,6 +60,8 @@ from .fileio import (  # noqa: F401
 )
 
 PREDICTION_COLUMNS = ["item_id", "dataset", "split", "subset", "quality", "score", "prediction"]
+#: optional per-item label columns a predictions table carries when the dataset has them
+LABEL_EXTRAS = ("std", "n_ratings")
 MANIFEST = "manifest.json"
 PREDICTIONS = "predictions.csv"
 FAILED = "failed.json"  # why the last job of an incomplete run folder failed
@@ -145,8 +147,10 @@ def read_failure(folder: Path) -> dict[str, Any] | None:
 def predictions_frame(items: pd.DataFrame, dataset: str, split: "int | str", prediction, subset: str = TEST_SUBSET) -> pd.DataFrame:
     """The predictions table (:data:`PREDICTION_COLUMNS`) of one run on ``items`` (as the items
     table has them): its split's test items (``subset='test'``) or a whole image set (``'all'``).
-    ``split`` is the split index, or :data:`WHOLE` for a whole-dataset run (its items: every item predicted)."""
-    return pd.DataFrame(
+    ``split`` is the split index, or :data:`WHOLE` for a whole-dataset run (its items: every item predicted).
+    The items' ``std`` and ``n_ratings`` come along where the dataset has them (:data:`LABEL_EXTRAS`:
+    the Krasula analysis needs them)."""
+    frame = pd.DataFrame(
         {
             "item_id": items["item_id"].to_numpy(),
             "dataset": dataset,
@@ -157,6 +161,10 @@ def predictions_frame(items: pd.DataFrame, dataset: str, split: "int | str", pre
             "prediction": prediction,
         }
     )
+    for column in LABEL_EXTRAS:
+        if column in items.columns:
+            frame[column] = items[column].to_numpy()
+    return frame
 
 
 def read_predictions(path: Path, fill: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -452,7 +452,24 @@ def load_embedded(name: str, info: DatasetInfo, seed=0, contents=None, size=IMAG
     items = pd.read_csv(folder / ITEMS_FILE, dtype={"level": str, "labels": str})
     if name == "synthetic":
         items["level"] = items["level"].astype(int)
+    items["std"], items["n_ratings"] = rater_spread(items)
     return make_dataset(info, items, folder)
+
+
+def rater_spread(items: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """Per item: the standard deviation (ddof=1) of the six full-reference metrics' 0-100
+    qualities whose mean is its pseudo-MOS, and their number (6).
+
+    The embedded sets have no observers; their six "raters" are the metrics. Taking their spread
+    as the per-image std lets the analyses that need std and counts (the Krasula analysis) run
+    on them: a pair of images is "different" when the metrics agree that one is better. It is
+    derived at load time from the ``fr_*`` columns, so the items file and the dataset's
+    fingerprint are unchanged.
+    """
+    from .pseudo_mos import METRIC_MAPS, METRICS
+
+    qualities = np.column_stack([METRIC_MAPS[m].quality(items[f"fr_{m}"].to_numpy(float)) for m in METRICS])
+    return qualities.std(axis=1, ddof=1), len(METRICS)
 
 
 _OPTIONS = {
