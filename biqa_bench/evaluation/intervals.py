@@ -214,6 +214,19 @@ def bootstrap_interval(
     return Interval(estimate, float(ci.low), float(ci.high), confidence_level, "BCa bootstrap", n)
 
 
+#: metrics that live in [-1, 1]: a t-interval reaching past 1 is clipped (:func:`clip_to_metric`)
+CORRELATIONS = ("srocc", "krocc", "plcc", "plcc_raw")
+
+
+def clip_to_metric(interval: Interval, metric: str) -> Interval:
+    """The interval clipped to the metric's possible values (correlations: [-1, 1]). A t-interval
+    of few splits can reach past 1; 'SROCC 0.98 +- 0.04' would promise the impossible."""
+    if metric not in CORRELATIONS or not interval.defined:
+        return interval
+    return Interval(interval.estimate, max(interval.low, -1.0), min(interval.high, 1.0), interval.confidence_level,
+                    interval.kind, interval.n)
+
+
 def cell_interval(split_values, run_interval: Interval | None = None, confidence_level: float = CONFIDENCE) -> Interval:
     """The interval a table cell shows: over splits when two or more define it, else the single
     run's bootstrap interval (when given)."""

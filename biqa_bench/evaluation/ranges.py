@@ -30,7 +30,7 @@ import pandas as pd
 from ..datasets.registry import DatasetInfo
 from ..errors import AnalysisError
 from ..store import is_whole, split_value
-from .intervals import boot_columns, bootstrap_columns, cell_interval
+from .intervals import boot_columns, bootstrap_columns, cell_interval, clip_to_metric
 from .logistic import LogisticFit, fit_logistic
 from .metrics import METRICS, RECORD_FIELDS, score_predictions
 
@@ -357,7 +357,8 @@ def aggregate_records(records: pd.DataFrame, ci: bool = False, confidence_level:
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
             row[f"{metric}_splits"] = int(len(values))
             if ci:
-                interval = cell_interval(values, _run_interval(ok, metric, confidence_level), confidence_level)
+                interval = clip_to_metric(cell_interval(values, _run_interval(ok, metric, confidence_level),
+                                                        confidence_level), metric)
                 row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = interval.low, interval.high
                 if metric == "srocc":
                     row["ci_kind"] = interval.kind if interval.defined else ""

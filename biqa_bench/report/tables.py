@@ -73,6 +73,9 @@ class Table:
     compare: str = "column"
     # Where a dagger is set, which mean rests on how many splits ("psnr on toy, PLCC: 1 of 2 splits").
     split_notes: list[str] = field(default_factory=list)
+    # 95 % interval bounds per cell (same shape as values), set by the builders' ci=True
+    low: pd.DataFrame | None = None
+    high: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.name = file_stem(self.name)
@@ -148,12 +151,14 @@ def _with_status(records: pd.DataFrame, metrics) -> pd.DataFrame:
     return frame
 
 
-def summarise(records: pd.DataFrame, keys, metrics, aggregate: str = "mean") -> pd.DataFrame:
+def summarise(records: pd.DataFrame, keys, metrics, aggregate: str = "mean", bound: str | None = None) -> pd.DataFrame:
     """Aggregate per-split records over splits.
 
     Returns one row per ``keys`` with, for each metric, the aggregate over the splits where
     it is defined, ``<metric>_splits`` (how many), plus ``n`` (mean items per split) and
-    ``n_splits`` (splits run).
+    ``n_splits`` (splits run). With ``bound='low'`` or ``'high'`` each metric holds that bound
+    of the cell's 95 % interval instead (:func:`biqa_bench.evaluation.intervals.cell_interval`:
+    the t-interval of the mean over splits, or the one run's bootstrap interval).
     """
     if aggregate not in AGGREGATES:
         from ..errors import BiqaError
@@ -170,9 +175,35 @@ def summarise(records: pd.DataFrame, keys, metrics, aggregate: str = "mean") -> 
             values = group[metric].astype(float).dropna()
             row[metric] = float(getattr(values, aggregate)()) if len(values) else float("nan")
             row[f"{metric}_splits"] = int(len(values))
+            if bound is not None:
+                row[metric] = getattr(_cell_interval(group, metric), bound)
         rows.append(row)
     columns = list(keys) + ["n", "n_splits"] + [c for m in metrics for c in (m, f"{m}_splits")]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _cell_interval(group: pd.DataFrame, metric: str):
+    from ..evaluation.intervals import Interval, cell_interval, clip_to_metric
+
+    defined = group[group[metric].notna()]
+    run = None
+    low, high = f"{metric}_boot_low", f"{metric}_boot_high"
+    if len(defined) == 1 and low in defined.columns and pd.notna(defined[low].iloc[0]):
+        run = Interval(float(defined[metric].iloc[0]), float(defined[low].iloc[0]), float(defined[high].iloc[0]),
+                       0.95, "BCa bootstrap", int(defined["n"].iloc[0]) if "n" in defined else 0)
+    return clip_to_metric(cell_interval(defined[metric].astype(float), run), metric)
+
+
+def with_intervals(table: Table, build) -> Table:
+    """``table`` with its cells' interval bounds: ``build(bound)`` makes the same table from the
+    lower / upper bounds (weighted averages then average the bounds: as if the datasets' errors
+    were perfectly correlated, so their interval is, if anything, too wide)."""
+    table.low = build("low").values.reindex(index=table.values.index, columns=table.values.columns)
+    table.high = build("high").values.reindex(index=table.values.index, columns=table.values.columns)
+    table.caption += (" After each figure its 95 % interval: the t-interval of the mean over splits (\u00b1), or the "
+                      "BCa bootstrap over test images where a figure rests on one run; [low, high] where the interval "
+                      "is not symmetric (a bootstrap, or a correlation's interval clipped at 1).")
+    return table
 
 
 def _split_phrase(summary: pd.DataFrame, aggregate: str) -> str:
@@ -286,6 +317,8 @@ def overall_table(
     aggregate: str = "mean",
     decimals: int = 3,
     name: str = "overall",
+    ci: bool = False,
+    bound: str | None = None,
 ) -> Table:
     """Methods x (dataset, metric) on the whole test splits, with a size-weighted average.
 
@@ -298,7 +331,7 @@ def overall_table(
         frame = frame[frame["subset"].astype(str) == "test"]
     frame = _with_status(frame, metrics)
     frame = frame[frame["train_dataset"] == frame["dataset"]]
-    summary = summarise(frame, ["method", "dataset"], metrics, aggregate)
+    summary = summarise(frame, ["method", "dataset"], metrics, aggregate, bound)
     datasets = sorted(summary["dataset"].unique(), key=str)
     values, partial, better = _pivot(summary, "method", "dataset", metrics, datasets)
     weights = dataset_weights(summary)
@@ -322,8 +355,11 @@ def overall_table(
         f"{_split_phrase(summary, aggregate)}{_whole_phrase(frame)}{weighted_note} Best in bold, second underlined."
     )
     title = "Overall performance" if metrics != ("rmse",) and list(metrics) != ["rmse"] else "Overall RMSE"
-    return Table(name, title, caption, values, better, decimals, partial=partial,
-                 split_notes=split_notes(summary, "method", "dataset", metrics))
+    table = Table(name, title, caption, values, better, decimals, partial=partial,
+                  split_notes=split_notes(summary, "method", "dataset", metrics))
+    if ci:
+        table = with_intervals(table, lambda b: overall_table(records, metrics, aggregate, decimals, name, bound=b))
+    return table
 
 
 def ranges_table(
@@ -333,12 +369,14 @@ def ranges_table(
     aggregate: str = "mean",
     decimals: int = 3,
     name: str | None = None,
+    ci: bool = False,
+    bound: str | None = None,
 ) -> Table:
     """Methods x (metric, ACR range) on one dataset (REQA Table I), from range records."""
     frame = records[records["dataset"] == dataset]
     frame = _with_status(frame, metrics)
     frame = frame[(frame["train_dataset"] == frame["dataset"]) & frame["subset"].isin(RANGE_ORDER)]
-    summary = summarise(frame, ["method", "subset"], metrics, aggregate)
+    summary = summarise(frame, ["method", "subset"], metrics, aggregate, bound)
     ranges = [r for r in RANGE_ORDER if r in set(summary["subset"])]
     columns_values, columns_partial, better = [], [], {}
     for metric in metrics:
@@ -359,8 +397,11 @@ def ranges_table(
         f"{_split_phrase(summary, aggregate)}{_whole_phrase(frame)} {DASH}: not defined (too few items or constant scores). "
         "Best in bold, second underlined."
     )
-    return Table(name or f"ranges_{dataset}", f"Five quality ranges on {dataset}", caption, values, better,
-                 decimals, partial=partial, split_notes=split_notes(summary, "method", "subset", metrics, ", "))
+    table = Table(name or f"ranges_{dataset}", f"Five quality ranges on {dataset}", caption, values, better,
+                  decimals, partial=partial, split_notes=split_notes(summary, "method", "subset", metrics, ", "))
+    if ci:
+        table = with_intervals(table, lambda b: ranges_table(records, dataset, metrics, aggregate, decimals, name, bound=b))
+    return table
 
 
 def low_quality_table(
@@ -370,11 +411,13 @@ def low_quality_table(
     decimals: int = 3,
     definition: str = "quality below 25 on the 0-100 scale, the lowest quarter of the nominal score range",
     name: str = "low_quality",
+    ci: bool = False,
+    bound: str | None = None,
 ) -> Table:
     """Methods x (dataset, metric) on the low-quality subset, with a weighted average (IEIT Table II)."""
     frame = _with_status(records, metrics)
     frame = frame[(frame["subset"] == "low_quality") & (frame["train_dataset"] == frame["dataset"])]
-    summary = summarise(frame, ["method", "dataset"], metrics, aggregate)
+    summary = summarise(frame, ["method", "dataset"], metrics, aggregate, bound)
     datasets = sorted(summary["dataset"].unique(), key=str)
     values, partial, better = _pivot(summary, "method", "dataset", metrics, datasets)
     weights = dataset_weights(summary)
@@ -388,8 +431,12 @@ def low_quality_table(
         f"(items per split: {sizes}). PLCC uses the logistic fitted on the whole test split. "
         f"{_split_phrase(summary, aggregate)}{_whole_phrase(frame)}{weighted_note} {DASH}: not defined. Best in bold, second underlined."
     )
-    return Table(name, "Low-quality images", caption, values, better, decimals, partial=partial,
-                 split_notes=split_notes(summary, "method", "dataset", metrics))
+    table = Table(name, "Low-quality images", caption, values, better, decimals, partial=partial,
+                  split_notes=split_notes(summary, "method", "dataset", metrics))
+    if ci:
+        table = with_intervals(table, lambda b: low_quality_table(records, metrics, aggregate, decimals, definition, name,
+                                                                  bound=b))
+    return table
 
 
 def _cross_records(records: pd.DataFrame, metrics) -> pd.DataFrame:
@@ -408,6 +455,8 @@ def cross_table(
     aggregate: str = "mean",
     decimals: int = 3,
     name: str = "cross",
+    ci: bool = False,
+    bound: str | None = None,
 ) -> Table:
     """Methods x (train -> test, metric) for cross-dataset records (train_dataset != dataset).
 
@@ -415,7 +464,7 @@ def cross_table(
     follows its columns (IEIT Table IV).
     """
     frame = _cross_records(records, metrics)
-    summary = summarise(frame, ["method", "train_dataset", "dataset", "pair"], metrics, aggregate)
+    summary = summarise(frame, ["method", "train_dataset", "dataset", "pair"], metrics, aggregate, bound)
     weights = summary.groupby("dataset")["n"].mean()
     parts_v, parts_p, better = [], [], {}
     for train in sorted(summary["train_dataset"].unique(), key=str):
@@ -449,8 +498,11 @@ def cross_table(
         f"{' Weighted averages weight each test set by its number of items.' if has_average else ''} "
         "Best in bold, second underlined."
     )
-    return Table(name, "Cross-dataset tests", caption, values, better, decimals, partial=partial,
-                 split_notes=split_notes(summary, "method", "pair", metrics))
+    table = Table(name, "Cross-dataset tests", caption, values, better, decimals, partial=partial,
+                  split_notes=split_notes(summary, "method", "pair", metrics))
+    if ci:
+        table = with_intervals(table, lambda b: cross_table(records, metrics, aggregate, decimals, name, bound=b))
+    return table
 
 
 def cross_pairs_table(
@@ -459,12 +511,14 @@ def cross_pairs_table(
     aggregate: str = "mean",
     decimals: int = 3,
     name: str = "cross_pairs",
+    ci: bool = False,
+    bound: str | None = None,
 ) -> Table:
     """REQA Table IV's layout of the cross-dataset tests: one row per (training, testing) pair,
     the methods across, one column group per metric; the best method of each pair and metric is
     bold, the second underlined."""
     frame = _cross_records(records, metrics)
-    summary = summarise(frame, ["method", "pair"], metrics, aggregate)
+    summary = summarise(frame, ["method", "pair"], metrics, aggregate, bound)
     methods = sorted(summary["method"].unique(), key=str)
     values, partial, better = _pivot(summary, "pair", "method", metrics, methods)
     order = [(METRIC_LABELS.get(m, m), method) for m in metrics for method in methods]
@@ -477,9 +531,12 @@ def cross_pairs_table(
         f"(PLCC after the logistic fitted on the test set). {_split_phrase(summary, aggregate)} "
         "Per pair and metric, the best method in bold, the second underlined."
     )
-    return Table(name, "Cross-dataset tests by pair", caption, values, better, decimals,
-                 row_header="Training \u2192 testing", partial=partial, compare="row-group",
-                 split_notes=split_notes(summary, "method", "pair", metrics))
+    table = Table(name, "Cross-dataset tests by pair", caption, values, better, decimals,
+                  row_header="Training \u2192 testing", partial=partial, compare="row-group",
+                  split_notes=split_notes(summary, "method", "pair", metrics))
+    if ci:
+        table = with_intervals(table, lambda b: cross_pairs_table(records, metrics, aggregate, decimals, name, bound=b))
+    return table
 
 
 def significance_table(
@@ -528,6 +585,9 @@ def _cell(table: Table, r: int, c: int, ranks: pd.DataFrame, style: str) -> str:
             text = f"\\underline{{{text}}}"
         if table.is_partial(r, c):
             text += "$^{\\dagger}$"
+        interval = interval_text(table, r, c)
+        if interval:
+            text += f" {{\\scriptsize {latex_escape(interval)}}}"
     else:
         if rank == 1:
             text = f"**{text}**"
@@ -535,7 +595,24 @@ def _cell(table: Table, r: int, c: int, ranks: pd.DataFrame, style: str) -> str:
             text = f"<ins>{text}</ins>"
         if table.is_partial(r, c):
             text += DAGGER
+        interval = interval_text(table, r, c)
+        if interval:
+            text += f" {interval}"
     return text
+
+
+def interval_text(table: Table, r: int, c: int) -> str:
+    """A cell's interval as printed: '±0.008' when symmetric at the table's decimals (the
+    t-interval), '[0.891, 0.925]' otherwise (a bootstrap); '' when there is none."""
+    if table.low is None or table.high is None:
+        return ""
+    value, low, high = (float(frame.iat[r, c]) for frame in (table.values, table.low, table.high))
+    if not (np.isfinite(value) and np.isfinite(low) and np.isfinite(high)):
+        return ""
+    below, above = round(value - low, table.decimals), round(high - value, table.decimals)
+    if abs(below - above) < 0.5 * 10 ** -table.decimals:
+        return f"±{max(below, above):.{table.decimals}f}"
+    return f"[{low:.{table.decimals}f}, {high:.{table.decimals}f}]"
 
 
 def _full_caption(table: Table, style: str) -> str:
@@ -623,6 +700,12 @@ def to_csv(table: Table) -> str:
     """Full-precision numbers; one column per (group, label), named ``group label``; empty = undefined."""
     frame = table.values.copy()
     frame.columns = [f"{g} {l}".strip() for g, l in frame.columns]
+    if table.low is not None and table.high is not None:  # each figure followed by its interval's bounds
+        low, high = table.low.copy(), table.high.copy()
+        low.columns = [f"{c} CI low" for c in frame.columns]
+        high.columns = [f"{c} CI high" for c in frame.columns]
+        order = [name for trio in zip(frame.columns, low.columns, high.columns) for name in trio]
+        frame = pd.concat([frame, low, high], axis=1)[order]
     frame.index = frame.index.rename(table.row_header.lower())
     if table.integer:
         frame = frame.astype("Int64")
