@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
+from ..store import split_value
 
 ANALYSES = ("different_similar", "better_worse")
 REQUIRED = ("std", "n_ratings")
@@ -313,7 +314,7 @@ def krasula_records(predictions: pd.DataFrame, alpha: float = 0.05, infos: Mappi
             reasons.setdefault(str(dataset), str(exc))
             continue
         for row in result.summary.itertuples(index=False):
-            rows.append({"dataset": dataset, "split": int(split), "method": row.method, "n_items": result.n_items,
+            rows.append({"dataset": dataset, "split": split_value(split), "method": row.method, "n_items": result.n_items,
                          "n_different": result.n_different, "n_similar": result.n_similar, "auc_ds": row.auc_ds,
                          "auc_bw": row.auc_bw, "percent_correct": row.percent_correct, "alpha": alpha})
     columns = ["dataset", "split", "method", "n_items", "n_different", "n_similar", "auc_ds", "auc_bw", "percent_correct", "alpha"]

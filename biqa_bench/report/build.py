@@ -23,9 +23,11 @@ import pandas as pd
 from ..errors import AnalysisError, BiqaError
 from ..evaluation.metrics import common_whole_items
 from ..splits import split_coverage
-from ..store import atomic_write_csv, atomic_write_text, find_runs, is_whole, load_predictions, runs_table, split_order
+from ..store import (atomic_write_csv, atomic_write_text, dataset_infos, find_runs, is_whole, load_predictions, runs_table,
+                     split_order)
 from . import figures as F
 from . import tables as T
+from .analyses import krasula_section, range_effect_section, records_with_intervals
 from .latex import Section, compile_pdf, file_stem, report_document
 
 #: Metrics whose per-split values the report tests for significance (REQA Table III uses SROCC).
@@ -51,10 +53,14 @@ class ReportResult:
 
 
 class _Builder:
-    def __init__(self, out_dir: Path, decimals: int, aggregate: str):
+    def __init__(self, out_dir: Path, decimals: int, aggregate: str, ci: bool = False, n_boot: int = 0, seed: int = 0):
         self.out_dir = Path(out_dir)
         self.decimals = decimals
         self.aggregate = aggregate
+        self.ci = ci  # every table cell with its 95 % interval (biqa report --ci)
+        self.n_boot = n_boot  # bootstrap resamples for a figure resting on one run
+        self.boot = n_boot if ci else 0  # what the record functions are given
+        self.seed = seed
         self.sections: list[Section] = []
         self.md_parts: list[str] = []
         self.result_tables: dict[str, list[Path]] = {}
@@ -96,12 +102,13 @@ def _intra(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["train_dataset"].fillna(frame["dataset"]) == frame["dataset"]]
 
 
-def overall_records(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, train dataset, dataset, split) records on the test rows."""
+def overall_records(predictions: pd.DataFrame, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Per (method, train dataset, dataset, split) records on the test rows (``n_boot``: with
+    each run's bootstrap interval)."""
     from ..evaluation.metrics import evaluate_predictions
 
     test = predictions[predictions["subset"] == "test"] if "subset" in predictions.columns else predictions
-    return evaluate_predictions(test)
+    return evaluate_predictions(test, n_boot=n_boot, seed=seed)
 
 
 def _one_or_many(values) -> str:
@@ -171,10 +178,11 @@ def protocol_text(records: pd.DataFrame) -> str:
     return " ".join(sentences)
 
 
-def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
+def cross_dataset_records(results_dir: Path, n_boot: int = 0, seed: int = 0) -> pd.DataFrame | None:
     """Cross-dataset records from the models of ``biqa cross`` below ``results_dir``: recomputed
     from their cached predictions on each test set, or, failing those, read from the records
-    CSVs that ``biqa cross`` wrote. None when there are none."""
+    CSVs that ``biqa cross`` wrote. None when there are none. ``n_boot`` > 0: with each test's
+    bootstrap interval (recomputed records only)."""
     from ..evaluation.cross import cross_records
 
     parts = []
@@ -184,7 +192,7 @@ def cross_dataset_records(results_dir: Path) -> pd.DataFrame | None:
             continue
         for _dataset, group in frame.groupby("dataset"):
             if str(_dataset) != str(run.train_dataset):
-                parts.append(cross_records(group, None))
+                parts.append(cross_records(group, None, n_boot=n_boot, seed=seed))
     if not parts:
         for path in sorted(Path(results_dir).rglob("*records.csv")):
             if "cross" not in path.parts:
@@ -233,16 +241,16 @@ def _per_image_f_test(b: "_Builder", test: pd.DataFrame, dataset: str, alpha: fl
 
 def _overall_section(b: _Builder, test, aggregate, decimals) -> pd.DataFrame:
     """The overall SROCC/PLCC (and RMSE) tables and the scatter plot."""
-    records = overall_records(test)
+    records = records_with_intervals(overall_records, test, b.boot, b.seed)
     b.records("overall", records)
     section = b.section(
         "Overall performance",
         "Each method is trained on the training part of every split and tested on its test part; "
         "PLCC and RMSE are computed after the 4-parameter logistic mapping fitted on each test split.",
     )
-    b.table(section, T.overall_table(records, ("srocc", "plcc"), aggregate, decimals))
+    b.table(section, T.overall_table(records, ("srocc", "plcc"), aggregate, decimals, ci=b.ci))
     if len(records) and records["rmse"].notna().any():
-        b.table(section, T.overall_table(records, ("rmse",), aggregate, decimals, name="overall_rmse"))
+        b.table(section, T.overall_table(records, ("rmse",), aggregate, decimals, name="overall_rmse", ci=b.ci))
     first_split = sorted(test["split"].unique(), key=split_order)[0]
     shown = "every labelled item (whole-dataset runs)" if is_whole(first_split) else f"the test part of split {first_split}"
     b.figure(section, F.scatter_figure(test, split=first_split), "scatter",
@@ -255,7 +263,7 @@ def _ranges_section(b: _Builder, test, datasets, min_items, aggregate, decimals)
     """The five ACR ranges."""
     from ..evaluation.ranges import range_records
 
-    ranges = range_records(test, min_items=min_items)
+    ranges = records_with_intervals(range_records, test, b.boot, b.seed, min_items=min_items)
     b.records("ranges", ranges)
     defined = ranges[ranges["status"] == "ok"]
     if len(defined):
@@ -268,7 +276,7 @@ def _ranges_section(b: _Builder, test, datasets, min_items, aggregate, decimals)
         )
         for dataset in datasets:
             if (defined["dataset"] == dataset).any():
-                b.table(section, T.ranges_table(ranges, dataset, ("srocc", "plcc"), aggregate, decimals))
+                b.table(section, T.ranges_table(ranges, dataset, ("srocc", "plcc"), aggregate, decimals, ci=b.ci))
                 b.figure(section, F.range_bars_figure(ranges, dataset, "srocc", aggregate), f"ranges_srocc_{dataset}",
                          f"SROCC per ACR range on {dataset} ({aggregate} over splits; error bars: standard deviation "
                          "over splits; n/d: not defined).")
@@ -307,7 +315,8 @@ def _low_quality_section(b: "_Builder", test: pd.DataFrame, results_dir: Path, r
 
     check_low_quality(rule, LOW_QUALITY_FRACTION)
     threshold = 100.0 * LOW_QUALITY_FRACTION
-    low = low_quality_records(test, rule=rule, fraction=LOW_QUALITY_FRACTION, min_items=min_items)
+    low = records_with_intervals(low_quality_records, test, b.boot, b.seed, rule=rule, fraction=LOW_QUALITY_FRACTION,
+                                 min_items=min_items)
     b.records("low_quality", low)
     if rule == "nominal":
         text = (f"Low-quality images are those whose score lies in the lowest quarter of the dataset's nominal score "
@@ -327,7 +336,8 @@ def _low_quality_section(b: "_Builder", test: pd.DataFrame, results_dir: Path, r
         text += f" No dataset has {min_items} or more low-quality test items, so there is no table."
     section = b.section("Low-quality images", text)
     if defined:
-        b.table(section, T.low_quality_table(low, ("srocc", "plcc"), b.aggregate, b.decimals, definition=definition))
+        b.table(section, T.low_quality_table(low, ("srocc", "plcc"), b.aggregate, b.decimals, definition=definition,
+                                             ci=b.ci))
     counts = {run.train_dataset: run.manifest["quality_histogram"] for run in find_runs(results_dir)
               if run.manifest.get("quality_histogram")}
     partial = sorted(set(test["dataset"]) - set(counts), key=str)
@@ -396,7 +406,7 @@ def _significance_section(b: _Builder, test, datasets, results_dir, alpha, signi
 
 def _cross_dataset_section(b: _Builder, results_dir, aggregate, decimals) -> None:
     """The cross-dataset tables, from the models of ``biqa cross``."""
-    cross = cross_dataset_records(results_dir)
+    cross = cross_dataset_records(results_dir, b.boot, b.seed)
     if cross is not None and len(cross):
         b.records("cross", cross)
         section = b.section(
@@ -404,8 +414,8 @@ def _cross_dataset_section(b: _Builder, results_dir, aggregate, decimals) -> Non
             "Each model is trained on all of one dataset and tested on every item of another; PLCC after the "
             "logistic fitted on the test set's labels rescaled to 1-5.",
         )
-        b.table(section, T.cross_table(cross, ("srocc", "plcc"), aggregate, decimals))
-        b.table(section, T.cross_pairs_table(cross, ("srocc", "plcc"), aggregate, decimals))
+        b.table(section, T.cross_table(cross, ("srocc", "plcc"), aggregate, decimals, ci=b.ci))
+        b.table(section, T.cross_pairs_table(cross, ("srocc", "plcc"), aggregate, decimals, ci=b.ci))
     else:
         b.skipped["cross-dataset"] = "no cross-dataset models found (run `biqa cross`)"
 
@@ -549,9 +559,16 @@ def build_report(
     significance_test: str = "paired",
     alpha: float = 0.05,
     low_quality_rule: str = "nominal",
+    ci: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> ReportResult:
     """Write the tables, figures and standalone ``report.tex`` (and ``report.pdf`` with ``pdf``)
-    for every run below ``results_dir`` into ``out_dir``; see the module docstring."""
+    for every run below ``results_dir`` into ``out_dir``; see the module docstring.
+
+    ``ci``: every table cell carries its 95 % interval (the t-interval over splits, or for a
+    figure resting on one run its BCa bootstrap over test images, ``n_boot`` resamples seeded
+    with ``seed``; :mod:`biqa_bench.report.analyses`)."""
     if not isinstance(decimals, int) or not 0 <= decimals <= 6:
         raise BiqaError(f"decimals must be an integer from 0 to 6, not {decimals!r}")
     if aggregate not in T.AGGREGATES:
@@ -560,7 +577,7 @@ def build_report(
     predictions = load_predictions(results_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    b = _Builder(out_dir, decimals, aggregate)
+    b = _Builder(out_dir, decimals, aggregate, ci, n_boot, seed)
     test = _intra(predictions[predictions["subset"] == "test"]) if "subset" in predictions else _intra(predictions)
     if test.empty:
         raise BiqaError(
@@ -573,9 +590,11 @@ def build_report(
 
     records = _overall_section(b, test, aggregate, decimals)
     _ranges_section(b, test, datasets, min_items, aggregate, decimals)
+    range_effect_section(b, test, min_items, ci, n_boot, seed)
     _deviation_section(b, test, datasets)
     _low_quality_section(b, test, results_dir, low_quality_rule, min_items)
     _significance_section(b, test, datasets, results_dir, alpha, significance_test, records)
+    krasula_section(b, test, dataset_infos(results_dir), alpha)
     _cross_dataset_section(b, results_dir, aggregate, decimals)
     gmad_section(b, results_dir)
     protocol = _protocol_section(b, results_dir)

@@ -10,6 +10,8 @@ axes with their units and a legend.
 * :func:`quality_histogram_figure` -- ground-truth quality with the low-quality region shaded (IEIT Fig. 4)
 * :func:`class_difference_figure`, :func:`absolute_deviation_figure` -- REQA Figs 6 and 7
 * :func:`significance_figure`   -- the 1 / 0 / -1 matrix as a heat map
+* :func:`range_effect_figure`   -- the range-effect index per dataset and method with its interval
+* :func:`krasula_roc_figure`    -- the ROC curves of the Krasula analysis
 """
 
 from __future__ import annotations
@@ -357,4 +359,81 @@ def significance_figure(matrix: pd.DataFrame, title: str = "Statistical signific
                   Patch(color=OKABE_ITO[1], label="\u22121: row worse")]
         ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
         fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- range-effect index
+
+
+def range_effect_figure(summary: pd.DataFrame):
+    """Grouped bars of the range-effect index: one group per dataset, one bar per method, the
+    error bar its 95 % interval (:func:`biqa_bench.evaluation.range_effect.range_effect_summary`);
+    a dashed line at 1 (no correlation lost inside the ranges)."""
+    frame = summary[summary["train_dataset"].fillna(summary["dataset"]) == summary["dataset"]]
+    methods = sorted(frame["method"].unique(), key=str)
+    datasets = sorted(frame["dataset"].unique(), key=str)
+    width = 0.8 / max(len(methods), 1)
+    indexed = frame.set_index(["method", "dataset"])
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 2.8))
+        low, high = 0.0, 1.0
+        for k, method in enumerate(methods):
+            for d, dataset in enumerate(datasets):
+                centre = d - 0.4 + width * (k + 0.5)
+                if (method, dataset) not in indexed.index or not np.isfinite(indexed.loc[(method, dataset), "rei"]):
+                    ax.text(centre, 0.03, "n/d", rotation=90, ha="center", va="bottom", fontsize=7, color="0.3",
+                            transform=ax.get_xaxis_transform())
+                    continue
+                row = indexed.loc[(method, dataset)]
+                value = float(row["rei"])
+                bounds = (float(row["rei_ci_low"]), float(row["rei_ci_high"]))
+                error = None
+                if np.isfinite(bounds).all():
+                    error = [[value - bounds[0]], [bounds[1] - value]]
+                    low, high = min(low, bounds[0]), max(high, bounds[1])
+                ax.bar([centre], [value], width=width * 0.95, yerr=error, capsize=2, color=colour(k),
+                       hatch=HATCHES[k % len(HATCHES)], edgecolor="white", linewidth=0.5,
+                       error_kw=dict(elinewidth=0.8, ecolor="0.2"), label=method if d == 0 else None)
+                low = min(low, value)
+        ax.axhline(1.0, color="0.3", linewidth=0.7, linestyle="--")
+        ax.axhline(0.0, color="0.3", linewidth=0.6)
+        ax.set_xlim(-0.5, len(datasets) - 0.5)
+        ax.set_xticks(range(len(datasets)))
+        ax.set_xticklabels(datasets)
+        ax.set_xlabel("Dataset")
+        ax.set_ylabel("Range-effect index")
+        ax.set_ylim(min(-0.05, low - 0.05), max(1.05, high + 0.05))
+        ax.set_title("Range-effect index (1: no correlation lost inside the ACR ranges; bars: 95 % interval)")
+        if methods:
+            ax.legend(title="Method", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- Krasula ROC
+
+
+def krasula_roc_figure(result, title: str):
+    """The two ROC curves of the Krasula analysis (:class:`biqa_bench.evaluation.krasula.KrasulaResult`):
+    different vs similar pairs by |score difference|, and better vs worse by the signed difference;
+    one line per method with its AUC in the legend, the chance diagonal dashed."""
+    panels = (("different_similar", "Different vs similar", "auc_ds"), ("better_worse", "Better vs worse", "auc_bw"))
+    aucs = result.summary.set_index("method")
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.1), layout="constrained")
+        for ax, (analysis, label, column) in zip(axes, panels):
+            for k, method in enumerate(result.methods):
+                fpr, tpr = result.roc[(analysis, method)]
+                ax.plot(fpr, tpr, color=colour(k), linestyle=LINESTYLES[k % len(LINESTYLES)], linewidth=1.3,
+                        label=f"{method} (AUC {aucs.loc[method, column]:.3f})")
+            ax.plot([0, 1], [0, 1], color="0.6", linewidth=0.7, linestyle="--", label="chance")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.01)
+            ax.set_aspect("equal")
+            ax.set_xlabel("False-positive rate")
+            ax.set_ylabel("True-positive rate")
+            count = result.n_different + result.n_similar if analysis == "different_similar" else 2 * result.n_different
+            ax.set_title(f"{label} ({count} pairs)")
+            ax.legend(frameon=False, loc="lower right", fontsize=7)
+        fig.suptitle(title, fontsize=STYLE["axes.titlesize"])
     return fig
