@@ -187,10 +187,13 @@ def resolve_splits(dataset, splits_file, out, repeats: int, seed: int, official:
     return resolve(dataset, splits_file, out, repeats, seed, official, warn=warn)
 
 
-def render_summary(summary, title: str) -> None:
+def render_summary(summary, title: str, ci: bool = False) -> None:
     """The summary as a Rich table; figures not defined, and means over fewer splits than were
-    run (marked †, with the count per metric), get a numbered note under it."""
+    run (marked †, with the count per metric), get a numbered note under it. ``ci``: each figure
+    with its 95 % interval (the summary's ``<metric>_ci_low/high``) instead of ± std."""
     from rich.table import Table
+
+    from .evaluation.intervals import format_interval
 
     table = Table(title=title)
     if "whole" in summary.columns and summary["whole"].any():
@@ -204,7 +207,11 @@ def render_summary(summary, title: str) -> None:
         mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
         if mean != mean:
             return "–"
-        text = f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
+        if ci:
+            low, high = row.get(f"{metric}_ci_low", float("nan")), row.get(f"{metric}_ci_high", float("nan"))
+            text = f"{mean:.3f} {format_interval(mean, low, high)}".rstrip()
+        else:
+            text = f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
         return text + ("†" if metric in fewer(row) else "")
 
     def fewer(row) -> dict:

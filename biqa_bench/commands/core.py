@@ -398,21 +398,32 @@ def eval_cmd(
     min_items: int = typer.Option(10, "--min-items", help="Fewest items for a range or subset to be defined."),
     as_json: bool = typer.Option(False, "--json", help="Print flat per-split records as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write CSVs (default: RESULTS/eval)."),
+    ci: bool = typer.Option(False, "--ci", help="95 % intervals: t over splits; BCa bootstrap over test images for one-run figures."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="With --ci: bootstrap resamples (0: no bootstrap)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="With --ci: seed of the bootstrap (recorded in the records)."),
+    boot_every_run: bool = typer.Option(False, "--boot-every-run", help="With --ci: bootstrap every run, not only one-run figures."),
 ) -> None:
     """Per-run SROCC, KROCC, PLCC (after logistic mapping) and RMSE, summarised over splits, and
-    how many splits of each split file have runs ("5 of 6 splits; split 2 missing").
+    how many splits of each split file have runs ("5 of 6 splits; split 2 missing"); with
+    --ranges also the range-effect index (correlation kept inside the ACR ranges).
 
-    Example: biqa eval results --ranges --low-quality
+    Example: biqa eval results --ranges --low-quality --ci
     """
     from ..splits import split_coverage
     from ..store import atomic_write_csv, find_runs
 
-    from ..evaluation.results import evaluate_results
+    from ..evaluation.results import evaluate_results, range_effect_results
 
-    records, summary, notes = evaluate_results(results, ranges, low_quality, min_items, low_quality_rule, fraction)
+    records, summary, notes = evaluate_results(results, ranges, low_quality, min_items, low_quality_rule, fraction,
+                                               ci, n_boot, seed, boot_every_run)
     target = out or Path(results) / "eval"
     atomic_write_csv(target / "records.csv", records)
     atomic_write_csv(target / "summary.csv", summary)
+    effect = None
+    if ranges:
+        effect_records, effect = range_effect_results(results, min_items, ci, n_boot, seed, boot_every_run)
+        atomic_write_csv(target / "range_effect.csv", effect_records)
+        atomic_write_csv(target / "range_effect_summary.csv", effect)
     coverage = split_coverage(find_runs(results))
     if as_json:
         for group in coverage:  # stdout is the JSON; a gap still must not pass unnoticed
@@ -420,13 +431,33 @@ def eval_cmd(
                 warn(f"{group.method} on {group.train_dataset}: {group.text}")
         print_json(json_records(records))
         return
-    render_summary(summary, f"Evaluation of {results} (mean ± std over splits)")
+    render_summary(summary, f"Evaluation of {results} ({'mean [95 % interval]' if ci else 'mean ± std over splits'})",
+                   ci=ci)
+    if effect is not None:
+        render_range_effect(effect, ci)
     for group in coverage:
         console.print(f"{group.method} on {group.train_dataset}: {group.text}"
                       + (" (run `biqa train` again to fill them)" if group.missing else ""), highlight=False)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
-    console.print(f"records: {target / 'records.csv'}, summary: {target / 'summary.csv'}")
+    console.print(f"records: {target / 'records.csv'}, summary: {target / 'summary.csv'}"
+                  + (f", range-effect index: {target / 'range_effect_summary.csv'}" if effect is not None else ""))
+
+
+def render_range_effect(summary, ci: bool) -> None:
+    """The range-effect index per method and dataset as a Rich table."""
+    from ..evaluation.intervals import format_interval
+
+    table = Table(title="Range-effect index (weighted SROCC inside the ACR ranges / overall SROCC; 1 = nothing lost)")
+    for column in ("method", "dataset", "splits", "REI", "SROCC in ranges", "SROCC overall"):
+        table.add_column(column, justify="left" if column in ("method", "dataset") else "right", no_wrap=True)
+    for row in summary.itertuples(index=False):
+        value = "–" if row.rei != row.rei else f"{row.rei:.3f}"
+        if ci and row.rei == row.rei:
+            value = f"{value} {format_interval(row.rei, row.rei_ci_low, row.rei_ci_high)}".rstrip()
+        table.add_row(str(row.method), str(row.dataset), f"{row.n_splits}/{row.n_splits_total}", value,
+                      f"{row.srocc_ranges:.3f}", f"{row.srocc_all:.3f}")
+    console.print(table)
 
 
 # ---------------------------------------------------------------- predict

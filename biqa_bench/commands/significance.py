@@ -20,6 +20,8 @@ from ..errors import AnalysisError
 from ..evaluation.metrics import METRICS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..evaluation.significance import PerImageTests, SignificanceResult
 
 # ..evaluation.significance (scipy.stats) is imported where it is used: `biqa --help` imports this module.
@@ -43,6 +45,64 @@ def _split_option(text: str | None) -> int | str | None:
 
 def _split_stem(split: int | str) -> str:
     return "whole" if split == "whole" else f"split{split}"
+
+
+def _render_krasula(records: "pd.DataFrame", details: dict, reasons: dict) -> None:
+    from ..evaluation.intervals import format_interval, t_interval
+
+    for name, (split, result) in details.items():
+        frame = records[records["dataset"] == name]
+        n_splits = frame["split"].nunique()
+        table = Table(title=f"Krasula analysis on {name}: mean over {n_splits} split(s) [95 % t-interval]; "
+                            f"alpha={result.alpha:g} (Welch's t-test on MOS from std and counts)")
+        for column in ("method", "AUC different/similar", "AUC better/worse", "% correct"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for method in result.methods:
+            cells = []
+            for key, decimals in (("auc_ds", 3), ("auc_bw", 3), ("percent_correct", 1)):
+                interval = t_interval(frame.loc[frame["method"] == method, key])
+                cells.append(f"{interval.estimate:.{decimals}f} "
+                             f"{format_interval(interval.estimate, interval.low, interval.high, decimals)}".rstrip())
+            table.add_row(method, *cells)
+        console.print(table)
+        console.print(f"{_split_label(split)}: {result.n_items} images, {result.n_different} different and "
+                      f"{result.n_similar} similar pairs", highlight=False)
+        if len(result.methods) > 1:
+            for label, pvalue in (("different/similar", result.pvalue_ds), ("better/worse", result.pvalue_bw)):
+                console.print(f"DeLong p-values, AUC {label} (row vs column, two-sided), {_split_label(split)}:")
+                console.print(pvalue.to_string(float_format=lambda v: f"{v:.3g}", na_rep="·"), highlight=False)
+        for note in result.notes:
+            console.print(f"[yellow]note:[/] {note}")
+    for name, reason in reasons.items():
+        console.print(f"[dim]{name}: left out, {reason}[/]", highlight=False)
+
+
+def _split_label(split: int | str) -> str:
+    return "whole dataset" if split == "whole" else f"split {split}"
+
+
+def _krasula_command(results: Path, alpha: float, dataset: str | None, split: str | None, as_json: bool,
+                     target: Path) -> None:
+    """biqa significance --krasula: CSVs of the records and DeLong p-values, then JSON or tables."""
+    from ..store import atomic_write_csv, safe_name
+
+    from ..evaluation.results import krasula_results
+
+    records, details, reasons = krasula_results(results, alpha, dataset, _split_option(split))
+    atomic_write_csv(target / "krasula_records.csv", records)
+    for name, (chosen, result) in details.items():
+        for key, frame in (("ds", result.pvalue_ds), ("bw", result.pvalue_bw)):
+            atomic_write_csv(target / f"krasula_{safe_name(name)}_{_split_stem(chosen)}_delong_{key}.csv",
+                             frame.rename_axis("method").reset_index())
+    if as_json:
+        payload = {"records": json.loads(records.to_json(orient="records")), "left_out": reasons,
+                   "delong": {name: {"split": chosen, "different_similar": json.loads(r.pvalue_ds.to_json()),
+                                     "better_worse": json.loads(r.pvalue_bw.to_json())}
+                              for name, (chosen, r) in details.items()}}
+        print_json(json.dumps(payload, indent=1))
+        return
+    _render_krasula(records, details, reasons)
+    console.print(f"CSVs in {target}")
 
 
 # ---------------------------------------------------------------- command
@@ -106,6 +166,7 @@ def significance(
     split: Optional[str] = typer.Option(None, "--split", help="With --per-image: which split's test set (an index, or 'whole')."),
     resamples: int = typer.Option(2000, "--resamples", help="With --per-image: bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", min=0, help="With --per-image: bootstrap seed."),
+    krasula: bool = typer.Option(False, "--krasula", help="Krasula et al. 2016: AUCs of different/similar and better/worse pairs, DeLong's test."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write CSVs (default: RESULTS/significance)."),
 ) -> None:
@@ -116,6 +177,7 @@ def significance(
 
     Example: biqa significance results --metric srocc --test paired --holm
     Example: biqa significance results --per-image brisque,cnniqa --dataset synthetic --split 0 --metric plcc
+    Example: biqa significance results --krasula --alpha 0.05
     """
     from ..evaluation.results import image_tests, significance_frames, significance_results
     from ..evaluation.significance import ALTERNATIVES, TESTS
@@ -126,6 +188,11 @@ def significance(
     if alternative not in ALTERNATIVES:
         raise AnalysisError(f"unknown --alternative '{alternative}'; use one of {', '.join(ALTERNATIVES)}")
     target = Path(out) if out is not None else Path(results) / "significance"
+    if krasula:
+        if per_image:
+            raise AnalysisError("--krasula and --per-image are two analyses; run them one at a time")
+        _krasula_command(results, alpha, dataset, split, as_json, target)
+        return
     if per_image:
         names = [m.strip() for m in per_image.split(",") if m.strip()]
         if len(names) != 2:

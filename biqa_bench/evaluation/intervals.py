@@ -25,8 +25,12 @@ from __future__ import annotations
 import inspect
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..errors import AnalysisError
 
@@ -55,6 +59,12 @@ class Interval:
     @property
     def defined(self) -> bool:
         return bool(np.isfinite(self.low) and np.isfinite(self.high))
+
+
+def check_n_boot(n_boot: int) -> None:
+    """``--n-boot`` is 0 (no bootstrap) or 2 or more resamples; else an AnalysisError saying so."""
+    if n_boot < 0 or n_boot == 1:
+        raise AnalysisError(f"--n-boot must be 0 (no bootstrap) or 2 or more resamples (e.g. 1000), not {n_boot}")
 
 
 def _check_level(confidence_level: float) -> None:
@@ -252,3 +262,44 @@ def bootstrap_columns(truth, prediction, mapped, n_boot: int, seed: int, confide
         out[f"{metric}_boot_low"], out[f"{metric}_boot_high"] = interval.low, interval.high
     out["n_boot"], out["boot_seed"] = int(n_boot), int(seed)
     return out
+
+
+def format_interval(value: float, low: float, high: float, decimals: int = 3) -> str:
+    """An interval as printed after its figure: '\u00b10.008' when symmetric at ``decimals`` (a
+    t-interval), '[0.891, 0.925]' otherwise (a bootstrap, a clipped interval); '' when undefined."""
+    if not (np.isfinite(value) and np.isfinite(low) and np.isfinite(high)):
+        return ""
+    below, above = round(value - low, decimals), round(high - value, decimals)
+    if abs(below - above) < 0.5 * 10 ** -decimals:
+        return f"\u00b1{max(below, above):.{decimals}f}"
+    return f"[{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
+RUN_KEYS = ["method", "train_dataset", "dataset"]
+
+
+def one_run_rows(predictions: pd.DataFrame) -> pd.Series:
+    """True for the rows of (method, train dataset, dataset) groups that have one split only:
+    their table cells rest on one run, so their interval is the run's bootstrap."""
+    frame = predictions.assign(train_dataset=predictions["train_dataset"].fillna(predictions["dataset"])) \
+        if "train_dataset" in predictions.columns else predictions.assign(train_dataset=predictions["dataset"])
+    splits = frame.groupby(RUN_KEYS, dropna=False)["split"].transform("nunique")
+    return splits == 1
+
+
+def records_with_intervals(make: Callable[..., pd.DataFrame], predictions: pd.DataFrame, n_boot: int, seed: int,
+                           every_run: bool = False, **options) -> pd.DataFrame:
+    """``make(predictions, n_boot=..., seed=..., **options)`` with the per-run bootstrap only where
+    a cell rests on one run (or on every run with ``every_run``): the bootstrap of thousands of
+    runs costs minutes, and where there are two or more splits the cells show the t-interval."""
+    import pandas as pd
+
+    if not n_boot:
+        return make(predictions, **options)
+    single = np.ones(len(predictions), dtype=bool) if every_run else one_run_rows(predictions).to_numpy()
+    parts = []
+    if single.any():
+        parts.append(make(predictions[single], n_boot=n_boot, seed=seed, **options))
+    if (~single).any():
+        parts.append(make(predictions[~single], **options))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]

@@ -9,44 +9,17 @@ Each function takes the report builder of :mod:`biqa_bench.report.build` (its ``
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
+from ..evaluation.intervals import records_with_intervals
 from ..store import is_whole, split_order
 from . import figures as F
 from . import tables as T
 from .latex import file_stem
-
-RUN_KEYS = ["method", "train_dataset", "dataset"]
-
-
-def one_run_rows(predictions: pd.DataFrame) -> pd.Series:
-    """True for the rows of (method, train dataset, dataset) groups that have one split only:
-    their table cells rest on one run, so their interval is the run's bootstrap."""
-    frame = predictions.assign(train_dataset=predictions["train_dataset"].fillna(predictions["dataset"])) \
-        if "train_dataset" in predictions.columns else predictions.assign(train_dataset=predictions["dataset"])
-    splits = frame.groupby(RUN_KEYS, dropna=False)["split"].transform("nunique")
-    return splits == 1
-
-
-def records_with_intervals(make: Callable[..., pd.DataFrame], predictions: pd.DataFrame, n_boot: int, seed: int,
-                           every_run: bool = False, **options) -> pd.DataFrame:
-    """``make(predictions, n_boot=..., seed=..., **options)`` with the per-run bootstrap only where
-    a cell rests on one run (or on every run with ``every_run``): the bootstrap of thousands of
-    runs costs minutes, and where there are two or more splits the cells show the t-interval."""
-    if not n_boot:
-        return make(predictions, **options)
-    single = np.ones(len(predictions), dtype=bool) if every_run else one_run_rows(predictions).to_numpy()
-    parts = []
-    if single.any():
-        parts.append(make(predictions[single], n_boot=n_boot, seed=seed, **options))
-    if (~single).any():
-        parts.append(make(predictions[~single], **options))
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-
 
 # --------------------------------------------------------------------------- range-effect index
 
@@ -81,11 +54,13 @@ def range_effect_table(summary: pd.DataFrame, decimals: int = 3, ci: bool = True
     return table
 
 
-def range_effect_section(b, test: pd.DataFrame, min_items: int, ci: bool, n_boot: int, seed: int) -> None:
+def range_effect_section(b, test: pd.DataFrame, min_items: int, ci: bool, n_boot: int, seed: int,
+                         every_run: bool = False) -> None:
     """The range-effect index: records, table and figure (see :mod:`biqa_bench.evaluation.range_effect`)."""
     from ..evaluation.range_effect import range_effect_records, range_effect_summary
 
-    records = records_with_intervals(range_effect_records, test, n_boot if ci else 0, seed, min_items=min_items)
+    records = records_with_intervals(range_effect_records, test, n_boot if ci else 0, seed, every_run,
+                                     min_items=min_items)
     summary = range_effect_summary(records)
     b.records("range_effect", records)
     if not np.isfinite(summary["rei"].astype(float)).any():

@@ -21,13 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import AnalysisError, BiqaError
+from ..evaluation.intervals import records_with_intervals
 from ..evaluation.metrics import common_whole_items
 from ..splits import split_coverage
 from ..store import (atomic_write_csv, atomic_write_text, dataset_infos, find_runs, is_whole, load_predictions, runs_table,
                      split_order)
 from . import figures as F
 from . import tables as T
-from .analyses import krasula_section, range_effect_section, records_with_intervals
+from .analyses import krasula_section, range_effect_section
 from .latex import Section, compile_pdf, file_stem, report_document
 
 #: Metrics whose per-split values the report tests for significance (REQA Table III uses SROCC).
@@ -53,7 +54,8 @@ class ReportResult:
 
 
 class _Builder:
-    def __init__(self, out_dir: Path, decimals: int, aggregate: str, ci: bool = False, n_boot: int = 0, seed: int = 0):
+    def __init__(self, out_dir: Path, decimals: int, aggregate: str, ci: bool = False, n_boot: int = 0, seed: int = 0,
+                 every_run: bool = False):
         self.out_dir = Path(out_dir)
         self.decimals = decimals
         self.aggregate = aggregate
@@ -61,6 +63,7 @@ class _Builder:
         self.n_boot = n_boot  # bootstrap resamples for a figure resting on one run
         self.boot = n_boot if ci else 0  # what the record functions are given
         self.seed = seed
+        self.every_run = every_run  # bootstrap every run into the records, not only one-run figures
         self.sections: list[Section] = []
         self.md_parts: list[str] = []
         self.result_tables: dict[str, list[Path]] = {}
@@ -241,7 +244,7 @@ def _per_image_f_test(b: "_Builder", test: pd.DataFrame, dataset: str, alpha: fl
 
 def _overall_section(b: _Builder, test, aggregate, decimals) -> pd.DataFrame:
     """The overall SROCC/PLCC (and RMSE) tables and the scatter plot."""
-    records = records_with_intervals(overall_records, test, b.boot, b.seed)
+    records = records_with_intervals(overall_records, test, b.boot, b.seed, b.every_run)
     b.records("overall", records)
     section = b.section(
         "Overall performance",
@@ -263,7 +266,7 @@ def _ranges_section(b: _Builder, test, datasets, min_items, aggregate, decimals)
     """The five ACR ranges."""
     from ..evaluation.ranges import range_records
 
-    ranges = records_with_intervals(range_records, test, b.boot, b.seed, min_items=min_items)
+    ranges = records_with_intervals(range_records, test, b.boot, b.seed, b.every_run, min_items=min_items)
     b.records("ranges", ranges)
     defined = ranges[ranges["status"] == "ok"]
     if len(defined):
@@ -315,8 +318,8 @@ def _low_quality_section(b: "_Builder", test: pd.DataFrame, results_dir: Path, r
 
     check_low_quality(rule, LOW_QUALITY_FRACTION)
     threshold = 100.0 * LOW_QUALITY_FRACTION
-    low = records_with_intervals(low_quality_records, test, b.boot, b.seed, rule=rule, fraction=LOW_QUALITY_FRACTION,
-                                 min_items=min_items)
+    low = records_with_intervals(low_quality_records, test, b.boot, b.seed, b.every_run, rule=rule,
+                                 fraction=LOW_QUALITY_FRACTION, min_items=min_items)
     b.records("low_quality", low)
     if rule == "nominal":
         text = (f"Low-quality images are those whose score lies in the lowest quarter of the dataset's nominal score "
@@ -562,13 +565,15 @@ def build_report(
     ci: bool = False,
     n_boot: int = 1000,
     seed: int = 0,
+    boot_every_run: bool = False,
 ) -> ReportResult:
     """Write the tables, figures and standalone ``report.tex`` (and ``report.pdf`` with ``pdf``)
     for every run below ``results_dir`` into ``out_dir``; see the module docstring.
 
     ``ci``: every table cell carries its 95 % interval (the t-interval over splits, or for a
     figure resting on one run its BCa bootstrap over test images, ``n_boot`` resamples seeded
-    with ``seed``; :mod:`biqa_bench.report.analyses`)."""
+    with ``seed``; with ``boot_every_run`` every run is bootstrapped, for the records;
+    :func:`biqa_bench.evaluation.intervals.records_with_intervals`)."""
     if not isinstance(decimals, int) or not 0 <= decimals <= 6:
         raise BiqaError(f"decimals must be an integer from 0 to 6, not {decimals!r}")
     if aggregate not in T.AGGREGATES:
@@ -577,7 +582,7 @@ def build_report(
     predictions = load_predictions(results_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    b = _Builder(out_dir, decimals, aggregate, ci, n_boot, seed)
+    b = _Builder(out_dir, decimals, aggregate, ci, n_boot, seed, boot_every_run)
     test = _intra(predictions[predictions["subset"] == "test"]) if "subset" in predictions else _intra(predictions)
     if test.empty:
         raise BiqaError(
@@ -590,7 +595,7 @@ def build_report(
 
     records = _overall_section(b, test, aggregate, decimals)
     _ranges_section(b, test, datasets, min_items, aggregate, decimals)
-    range_effect_section(b, test, min_items, ci, n_boot, seed)
+    range_effect_section(b, test, min_items, ci, n_boot, seed, boot_every_run)
     _deviation_section(b, test, datasets)
     _low_quality_section(b, test, results_dir, low_quality_rule, min_items)
     _significance_section(b, test, datasets, results_dir, alpha, significance_test, records)

@@ -606,13 +606,10 @@ def interval_text(table: Table, r: int, c: int) -> str:
     t-interval), '[0.891, 0.925]' otherwise (a bootstrap); '' when there is none."""
     if table.low is None or table.high is None:
         return ""
+    from ..evaluation.intervals import format_interval
+
     value, low, high = (float(frame.iat[r, c]) for frame in (table.values, table.low, table.high))
-    if not (np.isfinite(value) and np.isfinite(low) and np.isfinite(high)):
-        return ""
-    below, above = round(value - low, table.decimals), round(high - value, table.decimals)
-    if abs(below - above) < 0.5 * 10 ** -table.decimals:
-        return f"±{max(below, above):.{table.decimals}f}"
-    return f"[{low:.{table.decimals}f}, {high:.{table.decimals}f}]"
+    return format_interval(value, low, high, table.decimals)
 
 
 def _full_caption(table: Table, style: str) -> str:
