@@ -118,7 +118,8 @@ def demo(
     if report:
         from ..report.build import build_report
 
-        result = build_report(out, out / "report", low_quality_rule=DEMO_LOW_QUALITY_RULE)
+        result = build_report(out, out / "report", low_quality_rule=DEMO_LOW_QUALITY_RULE, ci=True,
+                              seed=seed)  # 95 % intervals in every table
         console.print(f"[bold]report[/] {result.out_dir}")
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}")
 
