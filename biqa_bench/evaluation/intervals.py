@@ -91,7 +91,7 @@ def t_interval(values, confidence_level: float = CONFIDENCE) -> Interval:
 # --------------------------------------------------------------------------- vectorised statistics
 
 
-def _pearson_last_axis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def pearson_last_axis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     x = x - x.mean(axis=-1, keepdims=True)
     y = y - y.mean(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -128,14 +128,14 @@ def spearman_statistic(truth, prediction, axis: int = -1, supports=(None, None))
     ``supports``: the sorted distinct values of truth and prediction (see :func:`average_ranks`)."""
     truth = np.moveaxis(np.asarray(truth, dtype=float), axis, -1)
     prediction = np.moveaxis(np.asarray(prediction, dtype=float), axis, -1)
-    return _pearson_last_axis(average_ranks(truth, supports[0]), average_ranks(prediction, supports[1]))
+    return pearson_last_axis(average_ranks(truth, supports[0]), average_ranks(prediction, supports[1]))
 
 
 def pearson_statistic(truth, prediction, axis: int = -1) -> np.ndarray:
     """PLCC along ``axis`` of (..., n) arrays."""
     truth = np.moveaxis(np.asarray(truth, dtype=float), axis, -1)
     prediction = np.moveaxis(np.asarray(prediction, dtype=float), axis, -1)
-    return _pearson_last_axis(truth, prediction)
+    return pearson_last_axis(truth, prediction)
 
 
 def kendall_statistic(truth, prediction, axis: int = -1) -> np.ndarray:

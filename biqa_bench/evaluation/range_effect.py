@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .intervals import CONFIDENCE, Interval, _pearson_last_axis, average_ranks, scipy_bootstrap, t_interval
+from .intervals import CONFIDENCE, Interval, average_ranks, pearson_last_axis, scipy_bootstrap, t_interval
 from .ranges import GROUP_KEYS, RANGE_EDGES, RANGE_NAMES, acr_class, check_predictions
 
 RECORD_COLUMNS = ["method", "train_dataset", "dataset", "split", "n", "n_ranges", "srocc_all", "srocc_ranges", "rei",
@@ -84,7 +84,7 @@ def _index_statistic(min_items: int, supports):
         truth = np.moveaxis(np.asarray(truth, dtype=float), axis, -1)
         prediction = np.moveaxis(np.asarray(prediction, dtype=float), axis, -1)
         ranks_t, ranks_p = average_ranks(truth, supports[0]), average_ranks(prediction, supports[1])
-        overall = _pearson_last_axis(ranks_t, ranks_p)
+        overall = pearson_last_axis(ranks_t, ranks_p)
         classes = np.searchsorted(np.asarray(RANGE_EDGES[1:-1]), truth, side="right")  # as acr_class
         weighted = np.zeros(truth.shape[:-1])
         total = np.zeros(truth.shape[:-1])
