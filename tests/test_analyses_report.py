@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from _cli_helpers import biqa, one_line_error
 
-from biqa_bench.cli import main
 from biqa_bench.evaluation.intervals import bootstrap_interval, format_interval, t_interval
 from biqa_bench.evaluation.metrics import evaluate_predictions
 from biqa_bench.report.build import build_report
@@ -31,12 +31,6 @@ def write_results(root, labelled=("a",)):
                 write_run(run_dir(root, dataset, method, split), frame,
                           {"kind": "run", "method": method, "train_dataset": dataset, "split": split,
                            "split_hash": f"h{dataset}"})
-
-
-def biqa(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_format_interval_symmetric_and_not():
@@ -104,7 +98,7 @@ def test_eval_ci_and_range_effect_outputs(tmp_path, capsys):
 def test_eval_n_boot_one_is_a_one_line_error(tmp_path, capsys):
     write_results(tmp_path)
     code, _, err = biqa(capsys, "eval", tmp_path, "--ci", "--n-boot", "1")
-    assert code != 0 and "--n-boot" in err and "Traceback" not in err
+    one_line_error(code, err, "--n-boot")
 
 
 def test_significance_krasula_command(tmp_path, capsys):
@@ -122,5 +116,4 @@ def test_significance_krasula_command(tmp_path, capsys):
 def test_significance_krasula_without_any_std_is_one_line(tmp_path, capsys):
     write_results(tmp_path, labelled=())
     code, _, err = biqa(capsys, "significance", tmp_path, "--krasula")
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code != 0 and len(lines) == 1 and "std" in lines[0] and "Traceback" not in err
+    one_line_error(code, err, "std")

@@ -114,12 +114,11 @@ def demo(
     console.print(cross_table.pivot_table(index=["method", "train_dataset"], columns="dataset", values="srocc").round(3).to_string())
     # 7. gMAD on the mixed pool, models trained on the synthetic set, simulated observers
     _demo_gmad(out, pd.concat(scores, ignore_index=True), datasets["mixed"], seed, method_list)
-    # 8. report
+    # 8. report, with 95 % intervals in every table
     if report:
         from ..report.build import build_report
 
-        result = build_report(out, out / "report", low_quality_rule=DEMO_LOW_QUALITY_RULE, ci=True,
-                              seed=seed)  # 95 % intervals in every table
+        result = build_report(out, out / "report", low_quality_rule=DEMO_LOW_QUALITY_RULE, ci=True, seed=seed)
         console.print(f"[bold]report[/] {result.out_dir}")
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}")
 
