@@ -176,6 +176,50 @@ def test_a_failing_job_is_reported_and_the_others_finish(two_sets, tmp_path):
     assert "SROCC" in result.output  # the summary table of `biqa eval` for what completed
 
 
+QAMT_TINY = {"recipe": "quick", "pretrained": "none", "pretrain_data": "presynth", "epochs": 1, "batch_size": 2,
+             "crop": 32, "image_size": "source"}
+
+
+@pytest.fixture
+def presynth(two_sets, tmp_path):
+    """A named synthetic pre-training set 'presynth' (6 images, a class each, contents of its own)."""
+    from biqa_bench.datasets.custom import add_custom_dataset
+
+    root = tmp_path / "presynth"
+    labels = make_image_folder(root, n=6, seed=7, size=72)
+    labels = labels.assign(content=[f"p{k}" for k in range(6)], class_index=range(6))
+    labels.to_csv(tmp_path / "presynth.csv", index=False)
+    add_custom_dataset("presynth", tmp_path / "presynth.csv", root, (1.0, 5.0), content_column="content", kind="synthetic")
+    return root
+
+
+@pytest.mark.parametrize("executor", ["serial", "process"])
+def test_a_pretraining_stage_shared_by_two_datasets_is_trained_once(presynth, tmp_path, executor):
+    """QAMT stage 1 on a named set is the same stage for both datasets (and every split): of the
+    sweep's two pre-training jobs (run at once by the process pool) one trains it, the other waits on
+    the stage lock and reuses it, and both fine-tuning runs start from it. Counted by the trainings themselves (``count_file``, written by
+    whichever process trains), the stage cache and the run manifests, not by timing."""
+    from methods._support.pretrain import pretrain_root
+
+    out, count = tmp_path / "out", tmp_path / "stage1.log"
+    params = {"sweep-qamt": {**QAMT_TINY, "count_file": str(count)}}
+    plan = SweepPlan(["sweep-qamt"], ["tinya", "tinyb"], repeats=1, seed=0, out=out, executor=executor, workers=2,
+                     params=params)
+    jobs = plan_jobs(plan)
+    assert len(jobs.runs) == 2 and len(jobs.stages) == 2  # a pre-training job before every run
+    result = run_sweep(jobs, make_executor(plan))
+    assert result.count("done") == 2 and not result.failed
+    assert len(count.read_text().splitlines()) == 1  # stage 1 trained once, in one process
+    stages = [p for p in pretrain_root().iterdir() if not p.name.startswith(".")]
+    assert len(stages) == 1 and (stages[0] / "weights.pt").is_file()
+    manifests = [json.loads((job.folder / "manifest.json").read_text()) for job in jobs.runs]
+    assert {m["pretraining"]["stages"][0]["key"] for m in manifests} == {stages[0].name}
+    assert all(m["pretraining"]["stages"][0]["reused"] for m in manifests)  # the pre-training jobs ran it before
+    assert {m["train_dataset"] for m in manifests} == {"tinya", "tinyb"}
+    again = run_sweep(plan_jobs(plan), make_executor(plan))  # rerun: nothing trained, the stage not touched
+    assert again.count("skipped") == 2 and len(count.read_text().splitlines()) == 1
+
+
 def test_plan_file_dry_run_and_rerun(two_sets, tmp_path):
     out = tmp_path / "out"
     plan = tmp_path / "plan.toml"

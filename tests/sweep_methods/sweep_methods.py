@@ -2,7 +2,7 @@
 (methods registered in conftest exist only in the test process).
 
 ``sweep-mean`` fits quality to the mean brightness, ``sweep-contrast`` to the pixel standard
-deviation. Test hooks (all off by default): ``log_file`` gets one line per fit (split, PID);
+deviation; ``sweep-qamt`` is QAMT on a tiny backbone (below). Test hooks (all off by default): ``log_file`` gets one line per fit (split, PID);
 ``sleep`` seconds per fit; ``kill_split`` with ``marker``: the fit of that split kills its own
 process with SIGKILL while the marker file exists (removing it first, so a rerun succeeds).
 """
@@ -54,3 +54,55 @@ class SweepMean(_Feature):
 class SweepContrast(_Feature):
     def feature(self, image):
         return float(image.std())
+
+
+def _qamt_counting():
+    """``sweep-qamt``: QAMT itself (stage 1 cached by its stage hash, fine-tuning from it) on a
+    one-block-per-stage ResNet instead of ResNet-50 (as tests/test_qamt.py does, but inside the job's
+    own process), with one test hook, ``count_file``: one line (PID) per stage-1 training actually
+    run, written by whichever process trains it. Neither is part of the stage key."""
+    import contextlib
+    from dataclasses import dataclass
+
+    import torchvision
+    from torch import nn
+
+    import methods.qamt as Q
+    from biqa_bench.nn.backbones import LoadedWeights
+
+    def tiny_backbone(pretrained, weights):
+        model = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+        model.fc = nn.Identity()
+        return model, 512, LoadedWeights(None, None)
+
+    @contextlib.contextmanager
+    def tiny():  # for the duration of one call in this process (a job runs alone in its worker)
+        original, Q.build_backbone = Q.build_backbone, tiny_backbone
+        try:
+            yield
+        finally:
+            Q.build_backbone = original
+
+    @register_method("sweep-qamt")
+    @dataclass(eq=False)
+    class SweepQAMT(Q.QAMT):
+        count_file: str | None = None
+
+        def pretrain(self, *args, **kwargs):
+            with tiny():
+                return super().pretrain(*args, **kwargs)
+
+        def build_model(self, *args, **kwargs):
+            with tiny():
+                return super().build_model(*args, **kwargs)
+
+        def _train_stage1(self, *args, **kwargs):
+            if self.count_file:
+                with open(self.count_file, "a") as handle:
+                    handle.write(f"stage1 {os.getpid()}\n")
+            return super()._train_stage1(*args, **kwargs)
+
+    return SweepQAMT
+
+
+SweepQAMT = _qamt_counting()
