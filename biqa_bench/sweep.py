@@ -301,6 +301,16 @@ class SweepResult:
         return [(j, o) for j, o in self.outcomes if o.status == "failed"]
 
 
+def split_by_split(jobs: list[Job]) -> list[Job]:
+    """The jobs in the order executors start them: split by split (the first split of every
+    method and dataset, then the second...), the plan's order within a split. On a parallel
+    executor, jobs running at once are then of different methods or datasets where there are
+    several: the first split of each fills its per-image feature cache (or pre-training stage) and
+    the later splits read it, instead of two workers computing the same images' features at once
+    (the feature cache has no lock: both would miss) or one waiting on the other's stage lock."""
+    return sorted(jobs, key=lambda job: job.split)
+
+
 def run_sweep(jobs: SweepJobs, executor: Executor, on_done: Callable[[Job, RunOutcome], None] | None = None) -> SweepResult:
     """Run what is not complete: the pre-training jobs of the pending runs first, then the runs
     whose pre-training succeeded (a failed stage fails its runs, recorded). Complete runs of the
@@ -322,7 +332,7 @@ def run_sweep(jobs: SweepJobs, executor: Executor, on_done: Callable[[Job, RunOu
                 on_done(job, outcome)
         else:
             pending.append(position)
-    stage_jobs = [jobs.stages[p] for p in pending if p in jobs.stages]
+    stage_jobs = split_by_split([jobs.stages[p] for p in pending if p in jobs.stages])
     by_folder = {j.folder: j for j in stage_jobs}
     failed_stage = {}
 
@@ -349,5 +359,5 @@ def run_sweep(jobs: SweepJobs, executor: Executor, on_done: Callable[[Job, RunOu
         if on_done:
             on_done(job, outcome)
 
-    executor.run(runnable, run_job, run_done)
+    executor.run(split_by_split(runnable), run_job, run_done)
     return SweepResult(results)

@@ -220,6 +220,21 @@ def test_a_pretraining_stage_shared_by_two_datasets_is_trained_once(presynth, tm
     assert again.count("skipped") == 2 and len(count.read_text().splitlines()) == 1
 
 
+def test_executors_get_the_jobs_split_by_split(two_sets, tmp_path):
+    """Jobs started together on a parallel executor are of different (method, dataset) pairs, so two
+    workers do not compute the same images' features at once (the feature cache has no lock)."""
+    from biqa_bench.sweep import split_by_split
+
+    plan = SweepPlan(["brisque", "sweep-contrast"], ["tinya", "tinyb"], repeats=3, seed=0, out=tmp_path / "out",
+                     params={"brisque": BRISQUE})
+    jobs = plan_jobs(plan).runs
+    assert [(j.dataset.name, j.method, j.split) for j in jobs[:3]] == [("tinya", "brisque", s) for s in range(3)]
+    ordered = split_by_split(jobs)
+    assert sorted(map(id, ordered)) == sorted(map(id, jobs))
+    assert [j.split for j in ordered] == [0] * 4 + [1] * 4 + [2] * 4
+    assert [(j.dataset.name, j.method) for j in ordered[:4]] == [(j.dataset.name, j.method) for j in jobs[::3]]
+
+
 def test_plan_file_dry_run_and_rerun(two_sets, tmp_path):
     out = tmp_path / "out"
     plan = tmp_path / "plan.toml"
