@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,6 +40,7 @@ from biqa_bench.errors import MethodError
 from biqa_bench.evaluation.metrics import srocc
 from biqa_bench.features.brisque import to_grey
 from biqa_bench.methods import Context, Method, register_method
+from biqa_bench.nn.trainer import Phase, StepDecay, TrainData, resolve_device, run_phase
 from biqa_bench.store import atomic_write_bytes, atomic_write_json
 
 PATCH = 32
@@ -100,6 +101,32 @@ class CNNIQANet(nn.Module):
         # max/min with indices: their backward is a cheap scatter (amax/amin's is ~2x slower on CPU)
         pooled = torch.cat([maps.max(dim=2).values, maps.min(dim=2).values], dim=1)
         return self.head(pooled).squeeze(1)
+
+
+class _EpochPatches:
+    """CNNIQA's training patches as an image source of the shared trainer: row ``j`` is draw ``j``
+    of image ``owners[j]`` (``patches_per_image`` draws per image). :meth:`draw` gives each draw
+    a fresh random position and returns the epoch's batches: the shuffle first, then the
+    positions image by image, the order this adapter drew them in before it used the trainer,
+    so that a seed gives the same patches (and the same model) as then."""
+
+    def __init__(self, images: list[np.ndarray], per_image: int):
+        self.images = images
+        self.owners = np.repeat(np.arange(len(images)), per_image)
+        self.corners = np.zeros((0, 2), dtype=np.int64)
+
+    def draw(self, rng: np.random.Generator, batch_size: int) -> list[np.ndarray]:
+        order = rng.permutation(len(self.owners))
+        self.corners = np.array([
+            (rng.integers(0, self.images[i].shape[0] - PATCH + 1), rng.integers(0, self.images[i].shape[1] - PATCH + 1))
+            for i in self.owners
+        ])
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+    def batch(self, ids, crop, rng, flip: bool = False) -> np.ndarray:
+        """The patches of rows ``ids`` at this epoch's positions (positions come from draw, not rng)."""
+        rows = [int(j) for j in ids]
+        return np.stack([self.images[self.owners[j]][r:r + PATCH, c:c + PATCH] for j in rows for r, c in [self.corners[j]]])
 
 
 @register_method("cnniqa")
@@ -176,7 +203,7 @@ class CNNIQA(Method):
     def _fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "CNNIQA":
         if len(train_items) < 2:
             raise MethodError(f"cnniqa: needs at least 2 training items, got {len(train_items)}")
-        device = ctx.device
+        device = resolve_device(ctx.device)
         torch.manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
         started = time.perf_counter()
@@ -192,45 +219,27 @@ class CNNIQA(Method):
         self.net_ = CNNIQANet().to(device)
         optimiser = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         loss_fn = nn.L1Loss()
-        best_state, best_srocc, self.history_ = None, -np.inf, []
-        owners = np.repeat(np.arange(len(train_images)), self.patches_per_image)
-        for epoch in range(1, self.epochs + 1):
-            # One random patch position per (image, draw); the order is shuffled across images.
-            order = rng.permutation(len(owners))
-            corners = np.array([
-                (rng.integers(0, train_images[i].shape[0] - PATCH + 1), rng.integers(0, train_images[i].shape[1] - PATCH + 1))
-                for i in owners
-            ])[order]
-            image_of = owners[order]
-            self.net_.train()
-            total = 0.0
-            for start in range(0, len(order), self.batch_size):
-                chosen = slice(start, start + self.batch_size)
-                batch = np.stack([
-                    train_images[i][r:r + PATCH, c:c + PATCH] for i, (r, c) in zip(image_of[chosen], corners[chosen])
-                ])
-                inputs = torch.from_numpy(batch).unsqueeze(1).to(device)
-                labels = torch.from_numpy(targets[image_of[chosen]]).to(device)
-                optimiser.zero_grad()
-                loss = loss_fn(self.net_(inputs), labels)
-                loss.backward()
-                optimiser.step()
-                total += loss.item() * len(batch)
-            record = {"epoch": epoch, "train_l1": total / len(order)}
-            if val_images:
-                predicted = self._predict_images(val_images, self.val_patches, PATCH, device)
-                record["val_srocc"] = srocc(val_quality, predicted)
-                score = record["val_srocc"] if np.isfinite(record["val_srocc"]) else -np.inf
-                if score > best_srocc:  # strict: the earliest of equal epochs is kept
-                    best_srocc, self.best_epoch_ = score, epoch
-                    best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-            self.history_.append(record)
-            ctx.progress("cnniqa: training", epoch, self.epochs)
-            ctx.log.info("cnniqa: epoch %d %s", epoch, record)
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        else:
-            self.best_epoch_ = self.epochs
+        patches = _EpochPatches(train_images, self.patches_per_image)
+        data = TrainData(item_ids=np.arange(len(patches.owners)), quality=targets[patches.owners], source=patches,
+                         crop=PATCH, flip=False, normalize=lambda batch: batch.unsqueeze(1).to(device))
+
+        def evaluate() -> float:
+            return srocc(val_quality, self._predict_images(val_images, self.val_patches, PATCH, device))
+
+        phase = Phase(
+            name="cnniqa", epochs=self.epochs, optimizer=optimiser, schedule=StepDecay(()),  # a constant rate
+            batches=lambda epoch, generator: patches.draw(generator, self.batch_size),
+            loss=lambda inputs, labels, epoch: (loss_fn(self.net_(inputs), labels), {}),
+            train_modules=[self.net_], evaluate=evaluate if val_images else None,
+            rng=lambda epoch: rng,  # one generator over the epochs, as before the shared trainer
+        )
+        # no checkpoints in the run folder: a split trains in seconds and is never resumed
+        result = run_phase(phase, self.net_, data, replace(ctx, work_dir=None), device, "cnniqa", "")
+        self.best_epoch_ = result.best_epoch
+        self.history_ = [
+            {"epoch": r["epoch"], "train_l1": r["loss"], **({"val_srocc": r["val_srocc"]} if val_images else {})}
+            for r in result.history
+        ]
         self.fit_seconds_ = time.perf_counter() - started
         self.net_.to("cpu")
         return self

@@ -220,6 +220,11 @@ class Phase:
     # Replay each full-size step from a CUDA graph (see CudaGraphStep). Only for phases whose loss
     # and learning rates change at most between epochs, with an optimizer built capturable=True.
     cuda_graph: bool = False
+    # The epoch's generator (its batches and crops). None: a fresh one seeded by (seed, phase,
+    # epoch), which also reseeds torch, so a resumed phase sees the batches the interrupted one
+    # would have. A method that keeps one generator over its epochs (CNNIQA) also owns torch's
+    # random state: nothing is reseeded.
+    rng: Callable[[int], np.random.Generator] | None = None
 
 
 @dataclass
@@ -249,6 +254,8 @@ class TrainData:
     source: Any
     crop: int
     flip: bool = True  # random horizontal flips of the training crops (probability 1/2)
+    # batch from the source -> model input on the device; None: ImageNet-normalised uint8 (Normalizer)
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def _detached(loss: torch.Tensor, parts: dict[str, Any]):
@@ -384,8 +391,11 @@ def _train_epoch(phase: Phase, model: nn.Module, data: TrainData, ctx, device: t
                  normalize: Normalizer, quality: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
     """One epoch of ``phase``: its seeded batches through the training steps. Returns the mean
     loss and loss parts, and the speed (images/s, seconds, peak GPU memory)."""
-    rng = np.random.default_rng(_seed_of(ctx.seed, phase.name, epoch))
-    torch.manual_seed(int(rng.integers(2**62)))
+    if phase.rng is None:
+        rng = np.random.default_rng(_seed_of(ctx.seed, phase.name, epoch))
+        torch.manual_seed(int(rng.integers(2**62)))
+    else:
+        rng = phase.rng(epoch)
     steps = phase.batches(epoch, rng)
     if phase.max_steps is not None:
         steps = steps[: phase.max_steps]
@@ -464,7 +474,7 @@ def run_phase(
             return result
         ctx.log.info("%s: resuming phase %s after epoch %d", label, phase.name, start_epoch)
 
-    normalize = Normalizer(device, channels=_channels(data.source, data.item_ids))
+    normalize = data.normalize or Normalizer(device, channels=_channels(data.source, data.item_ids))
     quality = torch.as_tensor(np.asarray(data.quality, dtype=np.float32))
     every, last_saved, best_unsaved = checkpoint_interval(), time.perf_counter(), False
     for epoch in range(start_epoch, phase.epochs):
