@@ -33,18 +33,17 @@ import pandas as pd
 
 from biqa_bench.features import ilniqe as IL
 from biqa_bench.features.pristine import EMBEDDED, cached_model
-from biqa_bench.methods import Context, Method, register_method
-from methods.niqe import image_statistics
+from biqa_bench.methods import Context, register_method
+from methods._support.pristine import OpinionUnaware, image_statistics
 
 REFERENCE = ("L. Zhang, L. Zhang, A. C. Bovik, \"A feature-enriched completely blind image quality evaluator\", "
              "IEEE Transactions on Image Processing 24(8):2579-2591, 2015")
 
 
 @register_method("ilniqe")
-class Ilniqe(Method):
+class Ilniqe(OpinionUnaware):
     """IL-NIQE: patch-wise MVG distance of enriched NSS features (PCA) to a pristine model (opinion-unaware)."""
 
-    training_free = True
     REFERENCE = REFERENCE
 
     def __init__(self, pristine: str = EMBEDDED, n_components: int = 100, sharpness_threshold: float = 0.5,
@@ -72,15 +71,7 @@ class Ilniqe(Method):
         ctx.log.info("ilniqe: pristine model from %s (%d patches of %d images, %d components)", self.pristine,
                      n_patches, n_images, arrays["components"].shape[1])
 
-    def fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "Ilniqe":
-        self._model(ctx)  # opinion-unaware: the training items and labels are not used
-        return self
-
-    def predict(self, items: pd.DataFrame, ctx: Context) -> np.ndarray:
-        if not hasattr(self, "model_"):
-            self._model(ctx)
-        if len(items) == 0:
-            return np.empty(0)
+    def distances(self, items: pd.DataFrame, ctx: Context) -> np.ndarray:
         rows = image_statistics(items, ctx, "ilniqe", IL.FEATURE_VERSION, lambda image: IL.patch_features(image)[0].ravel(),
                                 self.n_jobs, "IL-NIQE")
-        return -np.array([IL.ilniqe_distance(row.reshape(IL.N_PATCHES, IL.N_FEATURES), self.model_) for row in rows])
+        return np.array([IL.ilniqe_distance(row.reshape(IL.N_PATCHES, IL.N_FEATURES), self.model_) for row in rows])

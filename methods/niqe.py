@@ -25,36 +25,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from biqa_bench.errors import MethodError
 from biqa_bench.features import niqe as N
-from biqa_bench.features.cache import FeatureCache, image_source_tag
 from biqa_bench.features.pristine import EMBEDDED, cached_model
-from biqa_bench.methods import Context, Method, register_method
+from biqa_bench.methods import Context, register_method
+from methods._support.pristine import OpinionUnaware, image_statistics
 
 REFERENCE = ("A. Mittal, R. Soundararajan, A. C. Bovik, \"Making a 'completely blind' image quality analyzer\", "
              "IEEE Signal Processing Letters 20(3):209-212, 2013")
 
 
-def image_statistics(items: pd.DataFrame, ctx: Context, name: str, version: str, extract, n_jobs: int, label: str) -> np.ndarray:
-    """Per-image cached features of ``items`` (one row each) for the opinion-unaware methods."""
-    cache = FeatureCache(ctx.cache_dir, name, version, image_source_tag(ctx.images))
-    paths = [str(p) for p in items["path"]]
-
-    def guarded(image: np.ndarray) -> np.ndarray:
-        try:
-            return extract(image)
-        except ValueError as exc:
-            raise MethodError(f"{label}: {exc}; leave such images out (biqa train --skip-broken) or use another method") from None
-
-    return cache.compute(paths, guarded, ctx.read_image, n_jobs=n_jobs,
-                         progress=lambda done, total: ctx.progress(f"{label} features", done, total))
-
-
 @register_method("niqe")
-class Niqe(Method):
+class Niqe(OpinionUnaware):
     """NIQE: MVG distance of 96x96-patch NSS features to a pristine model (opinion-unaware)."""
 
-    training_free = True
     REFERENCE = REFERENCE
 
     def __init__(self, pristine: str = EMBEDDED, patch_size: int = N.PATCH_SIZE,
@@ -84,16 +67,7 @@ class Niqe(Method):
     def min_image_side(self) -> int:
         return int(self.patch_size)  # one patch
 
-    def fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "Niqe":
-        self._model(ctx)  # opinion-unaware: the training items and labels are not used
-        return self
-
-    def predict(self, items: pd.DataFrame, ctx: Context) -> np.ndarray:
-        if not hasattr(self, "pristine_mean_"):
-            self._model(ctx)
-        if len(items) == 0:
-            return np.empty(0)
+    def distances(self, items: pd.DataFrame, ctx: Context) -> np.ndarray:
         rows = image_statistics(items, ctx, "niqe", self._version(),
                                 lambda image: N.patch_statistics(image, self.patch_size), self.n_jobs, "NIQE")
-        distances = [N.mvg_distance(self.pristine_mean_, self.pristine_covariance_, *N.split_statistics(row)) for row in rows]
-        return -np.asarray(distances, dtype=float)
+        return np.array([N.mvg_distance(self.pristine_mean_, self.pristine_covariance_, *N.split_statistics(row)) for row in rows])
