@@ -62,7 +62,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods._support import pretrain as P
-from biqa_bench.errors import MethodError
 from biqa_bench.methods import register_method
 from biqa_bench.nn.backbones import LoadedWeights, vgg16
 from biqa_bench.nn.method import DeepMethod, Training, init_bias_to_mean, setting
@@ -167,16 +166,12 @@ class DBCNN(DeepMethod):
         ),
     }
     EXTRA_STATE = ("pretraining_manifest",)
+    STAGE_STATES = ("_scnn_state",)
 
     fc_epochs: int | None = setting()
     pretrain_data: str = "synthetic"
     pretrain_seed: int = 0
     pretrain_epochs: int | None = setting(recipe_key="s1_epochs")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.pretraining_manifest: dict[str, Any] | None = None
-        self._scnn_state: dict[str, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ S-CNN pre-training
 
@@ -193,12 +188,7 @@ class DBCNN(DeepMethod):
 
     def pretrain(self, train_items, ctx, settings: dict[str, Any]) -> P.StageResult:
         """The S-CNN for this split: from the cache, or trained and stored there."""
-        pset = P.resolve_pretrain_set(self.pretrain_data, train_items, ctx, seed=int(self.pretrain_seed), per_source=None, kind="synthetic")
-        if pset.kind != "synthetic":
-            raise MethodError(
-                f"dbcnn: pre-training set '{self.pretrain_data}' has no single-distortion classes; "
-                "use 'synthetic', 'target' or a set made by `biqa datasets synth --kind synthetic`"
-            )
+        pset = P.synthetic_pretrain_set("dbcnn", self.pretrain_data, train_items, ctx, int(self.pretrain_seed), "classes")
         device = resolve_device(ctx.device)
 
         def train(work, key):
@@ -235,16 +225,10 @@ class DBCNN(DeepMethod):
     # ------------------------------------------------------------------ protocol
 
     def fit(self, train_items, val_items, ctx) -> "DBCNN":
-        settings = self.settings()
-        if len(train_items) == 0:
-            raise MethodError("dbcnn: no training items; check the split")
+        settings = self.fit_settings(train_items)
         result = self.pretrain(train_items, ctx, settings)
-        self._scnn_state = {k.removeprefix("features."): v for k, v in result.state_dict().items() if k.startswith("features.")}
-        self.pretraining_manifest = {"stages": [result.summary()]}
-        try:
-            return super().fit(train_items, val_items, ctx)
-        finally:
-            self._scnn_state = None
+        scnn = {k.removeprefix("features."): v for k, v in result.state_dict().items() if k.startswith("features.")}
+        return self.fit_from_stages(train_items, val_items, ctx, {"stages": [result.summary()]}, _scnn_state=scnn)
 
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         vgg, loaded = vgg16(pretrained, weights)

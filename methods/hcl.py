@@ -223,6 +223,7 @@ class HCL(DeepMethod):
         ),
     }
     EXTRA_STATE = ("pretraining_manifest",)
+    STAGE_STATES = ("_pretrained_state",)
 
     restoration_data: str = "synthetic"
     iqa_databases: str = "synthetic,mixed"
@@ -234,14 +235,8 @@ class HCL(DeepMethod):
     c2_epochs: int | None = setting()
     cuda_graphs: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.pretraining_manifest: dict[str, Any] | None = None
-        self._pretrained_state: dict[str, torch.Tensor] | None = None
-
     def settings(self) -> dict[str, Any]:
-        if self.ablation not in ABLATIONS:
-            raise MethodError(f"hcl: ablation must be one of {', '.join(ABLATIONS)}, not {self.ablation!r}")
+        self.check_choice("ablation", ABLATIONS)
         return super().settings()
 
     @property
@@ -387,12 +382,8 @@ class HCL(DeepMethod):
     def fit(self, train_items, val_items, ctx) -> "HCL":
         settings = self.settings()
         stages, state = self._curricula(train_items, ctx, settings)
-        self._pretrained_state = state
-        self.pretraining_manifest = {"ablation": self.ablation, "databases": self.databases, "stages": stages}
-        try:
-            return super().fit(train_items, val_items, ctx)
-        finally:
-            self._pretrained_state = None
+        manifest = {"ablation": self.ablation, "databases": self.databases, "stages": stages}
+        return self.fit_from_stages(train_items, val_items, ctx, manifest, _pretrained_state=state)
 
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         encoder, loaded = build_encoder(pretrained, weights)

@@ -173,6 +173,7 @@ class MetaIQA(DeepMethod):
         ),
     }
     EXTRA_STATE = ("pretraining_manifest",)
+    STAGE_STATES = ("_prior",)
 
     pretrain_data: str = "synthetic"
     pretrain_seed: int = 0
@@ -187,8 +188,6 @@ class MetaIQA(DeepMethod):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.first_order, self.meta = bool(self.first_order), bool(self.meta)
-        self.pretraining_manifest: dict[str, Any] | None = None
-        self._prior: dict[str, torch.Tensor] | None = None
 
     def settings(self) -> dict[str, Any]:
         merged = super().settings()
@@ -216,12 +215,7 @@ class MetaIQA(DeepMethod):
         }
 
     def pretrain(self, train_items, ctx, settings: dict[str, Any]) -> P.StageResult:
-        pset = P.resolve_pretrain_set(self.pretrain_data, train_items, ctx, seed=int(self.pretrain_seed), per_source=None, kind="synthetic")
-        if pset.kind != "synthetic":
-            raise MethodError(
-                f"metaiqa: pre-training set '{self.pretrain_data}' has no single-distortion tasks; "
-                "use 'synthetic', 'target' or a set made by `biqa datasets synth --kind synthetic`"
-            )
+        pset = P.synthetic_pretrain_set("metaiqa", self.pretrain_data, train_items, ctx, int(self.pretrain_seed), "tasks")
         torch.manual_seed(int(self.pretrain_seed))
         backbone, loaded = resnet18(self.pretrained, self.weights)
         device = resolve_device(ctx.device)
@@ -264,19 +258,12 @@ class MetaIQA(DeepMethod):
     # ------------------------------------------------------------------ protocol
 
     def fit(self, train_items, val_items, ctx) -> "MetaIQA":
-        settings = self.settings()
-        if len(train_items) == 0:
-            raise MethodError("metaiqa: no training items; check the split")
-        if self.meta:
-            result = self.pretrain(train_items, ctx, settings)
-            self._prior = result.state_dict()
-            self.pretraining_manifest = {"meta": True, "stages": [result.summary()]}
-        else:
-            self.pretraining_manifest = {"meta": False, "stages": []}
-        try:
-            return super().fit(train_items, val_items, ctx)
-        finally:
-            self._prior = None
+        settings = self.fit_settings(train_items)
+        if not self.meta:
+            return self.fit_from_stages(train_items, val_items, ctx, {"meta": False, "stages": []})
+        result = self.pretrain(train_items, ctx, settings)
+        return self.fit_from_stages(train_items, val_items, ctx, {"meta": True, "stages": [result.summary()]},
+                                    _prior=result.state_dict())
 
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         backbone, loaded = resnet18(pretrained, weights)

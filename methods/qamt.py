@@ -204,6 +204,7 @@ class QAMT(DeepMethod):
         ),
     }
     EXTRA_STATE = ("pretraining_manifest",)
+    STAGE_STATES = ("_stage1_backbone",)
 
     pretrain_task: str = "cls+reg"
     pretrain_data: str = "auto"
@@ -217,14 +218,8 @@ class QAMT(DeepMethod):
     dropout: float = 0.5
     cuda_graphs: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.pretraining_manifest: dict[str, Any] | None = None
-        self._stage1_backbone: dict[str, torch.Tensor] | None = None
-
     def settings(self) -> dict[str, Any]:
-        if self.pretrain_task not in TASKS:
-            raise MethodError(f"qamt: pretrain_task must be one of {', '.join(TASKS)}, not {self.pretrain_task!r}")
+        self.check_choice("pretrain_task", TASKS)
         return super().settings()
 
     # ------------------------------------------------------------------ stage 1
@@ -299,25 +294,16 @@ class QAMT(DeepMethod):
     def prepare_stages(self, train_items, ctx) -> list[dict[str, Any]]:
         if self.pretrain_task == "none":
             return []
-        if len(train_items) == 0:
-            raise MethodError("qamt: no training items; check the split")
-        return [self.pretrain(train_items, ctx, self.settings()).summary()]
+        return [self.pretrain(train_items, ctx, self.fit_settings(train_items)).summary()]
 
     def fit(self, train_items, val_items, ctx) -> "QAMT":
-        settings = self.settings()
+        settings = self.fit_settings(train_items)
         if self.pretrain_task == "none":
-            self.pretraining_manifest = {"pretrain_task": "none", "stages": []}
-        else:
-            if len(train_items) == 0:
-                raise MethodError("qamt: no training items; check the split")
-            result = self.pretrain(train_items, ctx, settings)
-            state = result.state_dict()
-            self._stage1_backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-            self.pretraining_manifest = {"pretrain_task": self.pretrain_task, "stages": [result.summary()]}
-        try:
-            return super().fit(train_items, val_items, ctx)
-        finally:
-            self._stage1_backbone = None
+            return self.fit_from_stages(train_items, val_items, ctx, {"pretrain_task": "none", "stages": []})
+        result = self.pretrain(train_items, ctx, settings)
+        backbone = {k.removeprefix("backbone."): v for k, v in result.state_dict().items() if k.startswith("backbone.")}
+        manifest = {"pretrain_task": self.pretrain_task, "stages": [result.summary()]}
+        return self.fit_from_stages(train_items, val_items, ctx, manifest, _stage1_backbone=backbone)
 
     def build_model(self, settings, pretrained, weights) -> tuple[nn.Module, LoadedWeights]:
         backbone, feature_dim, loaded = build_backbone(pretrained, weights)

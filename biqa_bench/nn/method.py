@@ -81,6 +81,8 @@ class DeepMethod(Method):
     RECIPES: ClassVar[dict[str, dict[str, Any]]] = {}
     # Attributes learned besides the network, saved into model.pt by extra_state.
     EXTRA_STATE: ClassVar[tuple[str, ...]] = ()
+    # What pre-training stages hand to build_model during fit_from_stages (None outside it).
+    STAGE_STATES: ClassVar[tuple[str, ...]] = ()
     # Replay train_l1's steps from CUDA graphs (trainer.CudaGraphStep); methods that train with
     # train_l1 take it as a field (``cuda_graphs: bool = False``, ``-p cuda_graphs=true``); ignored on the CPU.
     cuda_graphs = False  # not annotated: a class attribute here, a field where a subclass declares it
@@ -104,6 +106,9 @@ class DeepMethod(Method):
         self.weights_sha256: str | None = None
         self._model: nn.Module | None = None
         self._history: list[dict[str, Any]] = []
+        self.pretraining_manifest: dict[str, Any] | None = None  # see fit_from_stages
+        for name in self.STAGE_STATES:
+            setattr(self, name, None)
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -161,13 +166,41 @@ class DeepMethod(Method):
             return 1
         return need
 
+    def check_choice(self, field_name: str, choices) -> None:
+        """A MethodError naming the choices when the field's value is not one of them."""
+        value = getattr(self, field_name)
+        if value not in choices:
+            raise MethodError(f"{self.name}: {field_name} must be one of {', '.join(choices)}, not {value!r}")
+
     # ------------------------------------------------------------------ protocol
 
-    def fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "DeepMethod":
+    def fit_from_stages(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context,
+                        manifest: dict[str, Any], **stage_states: Any) -> "DeepMethod":
+        """The shared fit, after pre-training stages: ``stage_states`` become attributes that
+        ``build_model`` reads, cleared afterwards (they are not the fitted state), and
+        ``manifest`` is kept as ``pretraining_manifest`` (saved with the model)."""
+        unknown = sorted(set(stage_states) - set(self.STAGE_STATES))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.fit_from_stages: {unknown} are not in its STAGE_STATES")
+        self.pretraining_manifest = manifest
+        for name, value in stage_states.items():
+            setattr(self, name, value)
+        try:
+            return DeepMethod.fit(self, train_items, val_items, ctx)
+        finally:
+            for name in stage_states:
+                setattr(self, name, None)
+
+    def fit_settings(self, train_items: pd.DataFrame) -> dict[str, Any]:
+        """The settings of a fit (checked), and a MethodError if there is nothing to train on."""
         settings = self.settings()
-        device = resolve_device(ctx.device)
         if len(train_items) == 0:
             raise MethodError(f"{self.name}: no training items; check the split")
+        return settings
+
+    def fit(self, train_items: pd.DataFrame, val_items: pd.DataFrame, ctx: Context) -> "DeepMethod":
+        settings = self.fit_settings(train_items)
+        device = resolve_device(ctx.device)
         torch.manual_seed(int(ctx.seed))
         model, loaded = self.build_model(settings, self.pretrained, self.weights)
         self.weights_sha256 = loaded.sha256

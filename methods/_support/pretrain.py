@@ -370,6 +370,18 @@ def generated_per_source(spec: str, ctx, blends_per_image: int) -> int | None:
     return int(blends_per_image) if spec == "target" and target_kind(ctx) == "authentic" else None
 
 
+def synthetic_pretrain_set(method: str, spec: str, train_items: pd.DataFrame, ctx, seed: int, labels: str) -> PretrainSet:
+    """:func:`resolve_pretrain_set` for a stage that learns from single-distortion ``labels``
+    (classes, tasks): a set without them is a MethodError naming the sets that have them."""
+    pset = resolve_pretrain_set(spec, train_items, ctx, seed=seed, per_source=None, kind="synthetic")
+    if pset.kind != "synthetic":
+        raise MethodError(
+            f"{method}: pre-training set '{spec}' has no single-distortion {labels}; "
+            "use 'synthetic', 'target' or a set made by `biqa datasets synth --kind synthetic`"
+        )
+    return pset
+
+
 def resolve_pretrain_set(
     spec: str,
     train_items: pd.DataFrame,
