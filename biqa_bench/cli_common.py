@@ -180,6 +180,11 @@ def print_json(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
+def comma_list(text: str) -> list[str]:
+    """The comma-separated names of an option, in order, blanks dropped: ``"a, b,,c"`` -> a, b, c."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def resolve_splits(dataset, splits_file, out, repeats: int, seed: int, official: bool = False):
     """:func:`biqa_bench.splits.resolve_splits` with the split check's warnings shown on stderr."""
     from .splits import resolve_splits as resolve

@@ -121,3 +121,15 @@ def test_method_support_lives_beside_the_methods_and_discovery_skips_it():
     assert not (ROOT / "biqa_bench" / "enhance.py").exists() and not (ROOT / "biqa_bench" / "pretrain.py").exists()
     assert (ROOT / "methods" / "_support" / "enhance.py").is_file()
     assert not {"enhance", "pretrain", "_support"} & set(method_names())
+
+
+def test_no_function_in_the_core_package_is_over_100_lines():
+    """The flow stays readable: a function that grows past 100 lines is split (issue #18)."""
+    long = []
+    for module, path in _modules().items():
+        if not module.startswith("biqa_bench"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 100:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..cli_common import (
-    check_device, check_param_types, console, err_console, json_records, parse_params, print_json, progress_bar,
+    check_device, check_param_types, comma_list, console, err_console, json_records, parse_params, print_json, progress_bar,
     render_summary, resolve_splits, run_command, warn,
 )
 from ..config import DEFAULT_RESULTS
@@ -539,7 +539,7 @@ def cross(
 
     device = check_device(device)
     params = method_params(method, param)
-    specs = list(dict.fromkeys(s.strip() for s in test_sets.split(",") if s.strip()))  # in order, once each
+    specs = list(dict.fromkeys(comma_list(test_sets)))  # in order, once each
     if not specs:
         raise BiqaError("--test needs at least one dataset, e.g. --test clive,bid")
     train_data = load_dataset(train_set)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ..cli_common import console, progress_bar, run_command
+from ..cli_common import comma_list, console, progress_bar, run_command
 
 DEMO_DATASETS = ("synthetic", "mixed")
 DEMO_METHODS = ("brisque", "cnniqa")
@@ -47,14 +47,7 @@ def demo(
     from ..evaluation.results import evaluate_results
 
     started = time.perf_counter()
-    from ..errors import BiqaError
-    from ..methods import method_class
-
-    method_list = list(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
-    if not method_list:
-        raise BiqaError("--methods: give at least one method name, e.g. --methods brisque,niqe")
-    for name in method_list:
-        method_class(name)  # an unknown name is a one-line error with a suggestion
+    method_list = _method_list(methods)
     log = logging.getLogger("biqa")
     out = Path(out)
     with progress_bar(not quiet) as bar:
@@ -121,6 +114,19 @@ def demo(
         result = build_report(out, out / "report", low_quality_rule=DEMO_LOW_QUALITY_RULE, ci=True, seed=seed)
         console.print(f"[bold]report[/] {result.out_dir}")
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}")
+
+
+def _method_list(methods: str) -> list[str]:
+    """--methods as names, once each, checked before any work (an unknown one is a one-line error)."""
+    from ..errors import BiqaError
+    from ..methods import method_class
+
+    names = list(dict.fromkeys(comma_list(methods)))
+    if not names:
+        raise BiqaError("--methods: give at least one method name, e.g. --methods brisque,niqe")
+    for name in names:
+        method_class(name)  # an unknown name is a one-line error with a suggestion
+    return names
 
 
 def _demo_gmad(out: Path, scores, pool, seed: int, methods: list[str]) -> None:

@@ -23,7 +23,7 @@ from ..datasets.folder import load_pool, looks_like_path
 from ..report.gmad import POOL_ITEMS, POOL_SCORES, pool_items_table, read_table, sibling, write_analysis, write_selection
 from ..store import atomic_write_csv
 
-from ..cli_common import check_device, console, json_records, print_json, progress_bar, run_command
+from ..cli_common import check_device, comma_list, console, json_records, print_json, progress_bar, run_command
 
 gmad_app = typer.Typer(
     help=(
@@ -122,7 +122,7 @@ def select(
     from ..runner import pool_scores
 
     device = check_device(device)
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = comma_list(methods)
     if len(names) < 2:
         raise BiqaError(f"--methods needs at least two methods separated by commas, got '{methods}'")
     dataset = load_pool(pool)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from ..cli_common import console, print_json, run_command
+from ..cli_common import comma_list, console, print_json, run_command
 from ..config import DEFAULT_RESULTS
 from ..errors import AnalysisError
 from ..evaluation.metrics import METRICS
@@ -194,7 +194,7 @@ def significance(
         _krasula_command(results, alpha, dataset, split, as_json, target)
         return
     if per_image:
-        names = [m.strip() for m in per_image.split(",") if m.strip()]
+        names = comma_list(per_image)
         if len(names) != 2:
             raise AnalysisError(f"--per-image takes two methods as A,B, not '{per_image}'")
         if metric not in ("srocc", "plcc"):
