@@ -288,3 +288,20 @@ def test_slurm_time_and_dataset_lists():
     assert split_names("koniq, synthetic:contents=5,size=161 ,bid") == ["koniq", "synthetic:contents=5,size=161", "bid"]
     with pytest.raises(Exception, match="--slurm-time"):
         slurm_minutes("soon")
+
+
+def test_sweep_ci_shows_the_intervals_of_biqa_eval_ci(two_sets, tmp_path, monkeypatch):
+    from biqa_bench.cli_common import console
+    from biqa_bench.evaluation.intervals import format_interval
+    from biqa_bench.evaluation.results import evaluate_results
+
+    monkeypatch.setattr(console, "_width", 240)  # the whole table on one line per row
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", "--methods", "sweep-mean", "--datasets", "tinya", "--repeats", "3",
+                                      "--out", str(out), "-q", "--ci"])
+    assert result.exit_code == 0, result.output
+    assert "mean [95 % interval]" in result.output
+    _, summary, _ = evaluate_results(out, False, False, 10, "nominal", 0.25, ci=True, n_boot=1000, seed=0)
+    row = summary[summary["subset"] == "test"].iloc[0]
+    assert row["srocc_ci_low"] < row["srocc_mean"] < row["srocc_ci_high"]  # three splits: a t-interval
+    assert format_interval(row["srocc_mean"], row["srocc_ci_low"], row["srocc_ci_high"]) in result.output

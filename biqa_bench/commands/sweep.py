@@ -75,6 +75,7 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the job table (and what is complete) and stop."),
     status: Optional[Path] = typer.Option(None, "--status", help="Print the state of the sweep in this results folder, read from its run folders."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ci: bool = typer.Option(False, "--ci", help="End summary with 95 % intervals (t over splits), as `biqa eval --ci`."),
 ) -> None:
     """Train every method on every split of every dataset, as jobs on an executor; resumable.
 
@@ -106,10 +107,10 @@ def sweep(
     if dry_run:
         _render_jobs(table, f"Sweep plan: {len(table)} jobs on '{plan.executor}' (+ {len(jobs.stages)} pre-training jobs), results in {plan.out}")
         return
-    _run(plan, jobs, table, quiet)
+    _run(plan, jobs, table, quiet, ci)
 
 
-def _run(plan, jobs, table, quiet: bool) -> None:
+def _run(plan, jobs, table, quiet: bool, ci: bool = False) -> None:
     from ..sweep import make_executor, run_sweep
 
     total = len(table)
@@ -138,7 +139,7 @@ def _run(plan, jobs, table, quiet: bool) -> None:
         + (f", {counts['busy']} being trained by another process" if counts["busy"] else "")
         + f" in {seconds:.0f} s; results in {plan.out}", highlight=False,
     )
-    _render_summary(plan.out)
+    _render_summary(plan.out, ci, plan.seed)
     if result.failed:
         for job, outcome in result.failed:
             err_console.print(f"[bold red]failed:[/] {job.method} on {job.dataset.name} split {job.split}: {outcome.note}",
@@ -182,15 +183,19 @@ class _job_progress:
         return False
 
 
-def _render_summary(out: Path) -> None:
+def _render_summary(out: Path, ci: bool = False, seed: int = 0) -> None:
+    """The overall table of `biqa eval` (with --ci, `biqa eval --ci`'s intervals, same seed)."""
     from ..store import find_runs
     from ..cli_common import render_summary
     from ..evaluation.results import evaluate_results
 
     if not find_runs(out):
         return
-    _, summary, _notes = evaluate_results(out, ranges=False, low_quality=False, min_items=10, rule="nominal", fraction=0.25)
-    render_summary(summary[summary["subset"] == "test"], f"{out}: overall (mean ± std over splits), as `biqa eval`")
+    _, summary, _notes = evaluate_results(out, ranges=False, low_quality=False, min_items=10, rule="nominal", fraction=0.25,
+                                          ci=ci, n_boot=1000, seed=seed)
+    shown = "mean [95 % interval]" if ci else "mean ± std over splits"
+    render_summary(summary[summary["subset"] == "test"], f"{out}: overall ({shown}), as `biqa eval{' --ci' if ci else ''}`",
+                   ci=ci)
 
 
 def _render_jobs(table, title: str) -> None:
