@@ -84,20 +84,22 @@ def range_effect_section(b, test: pd.DataFrame, min_items: int, ci: bool, n_boot
 
 
 def krasula_table(records: pd.DataFrame, dataset: str, decimals: int = 3, name: str | None = None) -> T.Table:
-    """Methods x (AUC different/similar, AUC better/worse, percent correct) on one dataset, mean
-    over splits with the t-interval over them."""
+    """Methods x (AUC different/similar, AUC better/worse, share correct) on one dataset, mean
+    over splits with the t-interval over them. The records' percent correct is shown as a share
+    (0-1) so that it takes the table's decimals like the AUCs."""
     from ..evaluation.intervals import t_interval
 
     frame = records[records["dataset"] == dataset]
     methods = sorted(frame["method"].unique(), key=str)
     labels = {"auc_ds": ("AUC", "different/similar"), "auc_bw": ("AUC", "better/worse"),
-              "percent_correct": ("", "% correct")}
+              "percent_correct": ("", "share correct")}
     columns = pd.MultiIndex.from_tuples(list(labels.values()))
     index = pd.Index(methods, name="method")
     values, low, high = (pd.DataFrame(np.nan, index=index, columns=columns) for _ in range(3))
     for method in methods:
         for key, column in labels.items():
-            interval = t_interval(frame.loc[frame["method"] == method, key])
+            scale = 0.01 if key == "percent_correct" else 1.0
+            interval = t_interval(scale * frame.loc[frame["method"] == method, key].astype(float))
             values.loc[method, column] = interval.estimate
             low.loc[method, column], high.loc[method, column] = interval.low, interval.high
     splits = frame["split"].nunique()
@@ -107,7 +109,7 @@ def krasula_table(records: pd.DataFrame, dataset: str, decimals: int = 3, name: 
         f"their MOS (from MOS, std and number of ratings) rejects equality at alpha = {frame['alpha'].iloc[0]:g}, "
         f"else similar (per split about {pairs['n_different']:.0f} different and {pairs['n_similar']:.0f} similar "
         "pairs). AUC of the absolute score difference for different vs similar pairs, of the signed difference for "
-        "better vs worse (different pairs both ways round), and the percentage of different pairs ordered correctly. "
+        "better vs worse (different pairs both ways round), and the share (0-1) of different pairs ordered correctly. "
         f"Mean over {splits} split{'s' if splits != 1 else ''}"
         + (" with the 95 % t-interval over them (\u00b1)" if splits > 1 else "")
         + ". Best in bold, second underlined."
