@@ -49,6 +49,41 @@ def _hide_flag_types() -> None:
 
 _hide_flag_types()
 
+_LINE_STARTS = ("Example", "- ", "* ")
+
+
+def reflow_paragraph(text: str) -> str:
+    """One paragraph of a command's docstring as the terminal should wrap it: its source line breaks
+    become spaces, except before a line that starts an example or a list item."""
+    lines = text.split("\n")
+    joined = lines[0]
+    for line in lines[1:]:
+        stripped = line.lstrip()
+        joined += ("\n" if stripped.startswith(_LINE_STARTS) or stripped[:2].rstrip(".").isdigit() else " ") + stripped
+    return joined
+
+
+def _reflow_help() -> None:
+    """Typer 0.2x keeps the source line breaks of every paragraph after a docstring's first, so
+    `--help` wraps each 95-column source line at the terminal's 80 into a ragged long/short pattern.
+    Its paragraph joiner is wrapped once here (a ``\\b`` paragraph stays verbatim, as Click's rule)."""
+    try:
+        from typer import rich_utils
+    except ImportError:  # pragma: no cover - depends on the installed Typer
+        return
+    joiner = getattr(rich_utils, "_fix_linebreaks", None)
+    if joiner is None or getattr(joiner, "_biqa_reflowed", False):
+        return
+
+    def fix_linebreaks(paragraphs, markup_mode):
+        return joiner([p if p.startswith("\b") else reflow_paragraph(p) for p in paragraphs], markup_mode)
+
+    fix_linebreaks._biqa_reflowed = True
+    rich_utils._fix_linebreaks = fix_linebreaks
+
+
+_reflow_help()
+
 app = typer.Typer(
     name="biqa",
     help=(

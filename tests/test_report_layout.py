@@ -106,3 +106,16 @@ def test_help_shows_no_type_beside_plain_flags(capsys):
         assert "<bool>" not in out
     assert main(["eval", "--help"]) == 0
     assert "<int>" in capsys.readouterr().out  # options that take a value keep theirs
+
+
+def test_help_reflows_paragraphs_but_keeps_examples_and_brackets_on_their_lines(capsys):
+    from biqa_bench.cli import reflow_paragraph
+
+    assert reflow_paragraph("one line\n    and its rest\nExample: a\nExample: b\n- item\n2. step") == (
+        "one line and its rest\nExample: a\nExample: b\n- item\n2. step")
+    assert main(["report", "--help"]) == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    # the second paragraph wraps at the terminal, not at the docstring's source breaks
+    assert "layouts of the" not in lines and "cross-dataset" not in lines  # short stubs of 95-column lines
+    assert any("[low, high]" in line for line in lines)  # not eaten as Rich markup
+    assert sum(line.startswith("Example: biqa report") for line in lines) == 2

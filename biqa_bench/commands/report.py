@@ -37,7 +37,7 @@ def report(
     table by pair, REQA Table IV) in bold, second underlined.
 
     With --ci every cell carries its 95 % interval: LaTeX `0.912 {\\scriptsize ±0.008}` (or
-    [low, high] where it is not symmetric), Markdown inline, CSV columns `... CI low/high`.
+    \\[low, high] where it is not symmetric), Markdown inline, CSV columns `... CI low/high`.
 
     Example: biqa report results --out paper/ --decimals 3 --aggregate median --pdf
     Example: biqa report results --ci --n-boot 2000 --seed 1
