@@ -226,6 +226,16 @@ def test_to_grey_is_rounded_rgb2gray():
     np.testing.assert_array_equal(B.to_grey(rgb), [[76, 150, 18]])  # 2.989 + 11.74 + 3.42 = 18.15
 
 
+def test_to_grey_is_rounded_rgb2gray_on_many_colours():
+    # strip by strip (several strips of this 600-wide image), term by term: MATLAB's rounded
+    # weighted sum of R, G, B; the brightest colours stay at most 255 without a clip
+    rgb = np.random.default_rng(9).integers(0, 256, (300, 600, 3), dtype=np.uint8)
+    rgb[0, :3] = [[255, 255, 255], [0, 0, 0], [255, 255, 0]]
+    expected = np.round(rgb.astype(np.float64) @ [0.298936021293775, 0.587043074451121, 0.114020904255103])
+    np.testing.assert_array_equal(B.to_grey(rgb), expected)
+    assert B.to_grey(rgb)[0, 0] == 255
+
+
 # -- the feature cache ---------------------------------------------------------------------
 def _write_images(folder: Path, n: int) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,7 @@ def to_grey(image: np.ndarray) -> np.ndarray:
             np.multiply(rows[..., 0], RGB2GRAY[0], out=part)
             part += np.multiply(rows[..., 1], RGB2GRAY[1], out=term[: stop - start])
             part += np.multiply(rows[..., 2], RGB2GRAY[2], out=term[: stop - start])
-            np.clip(np.round(part, out=part), 0, 255, out=part)
+            np.round(part, out=part)  # in [0, 255] without a clip: the weights are >= 0 and sum to < 1
         return grey
     return image[..., :3].astype(np.float64) @ RGB2GRAY
 
