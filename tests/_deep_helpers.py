@@ -68,6 +68,44 @@ def ctx_for(tmp_path: Path, target, seed: int = 1, work: str = "run") -> Context
     return make_ctx(tmp_path, work, seed, dataset=target)
 
 
+def stage_datasets(tmp_path: Path, monkeypatch, class_index, n_pretrain: int, cls, stage_function: str):
+    """A tiny authentic target 'tgt' (8 images, 64x64) and a tiny named single-distortion set
+    'presynth' (``n_pretrain`` images, 72x72) that ``load_dataset`` returns, both labelled with
+    ``class_index(n)``; and a list that counts the calls of ``cls.stage_function`` (the stage's
+    training, which the stage cache should skip). Returns (target, its items, calls)."""
+    from biqa_bench.datasets.registry import DatasetInfo, make_dataset
+
+    def labels(folder: Path, n: int, size: int, seed: int, prefix: str) -> pd.DataFrame:
+        items = make_items(folder, n, (size, size), seed, prefix)
+        return items.assign(path=[Path(p).name for p in items["path"]], class_index=class_index(n))
+
+    target = make_dataset(DatasetInfo("tgt", "authentic", "MOS", True, (0.0, 100.0)), labels(tmp_path / "tgt", 8, 64, 0, "i"), tmp_path / "tgt")
+    pre = make_dataset(DatasetInfo("presynth", "synthetic", "MOS", True, (0.0, 100.0), needs_root=False),
+                       labels(tmp_path / "pre", n_pretrain, 72, 1, "p"), tmp_path / "pre")
+    monkeypatch.setattr("biqa_bench.datasets.registry.load_dataset", lambda spec, root=None: pre)
+    calls = []
+    original = getattr(cls, stage_function)
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, stage_function, counted)
+    return target, target.with_abspaths(), calls
+
+
+def save_load_predictions(name: str, params: dict, train, val, test, ctx, folder: Path):
+    """Fit ``name`` with ``params``, predict ``test``, save, load into a fresh adapter and predict
+    again: (fitted, loaded, predictions before, predictions after)."""
+    from biqa_bench.methods import create_method
+
+    method = create_method(name, **params).fit(train, val, ctx)
+    before = method.predict(test, ctx)
+    method.save(folder)
+    loaded = create_method(name).load(folder)
+    return method, loaded, before, loaded.predict(test, ctx)
+
+
 def fake_pseudo_mos(distorted, reference, batch_size=8):
     """A fast stand-in for the six FR metrics (their own tests live with the generator)."""
     from biqa_bench.datasets.pseudo_mos import METRICS, PseudoMOS

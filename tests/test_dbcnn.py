@@ -14,10 +14,9 @@ from torch import nn
 from torch.nn import functional as F
 
 import methods.dbcnn as D
-from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.methods import create_method
 from biqa_bench.nn.backbones import LoadedWeights
-from _deep_helpers import ctx_for, loss_before_after_one_step, make_items, one_thread  # noqa: F401 (autouse fixture)
+from _deep_helpers import ctx_for, loss_before_after_one_step, one_thread, stage_datasets  # noqa: F401 (autouse fixture)
 
 
 def test_scnn_and_vgg_streams_have_the_papers_shapes():
@@ -89,27 +88,11 @@ class TinyVGG(nn.Module):
         self.features = nn.Sequential(nn.Conv2d(3, 512, 3, stride=16, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2))
 
 
-def make_labels(folder: Path, n: int, size: int, seed: int, prefix: str):
-    items = make_items(folder, n, (size, size), seed, prefix)
-    return items.assign(path=[Path(p).name for p in items["path"]], class_index=np.arange(n) % 39)
-
-
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     """A tiny authentic target and a tiny named single-distortion set 'presynth' for the S-CNN."""
     monkeypatch.setattr(D, "vgg16", lambda pretrained, weights: (TinyVGG(), LoadedWeights(None, None)))
-    target = make_dataset(DatasetInfo("tgt", "authentic", "MOS", True, (0.0, 100.0)), make_labels(tmp_path / "tgt", 8, 64, 0, "i"), tmp_path / "tgt")
-    pre = make_dataset(DatasetInfo("presynth", "synthetic", "MOS", True, (0.0, 100.0), needs_root=False), make_labels(tmp_path / "pre", 6, 72, 1, "p"), tmp_path / "pre")
-    monkeypatch.setattr("biqa_bench.datasets.registry.load_dataset", lambda spec, root=None: pre)
-    calls = []
-    original = D.DBCNN._train_scnn
-
-    def counted(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(D.DBCNN, "_train_scnn", counted)
-    return target, target.with_abspaths(), calls
+    return stage_datasets(tmp_path, monkeypatch, lambda n: np.arange(n) % 39, 6, D.DBCNN, "_train_scnn")
 
 
 QUICK = dict(recipe="quick", pretrained="none", pretrain_data="presynth", crop=32, image_size="source")

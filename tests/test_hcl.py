@@ -17,7 +17,7 @@ from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method
 from biqa_bench.nn.backbones import LoadedWeights, ResNetStages
-from _deep_helpers import ctx_for, fake_pseudo_mos, one_thread, tiny_resnet  # noqa: F401 (autouse fixture)
+from _deep_helpers import ctx_for, fake_pseudo_mos, one_thread, save_load_predictions, tiny_resnet  # noqa: F401 (autouse fixture)
 
 
 def tiny_encoder(pretrained, weights):
@@ -200,13 +200,10 @@ def test_restoration_needs_reference_images(tmp_path, setup, monkeypatch):
 
 def test_save_load_gives_identical_predictions(tmp_path, setup):
     target, items, calls = setup
-    ctx = ctx_for(tmp_path, target)
-    method = create_method("hcl", **QUICK).fit(items.iloc[:4], items.iloc[4:5], ctx)
-    before = method.predict(items.iloc[5:], ctx)
-    method.save(tmp_path / "model")
-    loaded = create_method("hcl").load(tmp_path / "model")
+    method, loaded, before, after = save_load_predictions("hcl", QUICK, items.iloc[:4], items.iloc[4:5], items.iloc[5:],
+                                                          ctx_for(tmp_path, target), tmp_path / "model")
     assert loaded.databases == ["dba", "dbb"]
-    np.testing.assert_array_equal(before, loaded.predict(items.iloc[5:], ctx))
+    np.testing.assert_array_equal(before, after)
     assert loaded.pretraining_manifest["stages"][0]["key"] == method.pretraining_manifest["stages"][0]["key"]
 
 

@@ -4,7 +4,6 @@ the loss, the meta-trained prior reused from the cache, and seeded determinism."
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,10 +13,9 @@ from torch import nn
 
 import methods.metaiqa as M
 from biqa_bench.datasets import distortions as DIST
-from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.methods import create_method
 from biqa_bench.nn.backbones import LoadedWeights
-from _deep_helpers import ctx_for, loss_before_after_one_step, make_items, one_thread, tiny_resnet  # noqa: F401 (autouse fixture)
+from _deep_helpers import ctx_for, loss_before_after_one_step, one_thread, stage_datasets, tiny_resnet  # noqa: F401 (autouse fixture)
 
 
 def test_network_shapes_and_the_0_100_output():
@@ -109,26 +107,10 @@ def test_one_training_step_lowers_the_loss():
 # --------------------------------------------------------------------------- end to end (tiny)
 
 
-def make_labels(folder: Path, n: int, size: int, seed: int, prefix: str):
-    items = make_items(folder, n, (size, size), seed, prefix)
-    return items.assign(path=[Path(p).name for p in items["path"]], class_index=(np.arange(n) % 2) * 5)  # two types
-
-
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     monkeypatch.setattr(M, "resnet18", lambda pretrained, weights: (tiny_resnet(), LoadedWeights(None, None)))
-    target = make_dataset(DatasetInfo("tgt", "authentic", "MOS", True, (0.0, 100.0)), make_labels(tmp_path / "tgt", 8, 64, 0, "i"), tmp_path / "tgt")
-    pre = make_dataset(DatasetInfo("presynth", "synthetic", "MOS", True, (0.0, 100.0), needs_root=False), make_labels(tmp_path / "pre", 8, 72, 1, "p"), tmp_path / "pre")
-    monkeypatch.setattr("biqa_bench.datasets.registry.load_dataset", lambda spec, root=None: pre)
-    calls = []
-    original = M.MetaIQA._meta_train
-
-    def counted(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(M.MetaIQA, "_meta_train", counted)
-    return target, target.with_abspaths(), calls
+    return stage_datasets(tmp_path, monkeypatch, lambda n: (np.arange(n) % 2) * 5, 8, M.MetaIQA, "_meta_train")  # two types
 
 
 QUICK = dict(recipe="quick", pretrained="none", pretrain_data="presynth", crop=32, image_size="source")

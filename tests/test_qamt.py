@@ -19,7 +19,7 @@ from biqa_bench.datasets.registry import DatasetInfo, make_dataset
 from biqa_bench.errors import MethodError
 from biqa_bench.methods import create_method
 from biqa_bench.nn.backbones import LoadedWeights
-from _deep_helpers import ctx_for, fake_pseudo_mos, make_items, one_thread, tiny_resnet  # noqa: F401 (autouse fixture)
+from _deep_helpers import ctx_for, fake_pseudo_mos, make_items, one_thread, save_load_predictions, tiny_resnet  # noqa: F401 (autouse fixture)
 
 
 def tiny_backbone(pretrained, weights):
@@ -177,12 +177,8 @@ def test_authentic_target_pretrains_on_its_own_training_blends(tmp_path, setup, 
 
 def test_save_load_gives_identical_predictions(tmp_path, setup):
     target, items, calls = setup
-    ctx = ctx_for(tmp_path, target)
-    method = create_method("qamt", **QUICK).fit(items.iloc[:4], items.iloc[4:5], ctx)
-    before = method.predict(items.iloc[5:], ctx)
-    method.save(tmp_path / "model")
-    loaded = create_method("qamt").load(tmp_path / "model")
-    after = loaded.predict(items.iloc[5:], ctx)
+    method, loaded, before, after = save_load_predictions("qamt", QUICK, items.iloc[:4], items.iloc[4:5], items.iloc[5:],
+                                                          ctx_for(tmp_path, target), tmp_path / "model")
     assert before.shape == (3,) and np.isfinite(before).all()
     np.testing.assert_array_equal(before, after)
     assert loaded.pretraining_manifest == json.loads(json.dumps(method.pretraining_manifest))
