@@ -164,6 +164,13 @@ class DBCNN(DeepMethod):
             s1_epochs=1, s1_batch_size=4, s1_image_size=72, s1_crop=64, s1_lr_first=1e-2, s1_lr_last=1e-3,
             s1_weight_decay=5e-4, s1_max_steps=2,
         ),
+        # CPU-sized (the ``recipe`` entry of biqa_bench.nn.method): both streams, both stages, a few steps each
+        "demo": dict(
+            flip=True, epochs=1, fc_epochs=1, batch_size=8, crop=64, image_size="short72", test_crops=0,
+            lr_fc=1e-3, lr=1e-4, weight_decay=5e-4, eval_batch_size=16, max_steps=8,
+            s1_epochs=2, s1_batch_size=16, s1_image_size=72, s1_crop=64, s1_lr_first=1e-2, s1_lr_last=1e-3,
+            s1_weight_decay=5e-4, s1_max_steps=10,
+        ),
     }
     EXTRA_STATE = ("pretraining_manifest",)
     STAGE_STATES = ("_scnn_state",)

@@ -176,6 +176,11 @@ class HyperIQA(DeepMethod):
             flip=True, epochs=2, batch_size=4, crop=64, image_size="short80", test_crops=2, crops_per_image=1,
             lr_backbone=1e-4, lr_head=1e-3, weight_decay=5e-4, milestones=(1,), eval_batch_size=16, max_steps=3,
         ),
+        # CPU-sized (the ``recipe`` entry of biqa_bench.nn.method): the paper's network, 2 short epochs of small crops
+        "demo": dict(
+            flip=True, epochs=2, batch_size=8, crop=64, image_size="short72", test_crops=2, crops_per_image=1,
+            lr_backbone=1e-4, lr_head=1e-3, weight_decay=5e-4, milestones=(1,), eval_batch_size=16, max_steps=8,
+        ),
     }
     lr_backbone: float | None = setting()
     lr_head: float | None = setting()

@@ -171,6 +171,13 @@ class MetaIQA(DeepMethod):
             meta_epochs=1, meta_tasks=2, meta_support=2, meta_query=2, meta_inner_steps=1, meta_inner_lr=1e-3,
             meta_outer_lr=1e-4, meta_image_size=72, meta_crop=64, meta_max_steps=2,
         ),
+        # CPU-sized (the ``recipe`` entry of biqa_bench.nn.method): second-order meta steps, then fine-tuning
+        "demo": dict(
+            flip=True, epochs=2, batch_size=8, crop=64, image_size="72x72", test_crops=0,
+            lr_backbone=1e-4, lr_head=1e-3, head_scale=10.0, weight_decay=0.0, eval_batch_size=16, max_steps=8,
+            meta_epochs=1, meta_tasks=2, meta_support=4, meta_query=4, meta_inner_steps=1, meta_inner_lr=1e-3,
+            meta_outer_lr=1e-4, meta_image_size=72, meta_crop=64, meta_max_steps=4,
+        ),
     }
     EXTRA_STATE = ("pretraining_manifest",)
     STAGE_STATES = ("_prior",)

@@ -115,6 +115,11 @@ class WaDIQaM(DeepMethod):
             flip=True, epochs=2, batch_size=2, crop=32, image_size="source", test_crops=4,
             patches_per_image=4, lr=1e-4, weight_decay=0.0, eval_batch_size=64, max_steps=3,
         ),
+        # CPU-sized (the ``recipe`` entry of biqa_bench.nn.method): the paper's network and patches, 2 short epochs
+        "demo": dict(
+            flip=False, epochs=2, batch_size=4, crop=32, image_size="short128", test_crops=8,
+            patches_per_image=8, lr=3e-4, weight_decay=0.0, eval_batch_size=256, max_steps=25,
+        ),
     }
     pretrained: str = "none"  # no ImageNet weights exist for this network (see reading 2)
     patches_per_image: int | None = setting()

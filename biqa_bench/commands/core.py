@@ -270,7 +270,7 @@ def train(
     out: Path = typer.Option(DEFAULT_RESULTS, "--out", "-o", help="Results folder."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder (default: remembered root)."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method hyper-parameter key=value (repeatable)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Deep methods: 'paper' or 'quick'."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Deep methods: 'paper', 'quick' or 'demo' (see `biqa methods info NAME`)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Deep methods: 'imagenet' or 'none'."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Deep methods: ImageNet weights file."),
     test_crops: Optional[int] = typer.Option(None, "--test-crops", help="Deep methods: K seeded test crops (0 = whole image)."),

@@ -63,7 +63,7 @@ def sweep(
     executor: Optional[str] = typer.Option(None, "--executor", "-e", help="serial (default), process, ray or slurm."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="process: worker processes (default 2)."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="METHOD.key=value (repeatable)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Deep methods: 'paper' or 'quick'."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Deep methods: 'paper', 'quick' or 'demo' (see `biqa methods info NAME`)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu (default) or cuda."),
     image_cache: Optional[str] = typer.Option(None, "--image-cache", help="Decode-once cache: none, short512, original or HxW."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: auto (default), local or ray://HOST:PORT."),

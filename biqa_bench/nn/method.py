@@ -5,7 +5,9 @@ A deep adapter is a dataclass (``@dataclass(eq=False)`` under ``@register_method
 are its hyper-parameters; it inherits the fields every deep method accepts from
 :class:`DeepMethod` (the CLI maps flags onto them):
 
-* ``recipe``: ``'paper'`` (the paper's protocol) or ``'quick'`` (a few small steps: tests, demo);
+* ``recipe``: ``'paper'`` (the paper's protocol), ``'quick'`` (a few small steps: tests) or, where
+  an adapter has one, ``'demo'`` (the paper's network at CPU size: small crops, a few capped
+  epochs, for a run of a minute or two per split on the embedded sets; not the paper's protocol);
 * ``pretrained``: ``'imagenet'`` (offline weights, see :mod:`biqa_bench.nn.backbones`) or ``'none'``;
 * ``weights``: an ImageNet weights file, or None to look in the torch/Hugging Face caches;
 * ``test_crops``: K random crops averaged at test time, 0 = the whole image resized to the crop
