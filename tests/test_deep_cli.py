@@ -17,7 +17,7 @@ from _cli_helpers import biqa, no_network  # noqa: F401 (a fixture)
 
 # 4 contents x 6 blends at the smallest side the generator takes: 1 content each for test and
 # validation (6 images each), 2 for training
-TARGET = "mixed:contents=4,size=161,blends=6"
+TARGET = "mixed:blends=6,contents=4,size=161"  # options in the order the report names them
 PRETRAIN = "synthetic:contents=4,size=161"
 SMALL = ["-p", "crop=32", "-p", "image_size=40x40", "-p", "batch_size=2"]
 RUNS = {
