@@ -154,6 +154,22 @@ def test_partial_figures_carry_a_dagger():
     assert "\u2020" in T.to_markdown(table) and "$^{\\dagger}$" in T.to_latex(table)
 
 
+def test_a_mean_over_fewer_splits_is_never_marked_best():
+    records = _records().drop(columns=["truth", "pred"])
+    records["status"] = "ok"
+    # gamma (the noisiest) gets the best small-set SROCC, but on one split of three only
+    gamma_small = (records["method"] == "gamma") & (records["dataset"] == "small")
+    records.loc[gamma_small & (records["split"] == 0), "srocc"] = 0.999
+    records.loc[gamma_small & (records["split"] > 0), "status"] = "undefined"
+    table = T.overall_table(records)
+    column = table.values.columns.get_loc(("small", "SROCC"))
+    assert table.partial.loc["gamma", ("small", "SROCC")]
+    assert table.values.loc["gamma", ("small", "SROCC")] == pytest.approx(0.999)
+    ranks = table.ranks().iloc[:, column]
+    assert ranks["gamma"] == 0 and ranks["alpha"] == 1  # the best of the full-split means
+    assert ranks["beta"] == 0  # two values compete: only the best is marked
+
+
 def test_weighted_average_skips_missing_datasets():
     values = pd.DataFrame({"a": [0.5, np.nan], "b": [0.8, 0.6]}, index=["m1", "m2"])
     average, incomplete = T.weighted_average(values, pd.Series({"a": 100.0, "b": 300.0}))

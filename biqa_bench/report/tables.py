@@ -19,6 +19,8 @@ rank is 1 + the number of values strictly better, so ties share a rank: rank 1 i
 underlined. Two methods tied for best are both bold and no value is underlined (nobody is
 second with one method ahead of it and one level with it). Columns with fewer than two defined
 values are not marked, and with exactly two only the best is (second would mean last). Undefined values (NaN) print as an en dash.
+A value with a dagger (below) does not compete: a mean over fewer splits is not comparable with
+the others.
 
 Splits. Each value is the mean (or median) over the splits on which it is defined; a value
 resting on fewer splits than were run carries a dagger, and a note under the table says what
@@ -109,6 +111,8 @@ class Table:
                 continue
             values = rounded.iloc[rows, cols].to_numpy(dtype=float).ravel()
             defined = ~np.isnan(values)
+            if self.partial is not None:  # a mean over fewer splits is not comparable: it does not compete
+                defined &= ~self.partial.iloc[rows, cols].to_numpy(dtype=bool).ravel()
             if defined.sum() < 2:
                 continue
             signed = values if direction == "higher" else -values
