@@ -5,10 +5,17 @@
 The mapping is constrained to be non-decreasing (b1 >= b2, b4 > 0): every method's prediction
 is higher-is-better, so the mapping may not flip its sign. Without the constraint a method whose
 ranking is unrelated or inverted can get a decreasing logistic and a high positive PLCC, the
-same mistake as reporting ``abs()`` correlations. The fit runs in the parameters
-(a = b1 - b2 >= 0, b2, b3, b4 > 0) by bounded least squares (scipy ``curve_fit``, trust-region
-reflective, analytic Jacobian). Starting values (documented, deterministic): b1 = max(y),
-b2 = min(y), b3 = mean(x), b4 = std(x) / 4 (or 1 when x is constant).
+same mistake as reporting ``abs()`` correlations. The problem is least squares in the parameters
+(a = b1 - b2 >= 0, b2, b3, b4 > 0). It is solved in standardised coordinates (x and y minus their
+means over their standard deviations; the parameters are transformed back exactly) by variable
+projection: for fixed (b3, b4) the model is linear in (a, b2), whose least-squares values (with
+a >= 0) are closed-form, which leaves a bounded 2-parameter problem in (b3, b4) for scipy
+``least_squares`` (trust-region reflective). This finds the same minimum as the direct 4-parameter
+fit, several times faster (tests/test_logistic_fit.py compares both; BENCHMARKS.md). When the
+projected fit ends flat (a = 0) the direct 4-parameter fit (``curve_fit``, analytic Jacobian) is
+run instead, so flat cases are decided exactly as before. Starting values (documented,
+deterministic): b1 = max(y), b2 = min(y), b3 = mean(x), b4 = std(x) / 4 (or 1 when x is constant);
+the projected fit starts from the same b3 and b4.
 A fit that fails is reported in :class:`LogisticFit` (``success=False``, ``message``) and the
 mapping falls back to the best non-decreasing linear fit (slope 0, the mean of y, when the
 least-squares slope is negative), so callers never crash on it and the fallback cannot flip
@@ -27,7 +34,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit, least_squares
 
 
 #: A fitted logistic whose values over the data span less than this fraction of the range of
@@ -88,6 +95,48 @@ def starting_values(x, y) -> tuple[float, float, float, float]:
     return float(np.max(y)), float(np.min(y)), float(np.mean(x)), spread / 4.0 if spread > 0 else 1.0
 
 
+def _linear_part(s, v) -> tuple[float, float]:
+    """Least-squares (a >= 0, b2) of v ~ b2 + a * s, closed form."""
+    centred = s - s.mean()
+    var = float(centred @ centred)
+    a = max(float(centred @ v) / var, 0.0) if var > 0 else 0.0
+    return a, float(v.mean()) - a * float(s.mean())
+
+
+def _projected_fit(x, y, b4_floor, maxfev):
+    """Variable-projection fit in standardised coordinates; (a, b2, b3, b4) in x and y's units."""
+    mx, sx, my, sy = float(np.mean(x)), float(np.std(x)), float(np.mean(y)), float(np.std(y))
+    sy = sy if sy > 0 else 1.0
+    u, v = (x - mx) / sx, (y - my) / sy
+
+    def sigmoid(p):
+        return 1.0 / (1.0 + np.exp(np.clip(-(u - p[0]) / p[1], -500, 500)))
+
+    def residual(p):
+        s = sigmoid(p)
+        a, c = _linear_part(s, v)
+        return c + a * s - v
+
+    _, _, b3, b4 = starting_values(u, v)
+    floor = b4_floor / sx
+    result = least_squares(residual, [b3, max(b4, 2 * floor)], bounds=([-np.inf, floor], [np.inf, np.inf]),
+                           method="trf", max_nfev=maxfev)
+    if not result.success:
+        return None
+    a, c = _linear_part(sigmoid(result.x), v)
+    return np.array([sy * a, my + sy * c, mx + sx * result.x[0], sx * result.x[1]])
+
+
+def _direct_fit(x, y, b4_floor, maxfev):
+    """The direct 4-parameter bounded fit (trust-region reflective, analytic Jacobian)."""
+    b1, b2, b3, b4 = starting_values(x, y)
+    lower = [0.0, -np.inf, -np.inf, b4_floor]
+    upper = [np.inf, np.inf, np.inf, np.inf]
+    p0 = [max(b1 - b2, 0.0), b2, b3, max(b4, 2 * b4_floor)]
+    params, _ = curve_fit(_increasing, x, y, p0=p0, jac=_increasing_jacobian, bounds=(lower, upper), max_nfev=maxfev)
+    return params
+
+
 def fit_logistic(x, y, maxfev: int = 20000) -> LogisticFit:
     """Fit f(x) to y. Never raises on a bad fit: see ``success`` and ``message``."""
     x = np.asarray(x, dtype=float)
@@ -105,18 +154,14 @@ def fit_logistic(x, y, maxfev: int = 20000) -> LogisticFit:
         return LogisticFit(None, False, f"too few points ({len(x)}) for a 4-parameter fit", linear)
     if np.ptp(x) == 0:
         return LogisticFit(None, False, "predictions are constant", linear)
-    b1, b2, b3, b4 = starting_values(x, y)
     b4_floor = 1e-9 * max(float(np.ptp(x)), 1e-12)
-    lower = [0.0, -np.inf, -np.inf, b4_floor]
-    upper = [np.inf, np.inf, np.inf, np.inf]
-    p0 = [max(b1 - b2, 0.0), b2, b3, max(b4, 2 * b4_floor)]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            params, _ = curve_fit(
-                _increasing, x, y, p0=p0, jac=_increasing_jacobian, bounds=(lower, upper), max_nfev=maxfev
-            )
+            params = _projected_fit(x, y, b4_floor, maxfev)
+            if params is None or params[0] <= 0:
+                params = _direct_fit(x, y, b4_floor, maxfev)
     except (RuntimeError, ValueError) as exc:
         return LogisticFit(None, False, f"logistic fit failed: {exc}", linear)
     if not np.all(np.isfinite(params)):
