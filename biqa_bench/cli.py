@@ -7,6 +7,7 @@ with exit code 2; Ctrl-C keeps every completed split (exit code 130).
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import typer
@@ -28,60 +29,66 @@ except ImportError:  # pragma: no cover - depends on the installed Typer
             pass
 
 
+def _wrap_once(owner, attribute: str, wrap) -> None:
+    """Replace ``owner.attribute`` by ``wrap(original)`` once (a second import leaves it), and not
+    at all where the installed Typer lacks it: the two `--help` fixes below hook Typer's
+    internals, which have no setting for them."""
+    original = getattr(owner, attribute, None)
+    if original is None or getattr(original, "_biqa_wrapped", False):
+        return
+    wrapped = wrap(original)
+    wrapped._biqa_wrapped = True
+    setattr(owner, attribute, wrapped)
+
+
 def _hide_flag_types() -> None:
     """`--help` shows no type beside a plain flag (Typer 0.2x prints ``<bool>`` there, as if
-    ``--ranges`` took a value). Typer has no setting for it: its option's type label is wrapped
-    once here, and left alone where a Typer version lacks the hook."""
+    ``--ranges`` took a value): the option's type label is wrapped."""
     try:
         from typer.core import TyperOption
     except ImportError:  # pragma: no cover - depends on the installed Typer
         return
-    label = getattr(TyperOption, "display_type_rich", None)
-    if label is None or getattr(label, "_biqa_flags_hidden", False):
-        return
 
-    def display_type_rich(self, ctx):
-        return None if getattr(self, "is_flag", False) else label(self, ctx)
+    def wrap(label):
+        def display_type_rich(self, ctx):
+            return None if getattr(self, "is_flag", False) else label(self, ctx)
+        return display_type_rich
 
-    display_type_rich._biqa_flags_hidden = True
-    TyperOption.display_type_rich = display_type_rich
+    _wrap_once(TyperOption, "display_type_rich", wrap)
 
 
-_hide_flag_types()
-
-_LINE_STARTS = ("Example", "- ", "* ")
+_LINE_STARTS = re.compile(r"(Example|[-*] |\d+\. )")
 
 
 def reflow_paragraph(text: str) -> str:
     """One paragraph of a command's docstring as the terminal should wrap it: its source line breaks
-    become spaces, except before a line that starts an example or a list item."""
+    become spaces, except before a line that starts an example or a list item ("- ", "* ", "2. ")."""
     lines = text.split("\n")
     joined = lines[0]
     for line in lines[1:]:
         stripped = line.lstrip()
-        joined += ("\n" if stripped.startswith(_LINE_STARTS) or stripped[:2].rstrip(".").isdigit() else " ") + stripped
+        joined += ("\n" if _LINE_STARTS.match(stripped) else " ") + stripped
     return joined
 
 
 def _reflow_help() -> None:
     """Typer 0.2x keeps the source line breaks of every paragraph after a docstring's first, so
-    `--help` wraps each 95-column source line at the terminal's 80 into a ragged long/short pattern.
-    Its paragraph joiner is wrapped once here (a ``\\b`` paragraph stays verbatim, as Click's rule)."""
+    `--help` wraps each 95-column source line at the terminal's 80 into a ragged long/short pattern:
+    its paragraph joiner is wrapped (a ``\\b`` paragraph stays verbatim, as Click's rule)."""
     try:
         from typer import rich_utils
     except ImportError:  # pragma: no cover - depends on the installed Typer
         return
-    joiner = getattr(rich_utils, "_fix_linebreaks", None)
-    if joiner is None or getattr(joiner, "_biqa_reflowed", False):
-        return
 
-    def fix_linebreaks(paragraphs, markup_mode):
-        return joiner([p if p.startswith("\b") else reflow_paragraph(p) for p in paragraphs], markup_mode)
+    def wrap(joiner):
+        def fix_linebreaks(paragraphs, markup_mode):
+            return joiner([p if p.startswith("\b") else reflow_paragraph(p) for p in paragraphs], markup_mode)
+        return fix_linebreaks
 
-    fix_linebreaks._biqa_reflowed = True
-    rich_utils._fix_linebreaks = fix_linebreaks
+    _wrap_once(rich_utils, "_fix_linebreaks", wrap)
 
 
+_hide_flag_types()
 _reflow_help()
 
 app = typer.Typer(

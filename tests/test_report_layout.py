@@ -113,6 +113,8 @@ def test_help_reflows_paragraphs_but_keeps_examples_and_brackets_on_their_lines(
 
     assert reflow_paragraph("one line\n    and its rest\nExample: a\nExample: b\n- item\n2. step") == (
         "one line and its rest\nExample: a\nExample: b\n- item\n2. step")
+    assert reflow_paragraph("a figure of\n0.912 and a year\n2026 stay in the sentence") == (
+        "a figure of 0.912 and a year 2026 stay in the sentence")
     assert main(["report", "--help"]) == 0
     lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
     # the second paragraph wraps at the terminal, not at the docstring's source breaks
