@@ -20,7 +20,7 @@ from ..config import DEFAULT_RESULTS
 from ..errors import AnalysisError, BiqaError
 from ..evaluation import gmad
 from ..datasets.folder import load_pool, looks_like_path
-from ..report.gmad import POOL_ITEMS, POOL_SCORES, pool_items_table, read_table, sibling, write_analysis, write_selection
+from ..report.gmad import POOL_ITEMS, POOL_SCORES, pool_items_table, sibling, write_analysis, write_selection
 from ..store import atomic_write_csv
 
 from ..cli_common import check_device, comma_list, console, json_records, print_json, progress_bar, run_command
@@ -52,13 +52,13 @@ def _truth(spec: Optional[str], pairs_path: Path) -> pd.Series:
             raise AnalysisError(
                 f"no {POOL_ITEMS} next to {pairs_path}; pass --truth DATASET or --truth CSV (item_id, quality)"
             )
-        frame = read_table(items_path, "pool items", ["item_id", "quality"])
+        frame = gmad.read_table(items_path, "pool items", ["item_id", "quality"])
         if frame["quality"].isna().all():
             raise AnalysisError(
                 f"{items_path}: the pool is unlabelled; pass --truth DATASET or --truth CSV (item_id, quality)"
             )
     elif Path(spec).expanduser().is_file():
-        frame = read_table(Path(spec).expanduser(), "ground truth", ["item_id", "quality"])
+        frame = gmad.read_table(Path(spec).expanduser(), "ground truth", ["item_id", "quality"])
     elif looks_like_path(spec):
         raise AnalysisError(f"{spec}: ground-truth CSV not found; pass --truth a CSV (item_id, quality) or a dataset name")
     else:
@@ -197,9 +197,9 @@ def analyze(
     pairs = gmad.read_pairs(pairs_path)
     judgments = gmad.read_judgments(judgments_path)
     pool_scores_path = pool_scores_path or sibling(pairs_path, POOL_SCORES)
-    pool_scores = read_table(pool_scores_path, "pool scores", ["item_id", "method", "score"]) if pool_scores_path else None
+    pool_scores = gmad.read_table(pool_scores_path, "pool scores", ["item_id", "method", "score"]) if pool_scores_path else None
     items_path = sibling(pairs_path, POOL_ITEMS) if figures else None
-    pool_items = read_table(items_path, "pool items", ["item_id", "path"]) if items_path else None
+    pool_items = gmad.read_table(items_path, "pool items", ["item_id", "path"]) if items_path else None
     result = write_analysis(pairs, judgments, out, pool_scores, pool_items, scale=None if scale == "auto" else scale,
                             screen=screen)
     if as_json:

@@ -281,14 +281,29 @@ def ok_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs[pairs["status"] == "ok"].reset_index(drop=True)
 
 
+def read_table(path: str | Path, what: str, columns: Sequence[str] = (), dtype: dict | None = None,
+               hint: str = "") -> pd.DataFrame:
+    """A CSV input of the gMAD steps (pairs, judgments, pool scores, ground truth): a missing or
+    unreadable file, or one without ``columns``, is an AnalysisError naming it (``hint``: the fix)."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=dtype if dtype is not None else {"item_id": str, "method": str})
+    except FileNotFoundError:
+        raise AnalysisError(f"{path}: {what} not found; check the path{hint}") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise AnalysisError(f"{path}: cannot read {what} ({exc}){hint}") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise AnalysisError(f"{path}: {what} lacks columns {missing}{hint}")
+    return frame
+
+
 def read_pairs(path: str | Path) -> pd.DataFrame:
     """A ``pairs.csv`` written by ``biqa gmad select``."""
     path = Path(path)
-    try:
-        pairs = pd.read_csv(path, dtype={"pair_id": str, "image_best": str, "image_worst": str, "reason": str,
-                                         "defender": str, "attacker": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise AnalysisError(f"{path}: cannot read gMAD pairs ({exc}); run `biqa gmad select` first") from None
+    pairs = read_table(path, "gMAD pairs", dtype={"pair_id": str, "image_best": str, "image_worst": str, "reason": str,
+                                                  "defender": str, "attacker": str},
+                       hint="; run `biqa gmad select` first")
     missing = [c for c in ("pair_id", "defender", "attacker", "level", "status", "image_best", "image_worst")
                if c not in pairs.columns]
     if missing:
@@ -356,12 +371,8 @@ def simulate_judgments(
 def read_judgments(path: str | Path) -> pd.DataFrame:
     """A judgments CSV (``pair_id, subject, preference``; see the module docstring)."""
     path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype={"pair_id": str, "subject": str})
-    except FileNotFoundError:
-        raise AnalysisError(f"{path}: judgments file not found; check the path") from None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise AnalysisError(f"{path}: cannot read judgments ({exc}); expected a CSV with columns {JUDGMENT_COLUMNS}") from None
+    frame = read_table(path, "judgments", dtype={"pair_id": str, "subject": str},
+                       hint=f"; expected a CSV with columns {JUDGMENT_COLUMNS}")
     frame.attrs["source"] = str(path)
     return frame
 

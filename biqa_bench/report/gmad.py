@@ -105,7 +105,7 @@ def run_simulated(
     pairs = write_selection(scores, methods, out, pool_items, levels, tolerance, pool_name=pool_name)
     judgments = gmad.simulate_judgments(pairs, truth, n_subjects=n_subjects, noise=noise, seed=seed, scale=scale)
     atomic_write_csv(out / "judgments.csv", judgments)
-    pool_scores = read_table(out / POOL_SCORES, "pool scores", ["item_id", "method", "score"])
+    pool_scores = gmad.read_table(out / POOL_SCORES, "pool scores", ["item_id", "method", "score"])
     return write_analysis(pairs, judgments, out / "analysis", pool_scores, pool_items, scale=scale)
 
 
@@ -136,19 +136,6 @@ def write_analysis(
         preferences = result.per_pair.set_index("pair_id")["mean"].to_dict()
         pair_figures(pairs, paths, out / "figures", preferences)
     return result
-
-
-def read_table(path: Path, what: str, columns: Sequence[str]) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, dtype={"item_id": str, "method": str})
-    except FileNotFoundError:
-        raise AnalysisError(f"{path}: {what} not found; check the path") from None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise AnalysisError(f"{path}: cannot read {what} ({exc})") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise AnalysisError(f"{path}: {what} lacks columns {missing}")
-    return frame
 
 
 def _thumbnail(path: str | Path, max_side: int) -> np.ndarray:
